@@ -1,0 +1,2 @@
+/* calib/bpe.c - placeholder: not written yet */
+typedef int ptq_placeholder_bpe;

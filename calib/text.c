@@ -1,0 +1,2 @@
+/* calib/text.c - placeholder: not written yet */
+typedef int ptq_placeholder_text;

@@ -1,0 +1,2 @@
+/* formats/checkpoint.c - placeholder: not written yet */
+typedef int ptq_placeholder_checkpoint;

@@ -1,0 +1,2 @@
+/* formats/safetensors.c - placeholder: not written yet */
+typedef int ptq_placeholder_safetensors;

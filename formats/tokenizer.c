@@ -1,0 +1,2 @@
+/* formats/tokenizer.c - placeholder: not written yet */
+typedef int ptq_placeholder_tokenizer;

@@ -1,0 +1,2 @@
+/* lib/eval.c - placeholder: not written yet */
+typedef int ptq_placeholder_eval;

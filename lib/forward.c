@@ -1,0 +1,2 @@
+/* lib/forward.c - placeholder: not written yet */
+typedef int ptq_placeholder_forward;

@@ -1,0 +1,2 @@
+/* lib/model.c - placeholder: not written yet */
+typedef int ptq_placeholder_model;

@@ -1,0 +1,26 @@
+/* cli.h - what every ptqc subcommand shares: error printing, number parsing,
+ * global options.  Only src/ prints and exits. */
+#ifndef PTQC_CLI_H
+#define PTQC_CLI_H
+
+#include "lib/err.h"
+
+/* Print "ptqc: <message>" to stderr and return e->status. */
+int cli_report(const ptq_err *e);
+/* Print "ptqc CMD: <message>" plus a hint to --help; return PTQ_EUSAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Parse an integer / real flag value in [lo, hi]; on failure report a usage
+ * error naming the flag and return PTQ_EUSAGE. */
+int cli_parse_long(const char *cmd, const char *flag, const char *s, long lo, long hi, long *out);
+int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo, double hi,
+                     double *out);
+/* Set the BLAS thread count (0 = leave OpenBLAS's default). */
+void cli_set_threads(int n);
+/* Wall clock in seconds. */
+double cli_now(void);
+
+/* Subcommands: argv[0] is the subcommand name. */
+int cmd_inspect(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+
+#endif
