@@ -1,0 +1,87 @@
+/* bundle.h - the ptqc bundle (.ptq), version 1.  Documented in ptqc-bundle(5).
+ *
+ * A POSIX ustar archive (readable by `tar tvf`), written member by member in a
+ * fixed order with fixed metadata (mtime 0, uid/gid 0, mode 0644), so equal
+ * inputs give equal bytes.  Every member's data starts on a 512-byte boundary
+ * of the file (ustar's own block size), so payloads can be mmap'ed and copied
+ * to a GPU without realignment; a payload that needs more alignment (4096) is
+ * preceded by a padding member.  Members:
+ *   config.json, tokenizer.json, tokenizer_config.json   (copied from the source)
+ *   tensors/<tensor name>.<payload>                      payloads, in layer order
+ *   manifest.json                                        last: every tensor's method,
+ *       format, bits, group, shape, payload member names, offsets, sizes and
+ *       SHA-256; provenance (source file hashes, calibration hash, ptqc version,
+ *       command line, seed); the compile report summary.
+ * The writer appends to OUT.partial in the destination directory and renames
+ * to OUT only after manifest.json is written and fsync'ed.
+ */
+#ifndef PTQC_BUNDLE_H
+#define PTQC_BUNDLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lib/err.h"
+#include "lib/qtensor.h"
+
+typedef struct cJSON cJSON;
+
+/* ---- writing ---- */
+typedef struct ptq_bundle_writer ptq_bundle_writer;
+
+/* Start writing final_path (the file goes to final_path.partial until finish). */
+int ptq_bw_open(ptq_bundle_writer **w, const char *final_path, ptq_err *e);
+/* Resume: reopen final_path.partial, keep the first keep_bytes (a value that
+ * ptq_bw_sync returned earlier), re-read and re-hash the members in it, and
+ * continue appending after them.  Fails if the partial file is shorter or its
+ * members do not parse. */
+int ptq_bw_resume(ptq_bundle_writer **w, const char *final_path, uint64_t keep_bytes,
+                  ptq_err *e);
+/* A plain member (config.json, ...). */
+int ptq_bw_add_file(ptq_bundle_writer *w, const char *member, const void *data, size_t len,
+                    ptq_err *e);
+/* A quantized or kept tensor: writes its payload members and remembers its
+ * manifest entry.  method: "rtn", "gptq", "fp16" ... ; extra: method details
+ * for the manifest (may be NULL; ownership stays with the caller). */
+int ptq_bw_add_tensor(ptq_bundle_writer *w, const char *name, const char *method,
+                      const ptq_qtensor *q, const cJSON *extra, ptq_err *e);
+/* Flush and fsync; *offset = bytes written so far (a resume point). */
+int ptq_bw_sync(ptq_bundle_writer *w, uint64_t *offset, ptq_err *e);
+/* Write manifest.json (the tensors table is added by the writer; top holds
+ * everything else: provenance, quantization settings, report), fsync, rename
+ * to the final path, fsync the directory.  Frees w. */
+int ptq_bw_finish(ptq_bundle_writer *w, const cJSON *top, ptq_err *e);
+/* Abandon: close and remove the partial file.  Frees w. */
+void ptq_bw_abort(ptq_bundle_writer *w);
+
+/* ---- reading ---- */
+typedef struct ptq_bundle_member {
+    char name[101];
+    uint64_t offset; /* of the data in the file */
+    uint64_t size;
+} ptq_bundle_member;
+
+typedef struct ptq_bundle {
+    char *path;
+    const uint8_t *map;
+    size_t size;
+    int nmembers;
+    ptq_bundle_member *members;
+    cJSON *manifest;
+} ptq_bundle;
+
+/* mmap and parse; verify=1 checks every payload's SHA-256 (PTQ_EVERIFY on a
+ * mismatch naming the member). */
+int ptq_bundle_open(ptq_bundle *b, const char *path, int verify, ptq_err *e);
+void ptq_bundle_close(ptq_bundle *b);
+/* Data of a member, or NULL. */
+const void *ptq_bundle_member_data(const ptq_bundle *b, const char *name, uint64_t *size);
+/* A view of a tensor (pointers into the map; free nothing, or free with
+ * ptq_qtensor_free only the struct arrays the reader allocated: see bundle.c). */
+int ptq_bundle_tensor(const ptq_bundle *b, const char *name, ptq_qtensor *q, ptq_err *e);
+/* Check every payload checksum and the manifest's consistency; the number of
+ * problems found goes to *nbad, with a line each through cb (may be NULL). */
+int ptq_bundle_verify(const ptq_bundle *b, int *nbad,
+                      void (*cb)(void *ud, const char *line), void *ud, ptq_err *e);
+
+#endif

@@ -1,0 +1,47 @@
+/* quant.h - the uniform (integer grid) quantizer shared by RTN and GPTQ.
+ *
+ * For a group of weights w[0..n): codes q in [0, maxq], maxq = 2^bits - 1,
+ *   q = clamp(round(w / scale) + zero, 0, maxq),  w' = scale * (q - zero)
+ * as GPTQ's reference quantizer defines it:
+ *   asymmetric: xmin = min(min w, 0), xmax = max(max w, 0),
+ *               scale = (xmax - xmin) / maxq, zero = round(-xmin / scale)
+ *   symmetric:  xmax = max(|xmin|, xmax), xmin = -xmax (when xmin < 0),
+ *               scale = (xmax - xmin) / maxq, zero = (maxq + 1) / 2
+ *   all-zero group: xmin = -1, xmax = +1.
+ * The scale is rounded to fp16 (what the bundle stores) before any code is
+ * computed, so quantization error terms see the values the runtime decodes.
+ * Optional MSE clipping search (GPTQ reference: grid 100, maxshrink 0.8,
+ * norm 2.4): shrink [xmin, xmax] by p = 1 - i/grid and keep the lowest
+ * sum |w' - w|^norm.
+ */
+#ifndef PTQC_QUANT_H
+#define PTQC_QUANT_H
+
+#include <stdint.h>
+
+typedef struct ptq_quant_opts {
+    int bits;  /* 2..8 */
+    int sym;   /* 1 symmetric, 0 asymmetric */
+    int mse;   /* 1: clipping search */
+} ptq_quant_opts;
+
+typedef struct ptq_qgrid {
+    uint16_t scale_f16; /* the stored scale */
+    float scale;        /* its float32 value */
+    uint8_t zero;
+    int maxq;
+} ptq_qgrid;
+
+/* Grid for one group of n weights (strided by stride floats). */
+void ptq_quant_grid(const float *w, int n, int stride, const ptq_quant_opts *o, ptq_qgrid *g);
+/* Code of one weight and its dequantized value. */
+static inline int ptq_quant_code(const ptq_qgrid *g, float w)
+{
+    float q = __builtin_nearbyintf(w / g->scale) + (float)g->zero; /* ties to even */
+    if (q < 0.0f) q = 0.0f;
+    if (q > (float)g->maxq) q = (float)g->maxq;
+    return (int)q;
+}
+static inline float ptq_quant_value(const ptq_qgrid *g, int q) { return g->scale * (float)(q - (int)g->zero); }
+
+#endif
