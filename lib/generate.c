@@ -1,0 +1,350 @@
+/* generate.c - KV-cached decoding, sampling, data-free calibration samples.
+ * See generate.h.  Mirrors lib/forward.c one position at a time. */
+#include "lib/generate.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ptq_gen {
+    ptq_config cfg;
+    int batch, max_len;
+    ptq_layer_w w;    /* one widened layer, reused */
+    float *norm;      /* [D] final norm */
+    float *lm_head;   /* [V, D] */
+    float *kcache;    /* [layers][batch][max_len][kv_dim] */
+    float *vcache;
+    float *x, *xn;    /* [batch, D] */
+    float *q, *att;   /* [batch, q_dim] */
+    float *k, *v;     /* [batch, kv_dim] */
+    float *h1, *h2;   /* [batch, I] */
+    float *scores;    /* [max_len] */
+    float *scratch;   /* [batch, D] for ptq_fwd_logits */
+    double *inv_freq; /* [head_dim / 2] */
+};
+
+/* RoPE inverse frequencies of the HF convention, with linear or llama3
+ * scaling (Llama 3.1 reference: wavelengths above original_max/low_freq_factor
+ * are divided by factor, below original_max/high_freq_factor kept, smooth in
+ * between). */
+static void rope_inv_freq(const ptq_config *c, double *inv)
+{
+    int half = c->head_dim / 2;
+    for (int i = 0; i < half; i++) {
+        double f = pow((double)c->rope_theta, -2.0 * i / (double)c->head_dim);
+        if (c->rope_scaling == PTQ_ROPE_LINEAR) {
+            f /= c->rope_factor;
+        } else if (c->rope_scaling == PTQ_ROPE_LLAMA3) {
+            double orig = c->rope_orig_max_pos;
+            double low_wl = orig / c->rope_low_freq_factor;
+            double high_wl = orig / c->rope_high_freq_factor;
+            double wl = 2.0 * M_PI / f;
+            if (wl > low_wl) {
+                f /= c->rope_factor;
+            } else if (wl >= high_wl) {
+                double smooth = (orig / wl - c->rope_low_freq_factor) /
+                                (c->rope_high_freq_factor - c->rope_low_freq_factor);
+                f = (1.0 - smooth) * f / c->rope_factor + smooth * f;
+            }
+        }
+        inv[i] = f;
+    }
+}
+
+/* Rotate each head of x [nheads * hd] at position pos (rotate_half pairs). */
+static void rope(float *x, int nheads, int hd, int pos, const double *inv)
+{
+    int half = hd / 2;
+    for (int i = 0; i < half; i++) {
+        double a = pos * inv[i];
+        float c = (float)cos(a), s = (float)sin(a);
+        for (int h = 0; h < nheads; h++) {
+            float *p = x + (size_t)h * hd;
+            float x1 = p[i], x2 = p[i + half];
+            p[i] = x1 * c - x2 * s;
+            p[i + half] = x2 * c + x1 * s;
+        }
+    }
+}
+
+static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
+{
+    double ss = 0.0;
+    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    float r = (float)(1.0 / sqrt(ss / n + eps));
+    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
+}
+
+/* y [n, rows] = x [n, cols] W^T (+ bias) */
+static void linear(float *y, const float *x, const float *W, const float *bias, int n, int rows,
+                   int cols)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x, cols, W, cols,
+                0.0f, y, rows);
+    if (bias)
+        for (int t = 0; t < n; t++)
+            for (int r = 0; r < rows; r++) y[(size_t)t * rows + r] += bias[r];
+}
+
+int ptq_gen_create(ptq_gen **out, const ptq_config *c, int batch, int max_len, ptq_err *e)
+{
+    *out = NULL;
+    if (batch < 1 || max_len < 1)
+        return ptq_fail(e, PTQ_EINTERNAL, "generate: batch %d and length %d must be positive",
+                        batch, max_len);
+    ptq_gen *g = calloc(1, sizeof *g);
+    if (!g) return ptq_fail(e, PTQ_ENOMEM, "out of memory for the decoder state");
+    g->cfg = *c;
+    g->batch = batch;
+    g->max_len = max_len;
+    int rc = ptq_layer_w_alloc(&g->w, c, e);
+    if (rc) {
+        free(g);
+        return rc;
+    }
+    size_t D = c->hidden, V = c->vocab, NI = c->intermediate;
+    size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
+    size_t cache = (size_t)c->n_layers * batch * max_len * kvd;
+    g->norm = malloc(sizeof(float) * D);
+    g->lm_head = malloc(sizeof(float) * V * D);
+    g->kcache = malloc(sizeof(float) * cache);
+    g->vcache = malloc(sizeof(float) * cache);
+    g->x = malloc(sizeof(float) * batch * D);
+    g->xn = malloc(sizeof(float) * batch * D);
+    g->scratch = malloc(sizeof(float) * batch * D);
+    g->q = malloc(sizeof(float) * batch * qd);
+    g->att = malloc(sizeof(float) * batch * qd);
+    g->k = malloc(sizeof(float) * batch * kvd);
+    g->v = malloc(sizeof(float) * batch * kvd);
+    g->h1 = malloc(sizeof(float) * batch * NI);
+    g->h2 = malloc(sizeof(float) * batch * NI);
+    g->scores = malloc(sizeof(float) * max_len);
+    g->inv_freq = malloc(sizeof(double) * (c->head_dim / 2 + 1));
+    if (!g->norm || !g->lm_head || !g->kcache || !g->vcache || !g->x || !g->xn || !g->scratch ||
+        !g->q || !g->att || !g->k || !g->v || !g->h1 || !g->h2 || !g->scores || !g->inv_freq) {
+        ptq_gen_free(g);
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory for a KV cache of %d x %d tokens", batch,
+                        max_len);
+    }
+    rope_inv_freq(c, g->inv_freq);
+    *out = g;
+    return PTQ_OK;
+}
+
+void ptq_gen_free(ptq_gen *g)
+{
+    if (!g) return;
+    ptq_layer_w_free(&g->w);
+    free(g->norm); free(g->lm_head); free(g->kcache); free(g->vcache);
+    free(g->x); free(g->xn); free(g->scratch); free(g->q); free(g->att);
+    free(g->k); free(g->v); free(g->h1); free(g->h2); free(g->scores); free(g->inv_freq);
+    free(g);
+}
+
+int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int pos,
+                 float *logits, ptq_err *e)
+{
+    const ptq_config *c = &g->cfg;
+    int B = g->batch, D = c->hidden, NI = c->intermediate, hd = c->head_dim;
+    int H = c->n_heads, KV = c->n_kv_heads, qd = H * hd, kvd = KV * hd;
+    if (pos < 0 || pos >= g->max_len)
+        return ptq_fail(e, PTQ_EINTERNAL, "generate: position %d outside the cache of %d", pos,
+                        g->max_len);
+    for (int b = 0; b < B; b++)
+        if (tokens[b] < 0 || tokens[b] >= c->vocab)
+            return ptq_fail(e, PTQ_EDATA, "token id %d outside the vocabulary of %d", tokens[b],
+                            c->vocab);
+    int rc = src->embed(src->ctx, tokens, B, g->x, e);
+    if (rc) return rc;
+    float scale = 1.0f / sqrtf((float)hd);
+    for (int l = 0; l < c->n_layers; l++) {
+        ptq_layer_w *w = &g->w;
+        if ((rc = src->layer(src->ctx, l, w, e))) return rc;
+        for (int b = 0; b < B; b++)
+            rmsnorm(g->xn + (size_t)b * D, g->x + (size_t)b * D, w->attn_norm, D, c->rms_eps);
+        linear(g->q, g->xn, w->w[PTQ_Q], w->bias[PTQ_Q], B, qd, D);
+        linear(g->k, g->xn, w->w[PTQ_K], w->bias[PTQ_K], B, kvd, D);
+        linear(g->v, g->xn, w->w[PTQ_V], w->bias[PTQ_V], B, kvd, D);
+        for (int b = 0; b < B; b++) {
+            float *q = g->q + (size_t)b * qd;
+            float *kc = g->kcache + (((size_t)l * B + b) * g->max_len) * kvd;
+            float *vc = g->vcache + (((size_t)l * B + b) * g->max_len) * kvd;
+            rope(q, H, hd, pos, g->inv_freq);
+            memcpy(kc + (size_t)pos * kvd, g->k + (size_t)b * kvd, sizeof(float) * kvd);
+            memcpy(vc + (size_t)pos * kvd, g->v + (size_t)b * kvd, sizeof(float) * kvd);
+            rope(kc + (size_t)pos * kvd, KV, hd, pos, g->inv_freq);
+            for (int h = 0; h < H; h++) {
+                int kh = h / (H / KV);
+                const float *qh = q + (size_t)h * hd;
+                float mx = -INFINITY;
+                for (int t = 0; t <= pos; t++) {
+                    const float *kt = kc + (size_t)t * kvd + (size_t)kh * hd;
+                    float s = 0.0f;
+                    for (int i = 0; i < hd; i++) s += qh[i] * kt[i];
+                    s *= scale;
+                    g->scores[t] = s;
+                    if (s > mx) mx = s;
+                }
+                float sum = 0.0f;
+                for (int t = 0; t <= pos; t++) {
+                    g->scores[t] = expf(g->scores[t] - mx);
+                    sum += g->scores[t];
+                }
+                float *o = g->att + (size_t)b * qd + (size_t)h * hd;
+                memset(o, 0, sizeof(float) * hd);
+                for (int t = 0; t <= pos; t++) {
+                    const float *vt = vc + (size_t)t * kvd + (size_t)kh * hd;
+                    float p = g->scores[t] / sum;
+                    for (int i = 0; i < hd; i++) o[i] += p * vt[i];
+                }
+            }
+        }
+        linear(g->xn, g->att, w->w[PTQ_O], NULL, B, D, qd);
+        for (size_t i = 0; i < (size_t)B * D; i++) g->x[i] += g->xn[i];
+        for (int b = 0; b < B; b++)
+            rmsnorm(g->xn + (size_t)b * D, g->x + (size_t)b * D, w->mlp_norm, D, c->rms_eps);
+        linear(g->h1, g->xn, w->w[PTQ_GATE], NULL, B, NI, D);
+        linear(g->h2, g->xn, w->w[PTQ_UP], NULL, B, NI, D);
+        for (size_t i = 0; i < (size_t)B * NI; i++) {
+            float a = g->h1[i];
+            g->h1[i] = a / (1.0f + expf(-a)) * g->h2[i];
+        }
+        linear(g->xn, g->h1, w->w[PTQ_DOWN], NULL, B, D, NI);
+        for (size_t i = 0; i < (size_t)B * D; i++) g->x[i] += g->xn[i];
+    }
+    if ((rc = src->head(src->ctx, g->norm, g->lm_head, e))) return rc;
+    ptq_fwd_logits(c, g->norm, g->lm_head, g->x, B, logits, g->scratch);
+    return PTQ_OK;
+}
+
+/* ---- random numbers and sampling ---- */
+
+static uint64_t splitmix64(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void ptq_rng_seed(ptq_rng *r, uint64_t seed)
+{
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+uint64_t ptq_rng_next(ptq_rng *r)
+{
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+
+double ptq_rng_uniform(ptq_rng *r) { return (double)(ptq_rng_next(r) >> 11) * 0x1.0p-53; }
+
+static int argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+typedef struct { double p; int id; } prob_id;
+
+static int by_prob_desc(const void *a, const void *b)
+{
+    const prob_id *x = a, *y = b;
+    if (x->p != y->p) return x->p < y->p ? 1 : -1;
+    return x->id - y->id;
+}
+
+int ptq_sample(const float *logits, int vocab, float temp, float top_p, ptq_rng *rng)
+{
+    if (temp <= 0.0f) return argmax(logits, vocab);
+    prob_id *p = malloc(sizeof *p * (size_t)vocab);
+    if (!p) return argmax(logits, vocab); /* degrade to greedy rather than fail */
+    float mx = logits[argmax(logits, vocab)];
+    double sum = 0.0;
+    for (int i = 0; i < vocab; i++) {
+        p[i].p = exp((double)(logits[i] - mx) / temp);
+        p[i].id = i;
+        sum += p[i].p;
+    }
+    int n = vocab;
+    if (top_p < 1.0f) {
+        qsort(p, (size_t)vocab, sizeof *p, by_prob_desc);
+        double cum = 0.0;
+        for (n = 0; n < vocab;) {
+            cum += p[n++].p / sum;
+            if (cum >= top_p) break;
+        }
+        sum = 0.0;
+        for (int i = 0; i < n; i++) sum += p[i].p;
+    }
+    double u = ptq_rng_uniform(rng) * sum, cum = 0.0;
+    int pick = p[n - 1].id;
+    for (int i = 0; i < n; i++) {
+        cum += p[i].p;
+        if (u < cum) {
+            pick = p[i].id;
+            break;
+        }
+    }
+    free(p);
+    return pick;
+}
+
+/* ---- data-free calibration ---- */
+
+int ptq_gen_samples(const ptq_weights *src, int bos, int nsamples, int seqlen, uint64_t seed,
+                    int32_t *out, ptq_gen_progress progress, void *ud, ptq_err *e)
+{
+    const ptq_config *c = src->cfg;
+    if (bos < 0 || bos >= c->vocab)
+        return ptq_fail(e, PTQ_EDATA, "data-free calibration needs a BOS token; the tokenizer has none");
+    /* Bound the KV cache to about 1 GiB by generating in sub-batches. */
+    size_t per_seq = (size_t)c->n_layers * seqlen * c->n_kv_heads * c->head_dim * 2 * sizeof(float);
+    int sub = (int)((1ull << 30) / (per_seq ? per_seq : 1));
+    if (sub < 1) sub = 1;
+    if (sub > nsamples) sub = nsamples;
+    float *logits = malloc(sizeof(float) * (size_t)sub * c->vocab);
+    int32_t *tok = malloc(sizeof(int32_t) * (size_t)sub);
+    if (!logits || !tok) {
+        free(logits);
+        free(tok);
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory for data-free calibration");
+    }
+    ptq_rng rng;
+    ptq_rng_seed(&rng, seed);
+    int rc = PTQ_OK, done = 0, total = nsamples * seqlen;
+    for (int s0 = 0; s0 < nsamples && !rc; s0 += sub) {
+        int nb = nsamples - s0 < sub ? nsamples - s0 : sub;
+        ptq_gen *g = NULL;
+        if ((rc = ptq_gen_create(&g, c, nb, seqlen, e))) break;
+        for (int b = 0; b < nb; b++) tok[b] = out[(size_t)(s0 + b) * seqlen] = bos;
+        for (int pos = 0; pos + 1 < seqlen && !rc; pos++) {
+            rc = ptq_gen_step(g, src, tok, pos, logits, e);
+            for (int b = 0; b < nb && !rc; b++) {
+                tok[b] = ptq_sample(logits + (size_t)b * c->vocab, c->vocab, 1.0f, 1.0f, &rng);
+                out[(size_t)(s0 + b) * seqlen + pos + 1] = tok[b];
+            }
+            done += nb;
+            if (progress) progress(ud, done, total);
+        }
+        done += nb; /* the BOS positions */
+        ptq_gen_free(g);
+    }
+    free(logits);
+    free(tok);
+    return rc;
+}
