@@ -5,7 +5,12 @@
  * aqlm) turns float32 weights into a ptq_qtensor; the bundle stores its
  * payloads; the CPU runtime dequantizes it.  Adding a method = one quantizer
  * file + (if its storage is new) one format enum value with its payloads and
- * its decode routine in lib/dequant.c.
+ * its decode routine in lib/qtensor.c.
+ *
+ * Ownership: a quantizer mallocs the arrays and leaves `mapped` 0, so
+ * ptq_qtensor_free frees them.  The bundle reader fills a ptq_qtensor whose
+ * arrays point into the read-only map of the file and sets `mapped` 1;
+ * ptq_qtensor_free then frees nothing (never write through such pointers).
  */
 #ifndef PTQC_QTENSOR_H
 #define PTQC_QTENSOR_H
@@ -15,14 +20,16 @@
 #include "lib/err.h"
 
 enum ptq_qformat {
-    PTQ_QF_F16 = 0, /* kept in fp16 (--skip, embeddings, lm_head) */
-    PTQ_QF_INT = 1, /* uniform integer codes + group scales/zeros (lib/pack.h) */
+    PTQ_QF_DENSE = 0, /* kept unquantized in its source dtype F16/BF16/F32
+                         (--skip, embeddings, norms, lm_head) */
+    PTQ_QF_INT = 1,   /* uniform integer codes + group scales/zeros (lib/pack.h) */
 };
 
 typedef struct ptq_qtensor {
     int format;      /* enum ptq_qformat */
-    int rows, cols;  /* out, in */
-    int bits;        /* 2..8 (PTQ_QF_INT) */
+    int rows, cols;  /* out, in; a vector (norm, bias) of n is rows = 1, cols = n */
+    /* PTQ_QF_INT */
+    int bits;        /* 2..8 */
     int group;       /* 0 = per output channel */
     int ngroups;     /* group ? cols / group : 1 */
     int sym;         /* informational: zeros are stored either way */
@@ -30,12 +37,24 @@ typedef struct ptq_qtensor {
     uint16_t *scales;  /* fp16 [rows][ngroups] */
     uint8_t *zeros;    /* [rows][ngroups] */
     int32_t *g_idx;    /* [cols] or NULL */
-    uint16_t *f16;     /* PTQ_QF_F16: [rows][cols] */
+    /* PTQ_QF_DENSE */
+    int dtype;         /* ptq_dtype (lib/dtype.h): PTQ_DT_F16, PTQ_DT_BF16 or PTQ_DT_F32 */
+    void *data;        /* [rows][cols] elements of dtype, little-endian */
+    /* 0: the arrays are malloc'ed and owned; 1: they point into memory the
+     * struct does not own (a bundle's read-only map) */
+    int mapped;
 } ptq_qtensor;
 
+/* Free the owned arrays (nothing when mapped) and zero the struct. */
 void ptq_qtensor_free(ptq_qtensor *q);
 
-/* Dequantize into w [rows][cols] float32 (the reference decode). */
+/* Dequantize into w [rows][cols] float32 (the reference decode).  Fails with
+ * PTQ_EFORMAT on an invalid tensor (bits, group, g_idx or zero out of range). */
 int ptq_qtensor_dequant(const ptq_qtensor *q, float *w, ptq_err *e);
+/* The same for rows [row0, row0 + n) only, into w [n][cols] (embedding rows). */
+int ptq_qtensor_dequant_rows(const ptq_qtensor *q, int row0, int n, float *w, ptq_err *e);
+/* Check the fields (format, shape, bits, group, dtype, g_idx range, zero
+ * range) without decoding; what = a name for the message. */
+int ptq_qtensor_check(const ptq_qtensor *q, const char *what, ptq_err *e);
 
 #endif
