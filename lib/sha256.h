@@ -10,11 +10,11 @@ typedef struct ptq_sha256 {
     uint64_t nbytes;
     uint8_t buf[64];
     size_t nbuf;
-} ptq_sha256;
+} ptq_sha256_ctx; /* (a typedef named ptq_sha256 would clash with the function) */
 
-void ptq_sha256_init(ptq_sha256 *s);
-void ptq_sha256_update(ptq_sha256 *s, const void *data, size_t len);
-void ptq_sha256_final(ptq_sha256 *s, uint8_t out[32]);
+void ptq_sha256_init(ptq_sha256_ctx *s);
+void ptq_sha256_update(ptq_sha256_ctx *s, const void *data, size_t len);
+void ptq_sha256_final(ptq_sha256_ctx *s, uint8_t out[32]);
 /* One call: digest of data. */
 void ptq_sha256(const void *data, size_t len, uint8_t out[32]);
 /* 64 lowercase hex digits + NUL into hex[65]. */
