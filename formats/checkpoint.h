@@ -23,10 +23,13 @@ typedef struct ptq_checkpoint {
 int ptq_ckpt_open(ptq_checkpoint *ck, const char *dir, ptq_err *e);
 void ptq_ckpt_close(ptq_checkpoint *ck);
 
-/* A ptq_weights provider reading from the checkpoint (widening F16/BF16). */
+/* A ptq_weights provider reading from the checkpoint (widening F16/BF16).
+ * A NaN or Inf met while widening is PTQ_EDATA naming the tensor; a token id
+ * outside the vocabulary is PTQ_EDATA.  ck must outlive w. */
 void ptq_ckpt_weights(ptq_checkpoint *ck, ptq_weights *w);
 
-/* HF tensor name of a linear of layer l ("model.layers.3.self_attn.q_proj.weight"). */
+/* HF tensor name of a tensor of layer l: suffix "self_attn.q_proj.weight"
+ * gives "model.layers.3.self_attn.q_proj.weight" for layer 3. */
 void ptq_ckpt_tensor_name(char *buf, size_t n, int layer, const char *suffix);
 
 #endif

@@ -35,23 +35,38 @@ typedef struct ptq_safetensors {
     size_t *sizes;   /* file size of each shard */
     int ntensors;
     ptq_st_tensor *tensors; /* sorted by name */
+    char *index_path; /* model.safetensors.index.json when sharded, else NULL */
 } ptq_safetensors;
 
+/* Largest accepted JSON header (and shard index): 100 MB. */
+#define PTQ_ST_MAX_HEADER (100u * 1000u * 1000u)
+
 /* Open a checkpoint directory (model.safetensors.index.json if present, else
- * model.safetensors, else the single *.safetensors file) or one file. */
+ * model.safetensors, else the single *.safetensors file), one .safetensors
+ * file, or one *.index.json.  A shard index must name every tensor of its
+ * shards, each in the shard that holds it; shards are plain file names in the
+ * index's directory.  st is zeroed first; close it on success only. */
 int ptq_st_open(ptq_safetensors *st, const char *path, ptq_err *e);
 void ptq_st_close(ptq_safetensors *st);
 
 /* Parse and validate one header from memory (the whole file or at least the
  * 8-byte length plus header); file_size is the full file size for the range
- * checks.  Appends tensors to st with data == NULL.  Used by the fuzzer. */
+ * checks.  Appends tensors to st with data == NULL, then sorts all of st's
+ * tensors by name and refuses a name seen twice.  On failure st keeps the
+ * tensors it had before.  Free with ptq_st_close (a zeroed st is valid).
+ * Offsets stay relative to the data section at 8 + header length.  Used by
+ * ptq_st_open and by the fuzzer. */
 int ptq_st_parse_header(ptq_safetensors *st, const uint8_t *buf, size_t buflen,
                         uint64_t file_size, int file, const char *fname, ptq_err *e);
+
+/* Number of elements of a tensor (product of its shape; 1 for a scalar). */
+uint64_t ptq_st_numel(const ptq_st_tensor *t);
 
 const ptq_st_tensor *ptq_st_find(const ptq_safetensors *st, const char *name);
 
 /* Widen a tensor (F32/F16/BF16) into float32, n elements starting at element
- * first (so a row range can be widened alone). */
+ * first (so a row range can be widened alone).  A NaN or Inf is refused with
+ * PTQ_EDATA naming the tensor, the file and the element. */
 int ptq_st_read_f32(const ptq_safetensors *st, const ptq_st_tensor *t, size_t first,
                     size_t n, float *out, ptq_err *e);
 
@@ -64,7 +79,11 @@ typedef struct ptq_st_wtensor {
     const void *data; /* raw bytes in dtype */
 } ptq_st_wtensor;
 
-/* Write one safetensors file atomically (temp name + rename). */
+/* Write one safetensors file atomically (temp name + rename): header
+ * {"__metadata__":{"format":"pt"}, tensors in the given order}, space-padded
+ * to a multiple of 8, data contiguous in the same order.  Names must be
+ * unique and non-empty; data may be NULL only for empty tensors.  A write
+ * failure (ENOSPC, EACCES, ...) is PTQ_EOUTPUT and leaves no file behind. */
 int ptq_st_write(const char *path, const ptq_st_wtensor *t, int n, ptq_err *e);
 
 #endif
