@@ -26,6 +26,7 @@ typedef struct ptq_eval_result {
     double top1_agree;     /* fraction of predicted tokens with the same argmax */
     double seconds;        /* wall time of the forward passes */
     double tokens_per_s;   /* windows*ctx tokens (both models counted once) / seconds */
+    int batch;             /* windows per forward batch actually used */
 } ptq_eval_result;
 
 typedef void (*ptq_eval_progress)(void *ud, long done_windows, long total_windows);
