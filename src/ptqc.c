@@ -19,6 +19,7 @@ typedef struct command {
 static const command commands[] = {
     {"inspect", cmd_inspect, "show a checkpoint's or bundle's config, tensors and tokenizer"},
     {"eval", cmd_eval, "perplexity (ptqc-ppl-v1), KL divergence and top-1 agreement"},
+    {"verify", cmd_verify, "check a bundle's checksums and manifest"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

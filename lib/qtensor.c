@@ -1,0 +1,105 @@
+/* qtensor.c - freeing, checking and the reference decode of ptq_qtensor. */
+#include "lib/qtensor.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/dtype.h"
+#include "lib/half.h"
+#include "lib/pack.h"
+
+void ptq_qtensor_free(ptq_qtensor *q)
+{
+    if (!q) return;
+    if (!q->mapped) {
+        free(q->qweight);
+        free(q->scales);
+        free(q->zeros);
+        free(q->g_idx);
+        free(q->data);
+    }
+    memset(q, 0, sizeof *q);
+}
+
+int ptq_qtensor_check(const ptq_qtensor *q, const char *what, ptq_err *e)
+{
+    if (q->rows <= 0 || q->cols <= 0)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: shape %d x %d is not positive", what, q->rows,
+                        q->cols);
+    if (q->format == PTQ_QF_DENSE) {
+        if (q->dtype != PTQ_DT_F16 && q->dtype != PTQ_DT_BF16 && q->dtype != PTQ_DT_F32)
+            return ptq_fail(e, PTQ_EFORMAT, "%s: dense dtype %s is not F16, BF16 or F32", what,
+                            ptq_dtype_name((ptq_dtype)q->dtype));
+        if (!q->data) return ptq_fail(e, PTQ_EFORMAT, "%s: dense tensor without data", what);
+        return PTQ_OK;
+    }
+    if (q->format != PTQ_QF_INT)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: unknown tensor format %d", what, q->format);
+    if (q->bits < 2 || q->bits > 8)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: bits %d outside 2..8", what, q->bits);
+    if (q->group < 0 || (q->group > 0 && q->cols % q->group != 0))
+        return ptq_fail(e, PTQ_EFORMAT, "%s: group %d does not divide %d columns", what,
+                        q->group, q->cols);
+    int ng = q->group ? q->cols / q->group : 1;
+    if (q->ngroups != ng)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: ngroups %d, expected %d", what, q->ngroups, ng);
+    if (!q->qweight || !q->scales || !q->zeros)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: int tensor without qweight, scales or zeros", what);
+    unsigned maxq = (1u << q->bits) - 1u;
+    size_t nz = (size_t)q->rows * (size_t)ng;
+    for (size_t i = 0; i < nz; i++)
+        if (q->zeros[i] > maxq)
+            return ptq_fail(e, PTQ_EFORMAT, "%s: zero point %u of group %zu exceeds %u", what,
+                            q->zeros[i], i, maxq);
+    if (q->g_idx)
+        for (int k = 0; k < q->cols; k++)
+            if (q->g_idx[k] < 0 || q->g_idx[k] >= ng)
+                return ptq_fail(e, PTQ_EFORMAT, "%s: g_idx[%d] = %d outside 0..%d", what, k,
+                                (int)q->g_idx[k], ng - 1);
+    return PTQ_OK;
+}
+
+static int decode_rows(const ptq_qtensor *q, int row0, int n, float *w)
+{
+    size_t cols = (size_t)q->cols;
+    if (q->format == PTQ_QF_DENSE) {
+        size_t first = (size_t)row0 * cols, count = (size_t)n * cols;
+        if (q->dtype == PTQ_DT_F32) {
+            memcpy(w, (const float *)q->data + first, count * sizeof(float));
+        } else if (q->dtype == PTQ_DT_F16) {
+            const uint16_t *s = (const uint16_t *)q->data + first;
+            for (size_t i = 0; i < count; i++) w[i] = ptq_f16_to_f32(s[i]);
+        } else {
+            const uint16_t *s = (const uint16_t *)q->data + first;
+            for (size_t i = 0; i < count; i++) w[i] = ptq_bf16_to_f32(s[i]);
+        }
+        return PTQ_OK;
+    }
+    int ng = q->ngroups, words = ptq_pack_row_words(q->cols, q->bits);
+    for (int r = row0; r < row0 + n; r++) {
+        const uint32_t *row = q->qweight + (size_t)r * (size_t)words;
+        const uint16_t *sc = q->scales + (size_t)r * (size_t)ng;
+        const uint8_t *zr = q->zeros + (size_t)r * (size_t)ng;
+        float *out = w + (size_t)(r - row0) * cols;
+        for (int k = 0; k < q->cols; k++) {
+            int g = q->g_idx ? q->g_idx[k] : (q->group ? k / q->group : 0);
+            out[k] = ptq_dequant(sc[g], zr[g], ptq_pack_get(row, k, q->bits));
+        }
+    }
+    return PTQ_OK;
+}
+
+int ptq_qtensor_dequant_rows(const ptq_qtensor *q, int row0, int n, float *w, ptq_err *e)
+{
+    int rc = ptq_qtensor_check(q, "tensor", e);
+    if (rc) return rc;
+    if (row0 < 0 || n < 0 || row0 > q->rows - n)
+        return ptq_fail(e, PTQ_EINTERNAL, "rows %d..%d outside a tensor of %d rows", row0,
+                        row0 + n, q->rows);
+    return decode_rows(q, row0, n, w);
+}
+
+int ptq_qtensor_dequant(const ptq_qtensor *q, float *w, ptq_err *e)
+{
+    return ptq_qtensor_dequant_rows(q, 0, q->rows, w, e);
+}
