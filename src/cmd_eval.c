@@ -12,7 +12,9 @@
 
 #include "calib/text.h"
 #include "formats/checkpoint.h"
+#include "lib/runtime_cpu.h"
 #include "lib/eval.h"
+#include "lib/runtime_cpu.h"
 #include "src/cli.h"
 
 #define DEFAULT_CTX 128
@@ -24,7 +26,7 @@ static const char usage_text[] =
     "text tokenized with the model's tokenizer, cut into non-overlapping windows\n"
     "of --ctx tokens (the tail that does not fill a window is dropped), every\n"
     "window run from position 0; NLL summed over tokens 1..ctx-1 of each window.\n"
-    "MODEL is a Hugging Face checkpoint directory.\n"
+    "MODEL is a Hugging Face checkpoint directory or a .ptq bundle.\n"
     "\n"
     "Options:\n"
     "  --text FILE         text to evaluate (required; repeat to concatenate several\n"
@@ -42,20 +44,19 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 success, 2 usage, 3 input unreadable, 4 input malformed,\n"
     "5 data unusable (empty text, fewer tokens than one window, non-finite logits),\n"
-    "8 out of memory.  See ptqc-eval(1).\n";
+    "7 bundle verification failed, 8 out of memory.  See ptqc-eval(1).\n";
 
 /* A model opened for evaluation: weights and the tokenizer. */
 typedef struct eval_model {
     const char *path;
-    ptq_checkpoint ck;
-    int is_ckpt;
+    ptq_model_src src;
+    int open;
     ptq_weights w;
     const ptq_tokenizer *tok; /* NULL when the model has none */
 } eval_model;
 
 /* The one place that turns MODEL into a ptq_weights provider and a tokenizer:
- * a Hugging Face checkpoint directory today; a bundle (.ptq file) is
- * dispatched here when its reader exists. */
+ * a checkpoint directory or a .ptq bundle (lib/runtime_cpu.h). */
 static int eval_model_open(eval_model *m, const char *path, ptq_err *e)
 {
     memset(m, 0, sizeof *m);
@@ -63,21 +64,18 @@ static int eval_model_open(eval_model *m, const char *path, ptq_err *e)
     struct stat sb;
     if (stat(path, &sb) != 0)
         return ptq_fail(e, PTQ_EIO, "%s: no such file or directory", path);
-    if (!S_ISDIR(sb.st_mode))
-        return ptq_fail(e, PTQ_EFORMAT, "%s: not a checkpoint directory (bundles are not "
-                                        "evaluated yet)", path);
-    int rc = ptq_ckpt_open(&m->ck, path, e);
+    int rc = ptq_model_src_open(&m->src, path, e);
     if (rc) return rc;
-    m->is_ckpt = 1;
-    ptq_ckpt_weights(&m->ck, &m->w);
-    m->tok = m->ck.tok;
+    m->open = 1;
+    m->w = m->src.w;
+    m->tok = m->src.tok;
     return PTQ_OK;
 }
 
 static void eval_model_close(eval_model *m)
 {
-    if (m->is_ckpt) ptq_ckpt_close(&m->ck);
-    m->is_ckpt = 0;
+    if (m->open) ptq_model_src_close(&m->src);
+    m->open = 0;
 }
 
 static int is_space(unsigned char ch)

@@ -798,7 +798,8 @@ START_TEST(test_cli_help_matches_man)
         p += 4;
         char name[64] = "--";
         size_t k = 2;
-        while ((p[0] >= 'a' && p[0] <= 'z') || p[0] == '-' || (p[0] == '\\' && p[1] == '-')) {
+        while ((p[0] >= 'a' && p[0] <= 'z') || (p[0] >= '0' && p[0] <= '9') || p[0] == '-' ||
+               (p[0] == '\\' && p[1] == '-')) {
             if (p[0] == '\\') p++;
             if (k < sizeof name - 1) name[k++] = *p;
             p++;
@@ -810,7 +811,7 @@ START_TEST(test_cli_help_matches_man)
         p += 2;
         char name[64] = "\\-\\-";
         size_t k = 4;
-        while ((*p >= 'a' && *p <= 'z') || *p == '-') {
+        while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-') {
             if (*p == '-' && k < sizeof name - 3) name[k++] = '\\';
             if (k < sizeof name - 1) name[k++] = *p;
             p++;
