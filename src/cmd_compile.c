@@ -1,0 +1,249 @@
+/* cmd_compile.c - `ptqc compile MODEL -o OUT.ptq`: flags, then src/compile.c. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "src/cli.h"
+#include "src/compile.h"
+#include "src/progress.h"
+
+static const char usage_text[] =
+    "Usage: ptqc compile MODEL -o OUT.ptq [OPTIONS]\n"
+    "\n"
+    "Quantize a Hugging Face Llama-family checkpoint directory layer by layer\n"
+    "and write a bundle.  See ptqc-compile(1).\n"
+    "\n"
+    "Quantization:\n"
+    "  --method rtn|gptq      quantizer (default gptq)\n"
+    "  --bits N               bits per weight, 2..8 (default 4)\n"
+    "  --group N              columns per group: 32, 64, 128, ... dividing every\n"
+    "                         input size, or 0 = one group per output channel\n"
+    "                         (default 128, or 0 when 128 does not divide)\n"
+    "  --sym / --asym         symmetric (default) or asymmetric grid\n"
+    "  --mse                  clipping search for each group's range\n"
+    "  --act-order            GPTQ: columns in order of decreasing Hessian diagonal\n"
+    "  --static-groups        with --act-order: groups fixed before the permutation\n"
+    "                         (otherwise a g_idx is stored)\n"
+    "  --damp X               GPTQ dampening, fraction of the mean diagonal (0.01);\n"
+    "                         raised x10 with a warning while Cholesky fails\n"
+    "  --block N              GPTQ lazy-batch block size (default 128)\n"
+    "  --skip PATTERN         keep linears whose tensor name matches (fnmatch) dense;\n"
+    "                         repeatable\n"
+    "Calibration:\n"
+    "  --calib SOURCE         calibration text: file, directory, JSONL, archive, or -;\n"
+    "                         repeatable.  None: the model writes its own samples\n"
+    "  --jsonl-field NAME     field of JSONL records (default text)\n"
+    "  --nsamples N           calibration windows (default 128)\n"
+    "  --seqlen N             tokens per window (default 2048, clipped to the context)\n"
+    "  --seed N               seed of window offsets / data-free sampling (default 0)\n"
+    "  --chunk-tokens N       tokens per forward chunk (default 2048)\n"
+    "Run:\n"
+    "  -o, --output OUT.ptq   the bundle to write (required)\n"
+    "  --report FILE.json     per-linear errors, memory and time by step\n"
+    "  --tmpdir DIR           keep calibration activations and resume states in DIR\n"
+    "  --resume               continue a killed run after its last finished layer\n"
+    "  --threads N            BLAS threads (does not change the output)\n"
+    "  --progress=MODE        auto, tty, lines, json or none (default auto)\n"
+    "  --quiet                no progress (warnings still shown)\n"
+    "  -h, --help             this text\n"
+    "\n"
+    "Exit status: 0 success, 1 internal error, 2 usage (bad flag, --group not\n"
+    "dividing, journal mismatch on --resume), 3 input unreadable, 4 input\n"
+    "malformed, 5 data unusable (zero calibration tokens, NaN/Inf weights,\n"
+    "singular Hessian), 6 output unwritable, 7 resume state corrupt, 8 out of memory.\n";
+
+enum {
+    O_METHOD = 256, O_BITS, O_GROUP, O_SYM, O_ASYM, O_MSE, O_ACTORDER, O_STATIC, O_DAMP, O_BLOCK,
+    O_SKIP, O_CALIB, O_FIELD, O_NSAMPLES, O_SEQLEN, O_SEED, O_CHUNK, O_REPORT, O_TMPDIR, O_RESUME,
+    O_THREADS, O_PROGRESS, O_QUIET
+};
+
+static const struct option longopts[] = {
+    {"method", required_argument, 0, O_METHOD},     {"bits", required_argument, 0, O_BITS},
+    {"group", required_argument, 0, O_GROUP},       {"sym", no_argument, 0, O_SYM},
+    {"asym", no_argument, 0, O_ASYM},               {"mse", no_argument, 0, O_MSE},
+    {"act-order", no_argument, 0, O_ACTORDER},      {"static-groups", no_argument, 0, O_STATIC},
+    {"damp", required_argument, 0, O_DAMP},         {"block", required_argument, 0, O_BLOCK},
+    {"skip", required_argument, 0, O_SKIP},         {"calib", required_argument, 0, O_CALIB},
+    {"jsonl-field", required_argument, 0, O_FIELD}, {"nsamples", required_argument, 0, O_NSAMPLES},
+    {"seqlen", required_argument, 0, O_SEQLEN},     {"seed", required_argument, 0, O_SEED},
+    {"chunk-tokens", required_argument, 0, O_CHUNK}, {"report", required_argument, 0, O_REPORT},
+    {"tmpdir", required_argument, 0, O_TMPDIR},     {"resume", no_argument, 0, O_RESUME},
+    {"threads", required_argument, 0, O_THREADS},   {"progress", required_argument, 0, O_PROGRESS},
+    {"quiet", no_argument, 0, O_QUIET},             {"output", required_argument, 0, 'o'},
+    {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0},
+};
+
+/* Flags that do not change the output bytes are left out of the recorded
+ * command line (so --threads, --resume, ... give identical bundles), and the
+ * output path is recorded by its file name only. */
+static const char *const unrecorded[] = {"--threads", "--progress", "--quiet", "--resume",
+                                         "--report", "--tmpdir"};
+static const int unrecorded_arg[] = {1, 1, 0, 0, 1, 1};
+
+static int record_cmdline(int argc, char **argv, const char ***out)
+{
+    const char **v = calloc((size_t)argc + 2, sizeof *v);
+    if (!v) return -1;
+    int n = 0;
+    v[n++] = "ptqc";
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int drop = 0;
+        for (size_t k = 0; k < sizeof unrecorded / sizeof *unrecorded; k++) {
+            size_t l = strlen(unrecorded[k]);
+            if (!strncmp(a, unrecorded[k], l) && (a[l] == 0 || a[l] == '=')) {
+                drop = 1;
+                if (a[l] == 0 && unrecorded_arg[k]) i++;
+            }
+        }
+        if (drop) continue;
+        const char *p;
+        if ((!strcmp(a, "-o") || !strcmp(a, "--output")) && i + 1 < argc) {
+            v[n++] = a;
+            p = strrchr(argv[i + 1], '/');
+            v[n++] = p ? p + 1 : argv[i + 1];
+            i++;
+            continue;
+        }
+        if ((!strncmp(a, "--output=", 9) || (!strncmp(a, "-o", 2) && a[2])) && strrchr(a, '/')) {
+            v[n++] = a[1] == 'o' ? "-o" : "--output";
+            v[n++] = strrchr(a, '/') + 1;
+            continue;
+        }
+        v[n++] = a;
+    }
+    *out = v;
+    return n;
+}
+
+int cmd_compile(int argc, char **argv)
+{
+    const char *cmd = "compile";
+    ptq_compile_opts o;
+    memset(&o, 0, sizeof o);
+    o.method = PTQ_METHOD_GPTQ;
+    o.q.q.bits = 4;
+    o.q.q.sym = 1;
+    o.q.group = -1; /* auto: 128 when it divides, else 0 */
+    o.q.damp = 0.01f;
+    o.q.block = 128;
+    o.nsamples = 128;
+    o.seqlen = 2048;
+    o.progress = PROG_AUTO;
+    int threads = 0, quiet = 0;
+    const char **calib = calloc((size_t)argc + 1, sizeof *calib);
+    const char **skip = calloc((size_t)argc + 1, sizeof *skip);
+    if (!calib || !skip) {
+        fprintf(stderr, "ptqc compile: out of memory\n");
+        return PTQ_ENOMEM;
+    }
+    int rc = 0, c;
+    long v;
+    double d;
+    optind = 1;
+    opterr = 0;
+    while (!rc && (c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'o': o.out = optarg; break;
+        case 'h':
+            fputs(usage_text, stdout);
+            free(calib);
+            free(skip);
+            return 0;
+        case O_METHOD:
+            if (!strcmp(optarg, "rtn")) o.method = PTQ_METHOD_RTN;
+            else if (!strcmp(optarg, "gptq")) o.method = PTQ_METHOD_GPTQ;
+            else rc = cli_usage_error(cmd, "--method: '%s' is not rtn or gptq", optarg);
+            break;
+        case O_BITS:
+            if (!(rc = cli_parse_long(cmd, "--bits", optarg, 2, 8, &v))) o.q.q.bits = (int)v;
+            break;
+        case O_GROUP:
+            if (!(rc = cli_parse_long(cmd, "--group", optarg, 0, 1 << 20, &v))) o.q.group = (int)v;
+            break;
+        case O_SYM: o.q.q.sym = 1; break;
+        case O_ASYM: o.q.q.sym = 0; break;
+        case O_MSE: o.q.q.mse = 1; break;
+        case O_ACTORDER: o.q.act_order = 1; break;
+        case O_STATIC: o.q.static_groups = 1; break;
+        case O_DAMP:
+            if (!(rc = cli_parse_double(cmd, "--damp", optarg, 0, 10, &d))) o.q.damp = (float)d;
+            break;
+        case O_BLOCK:
+            if (!(rc = cli_parse_long(cmd, "--block", optarg, 1, 1 << 16, &v))) o.q.block = (int)v;
+            break;
+        case O_SKIP: skip[o.nskip++] = optarg; break;
+        case O_CALIB: calib[o.ncalib++] = optarg; break;
+        case O_FIELD: o.jsonl_field = optarg; break;
+        case O_NSAMPLES:
+            if (!(rc = cli_parse_long(cmd, "--nsamples", optarg, 1, 1 << 20, &v))) o.nsamples = (int)v;
+            break;
+        case O_SEQLEN:
+            if (!(rc = cli_parse_long(cmd, "--seqlen", optarg, 2, 1 << 20, &v))) o.seqlen = (int)v;
+            break;
+        case O_SEED:
+            if (!(rc = cli_parse_long(cmd, "--seed", optarg, 0, 9007199254740992L, &v)))
+                o.seed = (uint64_t)v;
+            break;
+        case O_CHUNK:
+            if (!(rc = cli_parse_long(cmd, "--chunk-tokens", optarg, 1, 1 << 24, &v)))
+                o.chunk_tokens = (int)v;
+            break;
+        case O_REPORT: o.report = optarg; break;
+        case O_TMPDIR: o.tmpdir = optarg; break;
+        case O_RESUME: o.resume = 1; break;
+        case O_THREADS:
+            if (!(rc = cli_parse_long(cmd, "--threads", optarg, 1, 4096, &v))) threads = (int)v;
+            break;
+        case O_PROGRESS:
+            if (!strcmp(optarg, "auto")) o.progress = PROG_AUTO;
+            else if (!strcmp(optarg, "tty")) o.progress = PROG_TTY;
+            else if (!strcmp(optarg, "lines")) o.progress = PROG_LINES;
+            else if (!strcmp(optarg, "json")) o.progress = PROG_JSON;
+            else if (!strcmp(optarg, "none")) o.progress = PROG_QUIET;
+            else rc = cli_usage_error(cmd, "--progress: '%s' is not auto, tty, lines, json or none", optarg);
+            break;
+        case O_QUIET: quiet = 1; break;
+        case ':': rc = cli_usage_error(cmd, "%s: missing value", argv[optind - 1]); break;
+        default: rc = cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]); break;
+        }
+    }
+    if (!rc && optind != argc - 1)
+        rc = cli_usage_error(cmd, optind >= argc ? "missing MODEL directory" : "one MODEL only");
+    if (!rc && !o.out) rc = cli_usage_error(cmd, "missing -o OUT.ptq");
+    if (!rc && o.q.static_groups && !o.q.act_order)
+        rc = cli_usage_error(cmd, "--static-groups needs --act-order");
+    if (!rc && o.method == PTQ_METHOD_RTN && o.q.act_order)
+        rc = cli_usage_error(cmd, "--act-order is a GPTQ option");
+    if (rc) {
+        free(calib);
+        free(skip);
+        return rc;
+    }
+    if (quiet) o.progress = PROG_QUIET;
+    o.model = argv[optind];
+    o.calib = calib;
+    o.skip = skip;
+    const char **rec = NULL;
+    int nrec = record_cmdline(argc, argv, &rec);
+    if (nrec < 0) {
+        fprintf(stderr, "ptqc compile: out of memory\n");
+        return PTQ_ENOMEM;
+    }
+    o.cmdline = rec;
+    o.ncmdline = nrec;
+    /* A write past RLIMIT_FSIZE must fail with EFBIG (a clean error), not
+     * kill the process with SIGXFSZ. */
+    signal(SIGXFSZ, SIG_IGN);
+    cli_set_threads(threads);
+    ptq_err e = {0, ""};
+    rc = ptq_compile(&o, &e);
+    if (rc) cli_report(&e);
+    free(rec);
+    free(calib);
+    free(skip);
+    return rc;
+}
