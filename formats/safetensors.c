@@ -458,6 +458,10 @@ static int open_index(ptq_safetensors *st, const char *index, ptq_err *e)
         cJSON_Delete(root);
         return ptq_fail(e, PTQ_EFORMAT, "%s: no weight_map object", index);
     }
+    if (!wm->child) {
+        cJSON_Delete(root);
+        return ptq_fail(e, PTQ_EFORMAT, "%s: weight_map is empty", index);
+    }
     char *dir = dirname_of(index);
     if (!dir) {
         cJSON_Delete(root);
