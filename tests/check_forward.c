@@ -274,6 +274,51 @@ START_TEST(test_batching)
 }
 END_TEST
 
+/* A provider that passes through to another and records the layer order. */
+typedef struct order_ctx {
+    ptq_weights inner;
+    int calls[16];
+    int ncalls;
+} order_ctx;
+
+static int order_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
+{
+    order_ctx *o = ctx;
+    if (o->ncalls < 16) o->calls[o->ncalls] = l;
+    o->ncalls++;
+    return o->inner.layer(o->inner.ctx, l, w, e);
+}
+static int order_embed(void *ctx, const int32_t *tok, int n, float *out, ptq_err *e)
+{
+    order_ctx *o = ctx;
+    return o->inner.embed(o->inner.ctx, tok, n, out, e);
+}
+static int order_head(void *ctx, float *norm, float *lm_head, ptq_err *e)
+{
+    order_ctx *o = ctx;
+    return o->inner.head(o->inner.ctx, norm, lm_head, e);
+}
+
+START_TEST(test_layer_order)
+{
+    /* ptq_forward widens each layer once, in order, into one reused buffer */
+    ptq_config c = synth_tiny_config();
+    c.n_layers = 5;
+    synth_model m;
+    ck_assert_int_eq(synth_init(&m, &c, 4), 0);
+    order_ctx o = {0};
+    synth_weights(&m, &o.inner);
+    ptq_weights w = {&m.cfg, &o, order_layer, order_embed, order_head};
+    int32_t ids[8];
+    rand_ids(ids, 8, c.vocab, 3);
+    float *lg = fwd_logits(&w, ids, 1, 8);
+    ck_assert_int_eq(o.ncalls, 5);
+    for (int l = 0; l < 5; l++) ck_assert_int_eq(o.calls[l], l);
+    free(lg);
+    synth_free(&m);
+}
+END_TEST
+
 START_TEST(test_capture)
 {
     /* the captured linear inputs of layer 0 are what the naive reference sees */
@@ -833,6 +878,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_naive_inmemory);
     tcase_add_test(tc, test_batching);
     tcase_add_test(tc, test_capture);
+    tcase_add_test(tc, test_layer_order);
     tcase_add_test(tc, test_eval_validation);
     tcase_add_test(tc, test_eval_math);
     suite_add_tcase(s, tc);
