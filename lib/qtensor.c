@@ -21,7 +21,8 @@ void ptq_qtensor_free(ptq_qtensor *q)
     memset(q, 0, sizeof *q);
 }
 
-int ptq_qtensor_check(const ptq_qtensor *q, const char *what, ptq_err *e)
+/* Everything but the zero points; those of rows [row0, row0 + n) too. */
+static int check_rows(const ptq_qtensor *q, const char *what, int row0, int n, ptq_err *e)
 {
     if (q->rows <= 0 || q->cols <= 0)
         return ptq_fail(e, PTQ_EFORMAT, "%s: shape %d x %d is not positive", what, q->rows,
@@ -46,8 +47,7 @@ int ptq_qtensor_check(const ptq_qtensor *q, const char *what, ptq_err *e)
     if (!q->qweight || !q->scales || !q->zeros)
         return ptq_fail(e, PTQ_EFORMAT, "%s: int tensor without qweight, scales or zeros", what);
     unsigned maxq = (1u << q->bits) - 1u;
-    size_t nz = (size_t)q->rows * (size_t)ng;
-    for (size_t i = 0; i < nz; i++)
+    for (size_t i = (size_t)row0 * (size_t)ng; i < (size_t)(row0 + n) * (size_t)ng; i++)
         if (q->zeros[i] > maxq)
             return ptq_fail(e, PTQ_EFORMAT, "%s: zero point %u of group %zu exceeds %u", what,
                             q->zeros[i], i, maxq);
@@ -57,6 +57,11 @@ int ptq_qtensor_check(const ptq_qtensor *q, const char *what, ptq_err *e)
                 return ptq_fail(e, PTQ_EFORMAT, "%s: g_idx[%d] = %d outside 0..%d", what, k,
                                 (int)q->g_idx[k], ng - 1);
     return PTQ_OK;
+}
+
+int ptq_qtensor_check(const ptq_qtensor *q, const char *what, ptq_err *e)
+{
+    return check_rows(q, what, 0, q->rows > 0 ? q->rows : 0, e);
 }
 
 static int decode_rows(const ptq_qtensor *q, int row0, int n, float *w)
@@ -91,11 +96,11 @@ static int decode_rows(const ptq_qtensor *q, int row0, int n, float *w)
 
 int ptq_qtensor_dequant_rows(const ptq_qtensor *q, int row0, int n, float *w, ptq_err *e)
 {
-    int rc = ptq_qtensor_check(q, "tensor", e);
-    if (rc) return rc;
     if (row0 < 0 || n < 0 || row0 > q->rows - n)
         return ptq_fail(e, PTQ_EINTERNAL, "rows %d..%d outside a tensor of %d rows", row0,
                         row0 + n, q->rows);
+    int rc = check_rows(q, "tensor", row0, n, e);
+    if (rc) return rc;
     return decode_rows(q, row0, n, w);
 }
 
