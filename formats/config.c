@@ -103,6 +103,30 @@ static int get_token(const cJSON *root, const char *key, int vocab, int *out, co
     return PTQ_OK;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* JSON allows a key twice and readers disagree on which counts: refuse it. */
+static int check_unique_keys(const cJSON *obj, const char *what, const char *fname, ptq_err *e)
+{
+    size_t n = 0;
+    for (const cJSON *j = obj->child; j; j = j->next) n++;
+    if (n < 2) return PTQ_OK;
+    const char **keys = malloc(n * sizeof *keys);
+    if (!keys) return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", fname);
+    n = 0;
+    for (const cJSON *j = obj->child; j; j = j->next) keys[n++] = j->string;
+    qsort(keys, n, sizeof *keys, cmp_str);
+    int rc = PTQ_OK;
+    for (size_t i = 1; i < n && rc == PTQ_OK; i++)
+        if (!strcmp(keys[i - 1], keys[i]))
+            rc = ptq_fail(e, PTQ_EFORMAT, "%s: %s%.64s appears twice", fname, what, keys[i]);
+    free(keys);
+    return rc;
+}
+
 static int parse_rope_scaling(ptq_config *c, const cJSON *rs, const char *fname, ptq_err *e)
 {
     c->rope_scaling = PTQ_ROPE_NONE;
@@ -112,13 +136,14 @@ static int parse_rope_scaling(ptq_config *c, const cJSON *rs, const char *fname,
     if (!rs || cJSON_IsNull(rs)) return PTQ_OK;
     if (!cJSON_IsObject(rs))
         return ptq_fail(e, PTQ_EFORMAT, "%s: rope_scaling is neither null nor an object", fname);
+    int rc = check_unique_keys(rs, "rope_scaling.", fname, e);
+    if (rc) return rc;
     const cJSON *ty = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
     if (!ty) ty = cJSON_GetObjectItemCaseSensitive(rs, "type");
     if (!cJSON_IsString(ty))
         return ptq_fail(e, PTQ_EFORMAT, "%s: rope_scaling has no \"rope_type\" (or \"type\") "
                         "string", fname);
     const char *type = ty->valuestring;
-    int rc;
     if (!strcmp(type, "default")) return PTQ_OK;
     if (!strcmp(type, "linear")) {
         c->rope_scaling = PTQ_ROPE_LINEAR;
@@ -155,6 +180,8 @@ int ptq_config_parse(ptq_config *c, const char *json, size_t len, const char *fn
     long max_pos_default = 2048;
     if (!cJSON_IsObject(root)) {
         rc = ptq_fail(e, PTQ_EFORMAT, "%s: not a JSON object", fname);
+    } else if ((rc = check_unique_keys(root, "", fname, e))) {
+        /* reported */
     } else if (!mt) {
         rc = ptq_fail(e, PTQ_EFORMAT, "%s: missing required field model_type", fname);
     } else if (!cJSON_IsString(mt)) {
