@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "src/cli.h"
 #include "src/compile.h"
@@ -44,7 +45,8 @@ static const char usage_text[] =
     "  --report FILE.json     per-linear errors, memory and time by step\n"
     "  --tmpdir DIR           keep calibration activations and resume states in DIR\n"
     "  --resume               continue a killed run after its last finished layer\n"
-    "  --threads N            BLAS threads (does not change the output)\n"
+    "  --threads N            workers over calibration chunks (default: CPUs);\n"
+    "                         does not change the output\n"
     "  --progress=MODE        auto, tty, lines, json or none (default auto)\n"
     "  --quiet                no progress (warnings still shown)\n"
     "  -h, --help             this text\n"
@@ -238,7 +240,10 @@ int cmd_compile(int argc, char **argv)
     /* A write past RLIMIT_FSIZE must fail with EFBIG (a clean error), not
      * kill the process with SIGXFSZ. */
     signal(SIGXFSZ, SIG_IGN);
-    cli_set_threads(threads);
+    /* BLAS single-threaded: its threaded kernels round differently with the
+     * thread count; the engine runs --threads workers itself. */
+    cli_set_threads(1);
+    o.threads = threads ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     ptq_err e = {0, ""};
     rc = ptq_compile(&o, &e);
     if (rc) cli_report(&e);

@@ -5,7 +5,12 @@
  * pass.  H = 2/N sum x x^T is accumulated by lib/hessian.c: each chunk's
  * X^T X is one float32 ssyrk (BLAS speed on the O(N cols^2) part) added into
  * a float64 accumulator, so summing over up to 128 x 2048 tokens does not
- * lose precision that float32 would.  The relative output error of a linear
+ * lose precision that float32 would.
+ *
+ * Reproducibility: OpenBLAS's multithreaded sgemm/ssyrk round differently
+ * with different thread counts, so BLAS runs single-threaded here and
+ * --threads runs chunks of calibration samples on that many workers
+ * (layer_pass); every number is computed the same way for any --threads.  The relative output error of a linear
  * on the calibration data, ||W X - Wq X||^2 / ||W X||^2, equals
  * tr(dW H dW^T) / tr(W H W^T) with the undamped H, so it is computed from H.
  */
@@ -17,6 +22,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +44,8 @@
 #include "src/cli.h"
 #include "src/journal.h"
 #include "src/progress.h"
+
+#define PTQ_MAX_WORKERS 64
 
 /* Steps whose wall time the report splits. */
 enum { T_HASH, T_CALIB, T_EMBED, T_CAPTURE, T_QUANT, T_ERROR, T_FORWARD, T_WRITE, T_NSTEPS };
@@ -71,10 +79,12 @@ typedef struct cstate {
     char *hidden_path;          /* current resume state file, or NULL */
     double t[T_NSTEPS];
     /* per layer work */
-    ptq_fwd *fwd;
+    int nworkers;               /* --threads: chunks run in parallel */
+    ptq_fwd *fwds[PTQ_MAX_WORKERS];
     int chunk;                  /* samples per forward chunk */
-    float *x32;                 /* [chunk*seqlen, D] */
-    float *cap;                 /* [chunk*seqlen, max cols] */
+    float *x32s[PTQ_MAX_WORKERS]; /* [chunk*seqlen, D] per worker */
+    float *caps[PTQ_MAX_WORKERS]; /* [chunk*seqlen, max cols] per worker */
+    float *x32;                 /* = x32s[0] (scratch of the main thread) */
     float *H, *Hw;              /* [maxcols^2] */
     float *wq;                  /* [max rows*cols] dequantized weights */
     float *errbuf;              /* [rows block, cols] */
@@ -350,29 +360,74 @@ static int skipped(const ptq_compile_opts *o, int l, int which)
 
 /* ---------------------------------------------------------------- one layer */
 
-/* Run layer l (weights lw) over every sample; capture into s->cap the input
- * of group g (-1: none) and accumulate its Hessian into s->H; with store,
- * write the output back into the hidden states. */
-static int layer_pass(cstate *s, const ptq_layer_w *lw, int g, int cols, int store, ptq_err *e)
+/* One chunk of samples through the layer on one worker. */
+typedef struct job {
+    cstate *s;
+    const ptq_layer_w *lw;
+    int w, g, store, b0, B;
+    int rc;
+    ptq_err e;
+} job;
+
+static void *run_job(void *arg)
 {
+    job *j = arg;
+    cstate *s = j->s;
     const int D = s->cfg->hidden, T = s->seqlen;
     ptq_capture cap;
     memset(&cap, 0, sizeof cap);
-    if (g == 0) cap.attn_in = s->cap;
-    if (g == 1) cap.o_in = s->cap;
-    if (g == 2) cap.mlp_in = s->cap;
-    if (g == 3) cap.down_in = s->cap;
+    float *c = s->caps[j->w];
+    if (j->g == 0) cap.attn_in = c;
+    if (j->g == 1) cap.o_in = c;
+    if (j->g == 2) cap.mlp_in = c;
+    if (j->g == 3) cap.down_in = c;
+    size_t n = (size_t)j->B * T * D;
+    uint16_t *hid = s->hidden + (size_t)j->b0 * T * D;
+    widen_rows(hid, s->x32s[j->w], n);
+    j->rc = ptq_fwd_layer(s->fwds[j->w], j->lw, s->x32s[j->w], j->B, T, j->g >= 0 ? &cap : NULL,
+                          &j->e);
+    if (!j->rc && j->store) narrow_rows(s->x32s[j->w], hid, n);
+    return NULL;
+}
+
+/* Run layer l (weights lw) over every sample; capture the input of group g
+ * (-1: none) and accumulate its Hessian into s->H; with store, write the
+ * output back into the hidden states.  Chunks of samples are the unit of
+ * work: each is one single-threaded BLAS forward on a worker, and captures
+ * are added to the Hessian in chunk order, so the result does not depend on
+ * the number of workers. */
+static int layer_pass(cstate *s, const ptq_layer_w *lw, int g, int cols, int store, ptq_err *e)
+{
+    const int T = s->seqlen;
     ptq_hessian h;
     int rc = PTQ_OK;
     if (g >= 0 && (rc = ptq_hessian_init(&h, cols, e))) return rc;
-    for (int b0 = 0; b0 < s->nsamples && !rc; b0 += s->chunk) {
-        int B = s->nsamples - b0 < s->chunk ? s->nsamples - b0 : s->chunk;
-        size_t n = (size_t)B * T * D;
-        uint16_t *hid = s->hidden + (size_t)b0 * T * D;
-        widen_rows(hid, s->x32, n);
-        rc = ptq_fwd_layer(s->fwd, lw, s->x32, B, T, g >= 0 ? &cap : NULL, e);
-        if (!rc && g >= 0) rc = ptq_hessian_add(&h, s->cap, B * T, e);
-        if (!rc && store) narrow_rows(s->x32, hid, n);
+    job jobs[PTQ_MAX_WORKERS];
+    pthread_t tid[PTQ_MAX_WORKERS];
+    for (int b0 = 0; b0 < s->nsamples && !rc;) {
+        int nj = 0;
+        for (; nj < s->nworkers && b0 < s->nsamples; nj++) {
+            int B = s->nsamples - b0 < s->chunk ? s->nsamples - b0 : s->chunk;
+            job *j = &jobs[nj];
+            memset(j, 0, sizeof *j);
+            j->s = s, j->lw = lw, j->w = nj, j->g = g, j->store = store, j->b0 = b0, j->B = B;
+            b0 += B;
+        }
+        int started[PTQ_MAX_WORKERS] = {0};
+        for (int i = 1; i < nj; i++) started[i] = !pthread_create(&tid[i], NULL, run_job, &jobs[i]);
+        run_job(&jobs[0]);
+        for (int i = 1; i < nj; i++) {
+            if (started[i]) pthread_join(tid[i], NULL);
+            else run_job(&jobs[i]);
+        }
+        for (int i = 0; i < nj && !rc; i++) {
+            if (jobs[i].rc) {
+                *e = jobs[i].e;
+                rc = jobs[i].rc;
+            } else if (g >= 0) {
+                rc = ptq_hessian_add(&h, s->caps[i], jobs[i].B * T, e);
+            }
+        }
     }
     if (g >= 0) {
         if (!rc) rc = ptq_hessian_finalize(&h, s->H, e);
@@ -513,7 +568,10 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
         weight_name(nm, sizeof nm, l, which, "weight");
         if (qt[which].format == PTQ_QF_INT) {
             cJSON *extra = cJSON_Duplicate(cJSON_GetArrayItem(lin, which), 1);
-            cJSON_DeleteItemFromObject(extra, "seconds");
+            static const char *const drop[] = {"seconds", "name", "method", "rows",
+                                               "cols",    "bits", "group"};
+            for (size_t k = 0; k < sizeof drop / sizeof *drop; k++)
+                cJSON_DeleteItemFromObject(extra, drop[k]);
             rc = ptq_bw_add_tensor(s->bw, nm, o->method == PTQ_METHOD_GPTQ ? "gptq" : "rtn",
                                    &qt[which], extra, e);
             cJSON_Delete(extra);
@@ -543,7 +601,9 @@ static cJSON *settings_json(const ptq_compile_opts *o, const ptq_gptq_opts *qo)
     if (o->method == PTQ_METHOD_GPTQ) {
         cJSON_AddBoolToObject(q, "act_order", qo->act_order);
         cJSON_AddBoolToObject(q, "static_groups", qo->static_groups);
-        cJSON_AddNumberToObject(q, "damp", qo->damp);
+        char d[32];
+        snprintf(d, sizeof d, "%g", (double)qo->damp); /* 0.01, not 0.0099999998 */
+        cJSON_AddNumberToObject(q, "damp", strtod(d, NULL));
         cJSON_AddNumberToObject(q, "block", qo->block);
     }
     cJSON_AddNumberToObject(q, "nsamples", o->nsamples);
@@ -655,8 +715,10 @@ static int alloc_work(cstate *s, ptq_err *e)
     s->chunk = ct / s->seqlen;
     if (s->chunk < 1) s->chunk = 1;
     if (s->chunk > s->nsamples) s->chunk = s->nsamples;
-    int rc = ptq_fwd_create(&s->fwd, c, s->chunk * s->seqlen, s->seqlen, e);
-    if (rc) return rc;
+    s->nworkers = s->o->threads > 0 ? s->o->threads : 1;
+    if (s->nworkers > PTQ_MAX_WORKERS) s->nworkers = PTQ_MAX_WORKERS;
+    int nchunks = (s->nsamples + s->chunk - 1) / s->chunk;
+    if (s->nworkers > nchunks) s->nworkers = nchunks;
     size_t maxcols = 0, maxw = 0, wtotal = 0;
     for (int w = 0; w < PTQ_NLINEAR; w++) {
         int rows, cols;
@@ -666,16 +728,23 @@ static int alloc_work(cstate *s, ptq_err *e)
         wtotal += (size_t)rows * cols;
     }
     size_t ctok = (size_t)s->chunk * s->seqlen;
-    s->x32 = malloc(ctok * c->hidden * sizeof(float));
-    s->cap = malloc(ctok * maxcols * sizeof(float));
+    for (int i = 0; i < s->nworkers; i++) {
+        int rc = ptq_fwd_create(&s->fwds[i], c, s->chunk * s->seqlen, s->seqlen, e);
+        if (rc) return rc;
+        s->x32s[i] = malloc(ctok * c->hidden * sizeof(float));
+        s->caps[i] = malloc(ctok * maxcols * sizeof(float));
+        if (!s->x32s[i] || !s->caps[i])
+            return ptq_fail(e, PTQ_ENOMEM, "out of memory for the layer's work buffers");
+    }
+    s->x32 = s->x32s[0];
     s->H = malloc(maxcols * maxcols * sizeof(float));
     s->Hw = malloc(maxcols * maxcols * sizeof(float));
     s->wq = malloc(maxw * sizeof(float));
     s->errbuf = malloc(2 * 64 * maxcols * sizeof(float));
-    if (!s->x32 || !s->cap || !s->H || !s->Hw || !s->wq || !s->errbuf)
+    if (!s->H || !s->Hw || !s->wq || !s->errbuf)
         return ptq_fail(e, PTQ_ENOMEM, "out of memory for the layer's work buffers");
     s->mem_weights = (wtotal + 2 * (size_t)c->hidden) * sizeof(float) + maxw * sizeof(float);
-    s->mem_acts = s->hidden_bytes + ctok * (c->hidden + maxcols) * sizeof(float);
+    s->mem_acts = s->hidden_bytes + (size_t)s->nworkers * ctok * (c->hidden + maxcols) * sizeof(float);
     /* ptq_hessian: double acc + float chunk; H and its GPTQ copy */
     s->mem_hess = maxcols * maxcols * (sizeof(double) + 3 * sizeof(float));
     return PTQ_OK;
@@ -844,9 +913,11 @@ static void cleanup(cstate *s, int failed)
         if (s->hidden_mapped) munmap(s->hidden, s->hidden_bytes);
         else free(s->hidden);
     }
-    ptq_fwd_free(s->fwd);
-    free(s->x32);
-    free(s->cap);
+    for (int i = 0; i < PTQ_MAX_WORKERS; i++) {
+        ptq_fwd_free(s->fwds[i]);
+        free(s->x32s[i]);
+        free(s->caps[i]);
+    }
     free(s->H);
     free(s->Hw);
     free(s->wq);

@@ -35,6 +35,7 @@ typedef struct ptq_compile_opts {
     int resume;
     int progress;               /* enum prog_mode (src/progress.h) */
     int chunk_tokens;           /* tokens per forward chunk (0 = 2048) */
+    int threads;                /* workers running chunks in parallel (0 = 1) */
     const char *const *cmdline; /* the command line recorded as provenance */
     int ncmdline;
 } ptq_compile_opts;

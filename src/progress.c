@@ -16,6 +16,7 @@ void progress_init(progress *p, int mode)
     p->first_layer = 0;
     p->t0 = p->tl0 = cli_now();
     p->line_open = 0;
+    p->last_calib = 0;
 }
 
 void progress_clear(progress *p)
@@ -86,6 +87,9 @@ void progress_start(progress *p, int nlayers, int first_layer, int samples, int 
 
 void progress_calib(progress *p, int done, int total)
 {
+    /* at most about 50 events or redraws */
+    if (done < total && (long)done * 50 / total == (long)p->last_calib * 50 / total) return;
+    p->last_calib = done;
     if (p->mode == PROG_JSON) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "event", "calib");

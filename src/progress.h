@@ -25,6 +25,7 @@ typedef struct progress {
     double t0;         /* start of the run */
     double tl0;        /* start of the first layer of this run */
     int line_open;     /* a TTY line is drawn and must be cleared */
+    int last_calib;    /* calibration tokens at the last calib event */
 } progress;
 
 /* mode PROG_AUTO picks PROG_TTY when stderr is a terminal, else PROG_LINES. */
