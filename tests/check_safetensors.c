@@ -6,6 +6,7 @@
  * shared models, checked against the shapes of shared/README.md.
  */
 #include <check.h>
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -848,6 +849,108 @@ START_TEST(ckpt_nan_weight)
 }
 END_TEST
 
+/* ------------------------------------------------------------ ptqc inspect */
+
+START_TEST(inspect_cli)
+{
+    char *dir = tu_shared("models/stories260k");
+    char *args = tu_fmt("inspect '%s' --json", dir);
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(tu_ptqc(args, &out, &err), 0);
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    const cJSON *tot = cJSON_GetObjectItem(j, "totals");
+    ck_assert_int_eq(cJSON_GetObjectItem(tot, "tensors")->valueint, 47);
+    ck_assert(cJSON_GetObjectItem(tot, "parameters")->valuedouble == 260032);
+    ck_assert(cJSON_GetObjectItem(tot, "bytes")->valuedouble == 2 * 260032);
+    const cJSON *cfg = cJSON_GetObjectItem(j, "config");
+    ck_assert_int_eq(cJSON_GetObjectItem(cfg, "intermediate_size")->valueint, 172);
+    ck_assert(cJSON_GetObjectItem(cfg, "rms_norm_eps")->valuedouble == 1e-5);
+    const cJSON *t0 = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "tensors"), 0);
+    ck_assert_str_eq(cJSON_GetObjectItem(t0, "name")->valuestring, "model.embed_tokens.weight");
+    ck_assert_int_eq(cJSON_GetArrayItem(cJSON_GetObjectItem(t0, "shape"), 0)->valueint, 512);
+    const cJSON *tok = cJSON_GetObjectItem(j, "tokenizer");
+    ck_assert_int_eq(cJSON_GetObjectItem(tok, "vocab_size")->valueint, 512);
+    ck_assert_int_eq(cJSON_GetObjectItem(tok, "merges")->valueint, 165);
+    ck_assert_int_eq(cJSON_GetObjectItem(cJSON_GetObjectItem(tok, "bos"), "id")->valueint, 1);
+    cJSON_Delete(j);
+    free(out);
+    free(err);
+    free(args);
+    /* text */
+    args = tu_fmt("inspect '%s'", dir);
+    ck_assert_int_eq(tu_ptqc(args, &out, &err), 0);
+    ck_assert_msg(strstr(out, "total: 47 tensors, 260032 parameters, 520064 bytes (F16: 47)") &&
+                  strstr(out, "model.layers.4.mlp.down_proj.weight") &&
+                  strstr(out, "merges 165"), "%s", out);
+    free(out);
+    free(err);
+    free(args);
+    /* errors: usage 2, unreadable 3, malformed 4 naming the file */
+    ck_assert_int_eq(tu_ptqc("inspect", &out, &err), PTQ_EUSAGE);
+    free(out);
+    free(err);
+    ck_assert_int_eq(tu_ptqc("inspect --frobnicate x", &out, &err), PTQ_EUSAGE);
+    ck_assert_msg(strstr(err, "--frobnicate") != NULL, "%s", err);
+    free(out);
+    free(err);
+    ck_assert_int_eq(tu_ptqc("inspect /nonexistent/model", &out, &err), PTQ_EIO);
+    free(out);
+    free(err);
+    char *tmp = tu_tmpdir();
+    const char *h = "{\"a\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}";
+    char *bad = raw_file(tmp, "bad.safetensors", h, strlen(h), 8);
+    args = tu_fmt("inspect '%s'", bad);
+    ck_assert_int_eq(tu_ptqc(args, &out, &err), PTQ_EFORMAT);
+    ck_assert_msg(strstr(err, bad) && strstr(err, "unknown dtype 'F64'"), "%s", err);
+    ck_assert_str_eq(out, "");
+    free(out);
+    free(err);
+    tu_rmrf(tmp);
+    free(tmp);
+    free(bad);
+    free(args);
+    free(dir);
+}
+END_TEST
+
+/* --help and man/ptqc-inspect.1 list the same options. */
+START_TEST(inspect_help_matches_man)
+{
+    char *out = NULL, *err = NULL;
+    ck_assert_int_eq(tu_ptqc("inspect --help", &out, &err), 0);
+    char *man_path = tu_src("man/ptqc-inspect.1");
+    char *man = tu_read_file(man_path, NULL);
+    ck_assert_msg(man != NULL, "cannot read %s", man_path);
+    ck_assert(strstr(out, "Usage: ptqc inspect PATH [--json]") != NULL);
+    const char *help_opts[] = {"--json", "--help", "-h,"};
+    const char *man_opts[] = {"\\-\\-json", "\\-\\-help", "\\-h"};
+    for (int i = 0; i < 3; i++) {
+        ck_assert_msg(strstr(out, help_opts[i]) != NULL, "--help lacks %s", help_opts[i]);
+        ck_assert_msg(strstr(man, man_opts[i]) != NULL, "man page lacks %s", man_opts[i]);
+    }
+    /* every long option the man page documents is in --help */
+    for (const char *p = man; (p = strstr(p, ".B \\-\\-")); p += 4) {
+        char opt[64];
+        int k = 0;
+        for (const char *q = p + 3; *q && *q != '\n' && *q != ' ' && *q != '"' && k < 60; q++)
+            if (*q != '\\') opt[k++] = *q;
+        opt[k] = 0;
+        ck_assert_msg(strstr(out, opt) != NULL, "man page documents %s, --help does not", opt);
+    }
+    /* the same exit statuses */
+    const char *codes[] = {"0 success", "2 usage", "3 input unreadable", "4 input malformed",
+                           "8 out of memory"};
+    for (int i = 0; i < 5; i++) ck_assert_msg(strstr(out, codes[i]), "--help lacks %s", codes[i]);
+    const char *man_codes[] = {".B 0\n", ".B 2\n", ".B 3\n", ".B 4\n", ".B 8\n"};
+    for (int i = 0; i < 5; i++) ck_assert_msg(strstr(man, man_codes[i]), "man lacks %s", man_codes[i]);
+    free(out);
+    free(err);
+    free(man);
+    free(man_path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("safetensors");
@@ -878,6 +981,10 @@ int main(void)
     tcase_add_test(ck, ckpt_sharded_untied_bias);
     tcase_add_test(ck, ckpt_nan_weight);
     suite_add_tcase(s, ck);
+    TCase *cli = tcase_create("inspect");
+    tcase_add_test(cli, inspect_cli);
+    tcase_add_test(cli, inspect_help_matches_man);
+    suite_add_tcase(s, cli);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
