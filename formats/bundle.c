@@ -967,11 +967,45 @@ static void check_manifest(checker *ck, int hashes)
 
 void ptq_bundle_close(ptq_bundle *b)
 {
-    if (b->map) munmap((void *)b->map, b->size);
+    if (b->map && b->owns_map) munmap((void *)b->map, b->size);
     free(b->members);
     cJSON_Delete(b->manifest);
     free(b->path);
     memset(b, 0, sizeof *b);
+}
+
+/* Parse the archive and the manifest of b->map[0..size). */
+static int parse(ptq_bundle *b, int verify, ptq_err *e)
+{
+    const char *path = b->path;
+    if (b->size < 3 * BLK)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: %zu bytes is too short for a bundle", path, b->size);
+    int rc = tar_members(b->map, b->size, path, 1, &b->members, &b->nmembers, e);
+    if (rc) return rc;
+    if (b->nmembers == 0 || strcmp(b->members[b->nmembers - 1].name, MANIFEST))
+        return ptq_fail(e, PTQ_EFORMAT, "%s: the last member is not manifest.json (not a bundle)",
+                        path);
+    const ptq_bundle_member *mm = &b->members[b->nmembers - 1];
+    b->manifest = cJSON_ParseWithLength((const char *)b->map + mm->offset, (size_t)mm->size);
+    if (!cJSON_IsObject(b->manifest))
+        return ptq_fail(e, PTQ_EFORMAT, "%s: manifest.json is not a well-formed JSON object", path);
+    checker ck = {.b = b};
+    check_manifest(&ck, verify);
+    if (ck.n) return ptq_fail(e, ck.status, "%s", ck.first);
+    return PTQ_OK;
+}
+
+int ptq_bundle_open_mem(ptq_bundle *b, const void *data, size_t size, const char *name,
+                        int verify, ptq_err *e)
+{
+    memset(b, 0, sizeof *b);
+    if ((uintptr_t)data % 8) return ptq_fail(e, PTQ_EINTERNAL, "%s: buffer not aligned", name);
+    if (!(b->path = strdup(name))) return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", name);
+    b->map = data;
+    b->size = size;
+    int rc = parse(b, verify, e);
+    if (rc) ptq_bundle_close(b);
+    return rc;
 }
 
 int ptq_bundle_open(ptq_bundle *b, const char *path, int verify, ptq_err *e)
@@ -1005,24 +1039,8 @@ int ptq_bundle_open(ptq_bundle *b, const char *path, int verify, ptq_err *e)
         goto fail;
     }
     b->map = map;
-    if ((rc = tar_members(b->map, b->size, path, 1, &b->members, &b->nmembers, e))) goto fail;
-    if (b->nmembers == 0 || strcmp(b->members[b->nmembers - 1].name, MANIFEST)) {
-        rc = ptq_fail(e, PTQ_EFORMAT, "%s: the last member is not manifest.json (not a bundle)",
-                      path);
-        goto fail;
-    }
-    const ptq_bundle_member *mm = &b->members[b->nmembers - 1];
-    b->manifest = cJSON_ParseWithLength((const char *)b->map + mm->offset, (size_t)mm->size);
-    if (!cJSON_IsObject(b->manifest)) {
-        rc = ptq_fail(e, PTQ_EFORMAT, "%s: manifest.json is not a well-formed JSON object", path);
-        goto fail;
-    }
-    checker ck = {.b = b};
-    check_manifest(&ck, verify);
-    if (ck.n) {
-        rc = ptq_fail(e, ck.status, "%s", ck.first);
-        goto fail;
-    }
+    b->owns_map = 1;
+    if ((rc = parse(b, verify, e))) goto fail;
     return PTQ_OK;
 fail:
     ptq_bundle_close(b);

@@ -4,10 +4,10 @@
  * fixed order with fixed metadata (mtime 0, uid/gid 0, mode 0644), so equal
  * inputs give equal bytes.  Every member's data starts on a 512-byte boundary
  * of the file (ustar's own block size), so payloads can be mmap'ed and copied
- * to a GPU without realignment; a payload that needs more alignment (4096) is
- * preceded by a padding member.  Members:
+ * to a GPU without realignment (version 1 has no padding members).  Members:
  *   config.json, tokenizer.json, tokenizer_config.json   (copied from the source)
- *   tensors/<tensor name>.<payload>                      payloads, in layer order
+ *   tensors/<tensor name>.<payload>                      payloads, in layer order,
+ *   tensors/<tensor name>.json                           each tensor followed by its entry
  *   manifest.json                                        last: every tensor's method,
  *       format, bits, group, shape, payload member names, offsets, sizes and
  *       SHA-256; provenance (source file hashes, calibration hash, ptqc version,
@@ -49,7 +49,8 @@ int ptq_bw_add_tensor(ptq_bundle_writer *w, const char *name, const char *method
 int ptq_bw_sync(ptq_bundle_writer *w, uint64_t *offset, ptq_err *e);
 /* Write manifest.json (the tensors table is added by the writer; top holds
  * everything else: provenance, quantization settings, report), fsync, rename
- * to the final path, fsync the directory.  Frees w. */
+ * to the final path, fsync the directory.  Frees w, also on failure (then the
+ * partial file is removed). */
 int ptq_bw_finish(ptq_bundle_writer *w, const cJSON *top, ptq_err *e);
 /* Abandon: close and remove the partial file.  Frees w. */
 void ptq_bw_abort(ptq_bundle_writer *w);
@@ -68,11 +69,16 @@ typedef struct ptq_bundle {
     int nmembers;
     ptq_bundle_member *members;
     cJSON *manifest;
+    int owns_map; /* 1: map is the reader's mmap of path (ptq_bundle_close unmaps it) */
 } ptq_bundle;
 
 /* mmap and parse; verify=1 checks every payload's SHA-256 (PTQ_EVERIFY on a
  * mismatch naming the member). */
 int ptq_bundle_open(ptq_bundle *b, const char *path, int verify, ptq_err *e);
+/* The same over a bundle already in memory (the fuzz entry); data must be
+ * 8-byte aligned and outlive b; name is used in messages only. */
+int ptq_bundle_open_mem(ptq_bundle *b, const void *data, size_t size, const char *name,
+                        int verify, ptq_err *e);
 void ptq_bundle_close(ptq_bundle *b);
 /* Data of a member, or NULL. */
 const void *ptq_bundle_member_data(const ptq_bundle *b, const char *name, uint64_t *size);
