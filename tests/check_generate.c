@@ -137,11 +137,18 @@ START_TEST(sampler)
     ck_assert_double_eq_tol(cnt[0] / n, exp(1.0) / z, 6e-3);
     ck_assert_double_eq_tol(cnt[1] / n, exp(3.0) / z, 6e-3);
     ck_assert_double_eq_tol(cnt[3] / n, 1.0 / z, 6e-3);
-    /* top_p 0.9: ids 1 and 2 hold 0.8873 together, so id 0 joins; id 3 never */
+    /* ids 1 and 2 hold 2e^3/z = 0.9153 together, with id 0 0.9772.
+     * top_p 0.95: id 0 joins, id 3 never; top_p 0.9: only ids 1 and 2. */
     memset(cnt, 0, sizeof cnt);
-    for (int i = 0; i < 20000; i++) cnt[ptq_sample(logits, 4, 1.0f, 0.9f, &r)]++;
+    for (int i = 0; i < 20000; i++) cnt[ptq_sample(logits, 4, 1.0f, 0.95f, &r)]++;
     ck_assert_double_eq(cnt[3], 0);
     ck_assert_double_gt(cnt[0], 0);
+    memset(cnt, 0, sizeof cnt);
+    for (int i = 0; i < 20000; i++) cnt[ptq_sample(logits, 4, 1.0f, 0.9f, &r)]++;
+    ck_assert_double_eq(cnt[0], 0);
+    ck_assert_double_gt(cnt[1], 0);
+    ck_assert_double_gt(cnt[2], 0);
+    ck_assert_double_eq(cnt[3], 0);
 }
 END_TEST
 
