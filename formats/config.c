@@ -30,8 +30,8 @@
 
 /* Integer field: absent (or null) -> *out = def and returns 0 if !required.
  * Present: an integer in [lo, hi]. */
-static int get_int(const cJSON *root, const char *pre, const char *key, int required, long def, long lo, long hi,
-                   int *out, const char *fname, ptq_err *e)
+static int get_int(const cJSON *root, const char *pre, const char *key, int required, long def,
+                   long lo, long hi, int *out, const char *fname, ptq_err *e)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!j || cJSON_IsNull(j)) {
@@ -53,12 +53,13 @@ static int get_int(const cJSON *root, const char *pre, const char *key, int requ
 }
 
 /* Real field in (lo, hi], finite, absent -> def (when def is not NaN). */
-static int get_real(const cJSON *root, const char *pre, const char *key, double def, double lo, double hi,
-                    float *out, const char *fname, ptq_err *e)
+static int get_real(const cJSON *root, const char *pre, const char *key, double def, double lo,
+                    double hi, float *out, const char *fname, ptq_err *e)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(root, key);
     if (!j || cJSON_IsNull(j)) {
-        if (isnan(def)) return ptq_fail(e, PTQ_EFORMAT, "%s: missing required field %s%s", fname, pre, key);
+        if (isnan(def))
+            return ptq_fail(e, PTQ_EFORMAT, "%s: missing required field %s%s", fname, pre, key);
         *out = (float)def;
         return PTQ_OK;
     }
@@ -66,7 +67,8 @@ static int get_real(const cJSON *root, const char *pre, const char *key, double 
         return ptq_fail(e, PTQ_EFORMAT, "%s: %s%s is not a number", fname, pre, key);
     double d = j->valuedouble;
     if (!(d > lo && d <= hi) || !isfinite((float)d) || (float)d == 0.0f)
-        return ptq_fail(e, PTQ_EFORMAT, "%s: %s%s is %.17g, outside (%g, %g]", fname, pre, key, d, lo, hi);
+        return ptq_fail(e, PTQ_EFORMAT, "%s: %s%s is %.17g, outside (%g, %g]", fname, pre, key, d,
+                        lo, hi);
     *out = (float)d;
     return PTQ_OK;
 }
@@ -151,9 +153,12 @@ static int parse_rope_scaling(ptq_config *c, const cJSON *rs, const char *fname,
     }
     if (!strcmp(type, "llama3")) {
         c->rope_scaling = PTQ_ROPE_LLAMA3;
-        if ((rc = get_real(rs, "rope_scaling.", "factor", NAN, 0, 1e6, &c->rope_factor, fname, e)) ||
-            (rc = get_real(rs, "rope_scaling.", "low_freq_factor", NAN, 0, 1e6, &c->rope_low_freq_factor, fname, e)) ||
-            (rc = get_real(rs, "rope_scaling.", "high_freq_factor", NAN, 0, 1e6, &c->rope_high_freq_factor, fname, e)) ||
+        if ((rc =
+                 get_real(rs, "rope_scaling.", "factor", NAN, 0, 1e6, &c->rope_factor, fname, e)) ||
+            (rc = get_real(rs, "rope_scaling.", "low_freq_factor", NAN, 0, 1e6,
+                           &c->rope_low_freq_factor, fname, e)) ||
+            (rc = get_real(rs, "rope_scaling.", "high_freq_factor", NAN, 0, 1e6,
+                           &c->rope_high_freq_factor, fname, e)) ||
             (rc = get_int(rs, "rope_scaling.", "original_max_position_embeddings", 1, 0, 1, MAX_POS,
                           &c->rope_orig_max_pos, fname, e)))
             return rc;
@@ -200,14 +205,16 @@ int ptq_config_parse(ptq_config *c, const char *json, size_t len, const char *fn
     if ((rc = get_int(root, "", "hidden_size", 1, 0, 1, MAX_HIDDEN, &c->hidden, fname, e)) ||
         (rc = get_int(root, "", "intermediate_size", 1, 0, 1, MAX_INTERMEDIATE, &c->intermediate,
                       fname, e)) ||
-        (rc = get_int(root, "", "num_hidden_layers", 1, 0, 1, MAX_LAYERS, &c->n_layers, fname, e)) ||
-        (rc = get_int(root, "", "num_attention_heads", 1, 0, 1, MAX_HEADS, &c->n_heads, fname, e)) ||
+        (rc =
+             get_int(root, "", "num_hidden_layers", 1, 0, 1, MAX_LAYERS, &c->n_layers, fname, e)) ||
+        (rc =
+             get_int(root, "", "num_attention_heads", 1, 0, 1, MAX_HEADS, &c->n_heads, fname, e)) ||
         (rc = get_int(root, "", "num_key_value_heads", 0, c->n_heads, 1, MAX_HEADS, &c->n_kv_heads,
                       fname, e)) ||
         (rc = get_int(root, "", "head_dim", 0, 0, 1, MAX_HEAD_DIM, &c->head_dim, fname, e)) ||
         (rc = get_int(root, "", "vocab_size", 1, 0, 1, MAX_VOCAB, &c->vocab, fname, e)) ||
-        (rc = get_int(root, "", "max_position_embeddings", 0, max_pos_default, 1, MAX_POS, &c->max_pos,
-                      fname, e)) ||
+        (rc = get_int(root, "", "max_position_embeddings", 0, max_pos_default, 1, MAX_POS,
+                      &c->max_pos, fname, e)) ||
         (rc = get_real(root, "", "rms_norm_eps", 1e-6, 0, 1, &c->rms_eps, fname, e)) ||
         (rc = get_real(root, "", "rope_theta", 10000.0, 0, 1e12, &c->rope_theta, fname, e)) ||
         (rc = get_bool(root, "tie_word_embeddings", 0, &c->tie_embeddings, fname, e)) ||

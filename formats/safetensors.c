@@ -244,7 +244,8 @@ int ptq_st_parse_header(ptq_safetensors *st, const uint8_t *buf, size_t buflen,
     ptq_st_tensor *nt = calloc((size_t)n + 1, sizeof *nt);
     span *sp = calloc((size_t)n + 1, sizeof *sp);
     int k = 0, rc = PTQ_OK;
-    if (!nt || !sp) rc = ptq_fail(e, PTQ_ENOMEM, "%s: out of memory for %d header entries", fname, n);
+    if (!nt || !sp)
+        rc = ptq_fail(e, PTQ_ENOMEM, "%s: out of memory for %d header entries", fname, n);
     for (const cJSON *j = root->child; j && rc == PTQ_OK; j = j->next) {
         if (!strcmp(j->string, "__metadata__")) {
             rc = check_metadata(j, fname, e);
@@ -298,7 +299,8 @@ int ptq_st_parse_header(ptq_safetensors *st, const uint8_t *buf, size_t buflen,
                           (st->paths && old->file >= 0 && old->file < st->nfiles)
                               ? st->paths[old->file] : "an earlier header");
     }
-    ptq_st_tensor *all = rc ? NULL : realloc(nt, ((size_t)st->ntensors + (size_t)k + 1) * sizeof *all);
+    ptq_st_tensor *all =
+        rc ? NULL : realloc(nt, ((size_t)st->ntensors + (size_t)k + 1) * sizeof *all);
     if (!all) {
         free_tensors(nt, k);
         return rc ? rc : ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", fname);
@@ -383,13 +385,15 @@ static int add_file(ptq_safetensors *st, const char *path, ptq_err *e)
             int err = errno;
             close(fd);
             free(p);
-            return ptq_fail(e, err == ENOMEM ? PTQ_ENOMEM : PTQ_EIO, "%s: cannot mmap %llu bytes: %s",
-                            path, (unsigned long long)size, strerror(err));
+            return ptq_fail(e, err == ENOMEM ? PTQ_ENOMEM : PTQ_EIO,
+                            "%s: cannot mmap %llu bytes: %s", path, (unsigned long long)size,
+                            strerror(err));
         }
     }
     close(fd);
     int idx = st->nfiles;
-    int rc = ptq_st_parse_header(st, map ? map : (const uint8_t *)"", (size_t)size, size, idx, path, e);
+    int rc =
+        ptq_st_parse_header(st, map ? map : (const uint8_t *)"", (size_t)size, size, idx, path, e);
     if (rc) {
         if (map) munmap(map, (size_t)size);
         free(p);

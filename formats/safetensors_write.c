@@ -115,7 +115,8 @@ int ptq_st_write(const char *path, const ptq_st_wtensor *t, int n, ptq_err *e)
     }
     sb_str(&h, "}");
     while (h.n % 8) sb_str(&h, " ");
-    if (rc == PTQ_OK && h.oom) rc = ptq_fail(e, PTQ_ENOMEM, "%s: out of memory for the header", path);
+    if (rc == PTQ_OK && h.oom)
+        rc = ptq_fail(e, PTQ_ENOMEM, "%s: out of memory for the header", path);
     if (rc) {
         free(h.p);
         free(nbytes);

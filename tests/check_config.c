@@ -102,7 +102,8 @@ START_TEST(missing_field)
     bad("{\"model_type\": \"llama\", \"intermediate_size\": 172, \"num_hidden_layers\": 2, "
         "\"num_attention_heads\": 8, \"vocab_size\": 100}", "missing required field hidden_size");
     bad("{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 172, "
-        "\"num_hidden_layers\": 2, \"num_attention_heads\": 8}", "missing required field vocab_size");
+        "\"num_hidden_layers\": 2, \"num_attention_heads\": 8}",
+        "missing required field vocab_size");
     bad("{\"model_type\": \"llama\", \"hidden_size\": 64, \"intermediate_size\": 172, "
         "\"num_hidden_layers\": 2, \"vocab_size\": 100}",
         "missing required field num_attention_heads");
@@ -144,7 +145,8 @@ START_TEST(bad_numbers)
     bad("{\"model_type\": \"llama\", " BASE ", \"rms_norm_eps\": 0}", "rms_norm_eps is 0");
     bad("{\"model_type\": \"llama\", " BASE ", \"rms_norm_eps\": -1e-5}", "rms_norm_eps");
     bad("{\"model_type\": \"llama\", " BASE ", \"rms_norm_eps\": 1e-60}", "rms_norm_eps");
-    bad("{\"model_type\": \"llama\", " BASE ", \"rope_theta\": \"big\"}", "rope_theta is not a number");
+    bad("{\"model_type\": \"llama\", " BASE ", \"rope_theta\": \"big\"}",
+        "rope_theta is not a number");
     bad("{\"model_type\": \"llama\", " BASE ", \"rope_theta\": 1e40}", "rope_theta");
     bad("{\"model_type\": \"llama\", " BASE ", \"tie_word_embeddings\": 1}",
         "tie_word_embeddings is not true or false");
@@ -232,14 +234,19 @@ START_TEST(rope_scaling_variants)
     ck_assert_int_eq(c.rope_scaling, PTQ_ROPE_LINEAR);
     ck_assert(c.rope_factor == 2.5f);
     /* "default" and null mean none */
-    ck_assert_int_eq(parse("{\"model_type\": \"llama\", " BASE ", \"rope_scaling\": {\"rope_type\": "
-                           "\"default\"}}", &c, &e), 0);
+    ck_assert_int_eq(parse("{\"model_type\": \"llama\", " BASE
+                           ", \"rope_scaling\": {\"rope_type\": "
+                           "\"default\"}}",
+                           &c, &e),
+                     0);
     ck_assert_int_eq(c.rope_scaling, PTQ_ROPE_NONE);
-    ck_assert_int_eq(parse("{\"model_type\": \"llama\", " BASE ", \"rope_scaling\": null}", &c, &e), 0);
+    ck_assert_int_eq(parse("{\"model_type\": \"llama\", " BASE ", \"rope_scaling\": null}", &c, &e),
+                     0);
     ck_assert_int_eq(c.rope_scaling, PTQ_ROPE_NONE);
     /* refused: other types by name, missing or bad values */
     bad("{\"model_type\": \"llama\", " BASE ", \"rope_scaling\": {\"rope_type\": \"yarn\", "
-        "\"factor\": 4.0}}", "rope_scaling type 'yarn' is not supported: ptqc knows linear and llama3");
+        "\"factor\": 4.0}}",
+        "rope_scaling type 'yarn' is not supported: ptqc knows linear and llama3");
     bad("{\"model_type\": \"llama\", " BASE ", \"rope_scaling\": {\"type\": \"dynamic\", "
         "\"factor\": 4.0}}", "'dynamic' is not supported");
     bad("{\"model_type\": \"llama\", " BASE ", \"rope_scaling\": {\"factor\": 4.0}}",

@@ -361,7 +361,9 @@ END_TEST
 static void check_model(const char *model, int D, int I, int L, int H, int KV, int hd, int V,
                         int seq, long params)
 {
-    char *dir = tu_shared(tu_fmt("models/%s", model));
+    char *rel = tu_fmt("models/%s", model);
+    char *dir = tu_shared(rel);
+    free(rel);
     ptq_checkpoint ck;
     ptq_err e = {0};
     ck_assert_msg(ptq_ckpt_open(&ck, dir, &e) == 0, "%s", e.msg);
@@ -420,7 +422,8 @@ static void check_model(const char *model, int D, int I, int L, int H, int KV, i
     ck_assert_int_eq(ptq_layer_w_alloc(&lw, c, &e), 0);
     for (int l = 0; l < L; l++) ck_assert_msg(w.layer(w.ctx, l, &lw, &e) == 0, "%s", e.msg);
     ck_assert_int_ne(w.layer(w.ctx, L, &lw, &e), 0);
-    float *emb = malloc(sizeof(float) * (size_t)V * D), *head = malloc(sizeof(float) * (size_t)V * D);
+    float *emb = malloc(sizeof(float) * (size_t)V * D),
+          *head = malloc(sizeof(float) * (size_t)V * D);
     float *norm = malloc(sizeof(float) * (size_t)D), *rows = malloc(sizeof(float) * 2 * (size_t)D);
     t = ptq_st_find(&ck.st, "model.embed_tokens.weight");
     ck_assert_int_eq(ptq_st_read_f32(&ck.st, t, 0, (size_t)V * D, emb, &e), 0);
@@ -450,10 +453,16 @@ static void check_model(const char *model, int D, int I, int L, int H, int KV, i
     free(dir);
 }
 
-START_TEST(shared_stories260k) { check_model("stories260k", 64, 172, 5, 8, 4, 8, 512, 512, 260032); }
+START_TEST(shared_stories260k)
+{
+    check_model("stories260k", 64, 172, 5, 8, 4, 8, 512, 512, 260032);
+}
 END_TEST
 
-START_TEST(shared_babyllama105) { check_model("babyllama-105", 128, 352, 5, 8, 4, 16, 105, 256, 936448); }
+START_TEST(shared_babyllama105)
+{
+    check_model("babyllama-105", 128, 352, 5, 8, 4, 16, 105, 256, 936448);
+}
 END_TEST
 
 START_TEST(write_read_roundtrip)
@@ -943,7 +952,8 @@ START_TEST(inspect_help_matches_man)
                            "8 out of memory"};
     for (int i = 0; i < 5; i++) ck_assert_msg(strstr(out, codes[i]), "--help lacks %s", codes[i]);
     const char *man_codes[] = {".B 0\n", ".B 2\n", ".B 3\n", ".B 4\n", ".B 8\n"};
-    for (int i = 0; i < 5; i++) ck_assert_msg(strstr(man, man_codes[i]), "man lacks %s", man_codes[i]);
+    for (int i = 0; i < 5; i++)
+        ck_assert_msg(strstr(man, man_codes[i]), "man lacks %s", man_codes[i]);
     free(out);
     free(err);
     free(man);
