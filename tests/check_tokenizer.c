@@ -1,2 +1,479 @@
-/* placeholder: not written yet; exits 77 (skip) */
-int main(void) { return 77; }
+/* check_tokenizer.c - tokenizer.json BPE (formats/tokenizer.c, calib/bpe.c).
+ *
+ * Golden ids come from the shared files only: the models' golden/tokens.jsonl
+ * and tinystories-eval.ids.json (llama2.c run.c and a SentencePiece-BPE
+ * reference encoder) and the tokenizers' tests.jsonl (Hugging Face
+ * tokenizers, via llama.cpp's test vectors).  The synthetic Llama 3 test's
+ * splits were derived by hand from the definition of the regex. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "formats/tokenizer.h"
+#include "tests/testutil.h"
+
+static ptq_tokenizer *load_dir(const char *dir)
+{
+    char *tj = tu_shared(tu_fmt("%s/tokenizer.json", dir));
+    char *tc = tu_shared(tu_fmt("%s/tokenizer_config.json", dir));
+    ptq_tokenizer *t = NULL;
+    ptq_err e = {0};
+    ck_assert_msg(ptq_tok_load(&t, tj, tc, &e) == PTQ_OK, "%s", e.msg);
+    free(tj);
+    free(tc);
+    return t;
+}
+
+static int32_t *json_ids(const cJSON *a, size_t *n)
+{
+    ck_assert(cJSON_IsArray(a));
+    *n = (size_t)cJSON_GetArraySize(a);
+    int32_t *v = malloc((*n + 1) * sizeof *v);
+    size_t i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, a) v[i++] = (int32_t)it->valuedouble;
+    return v;
+}
+
+static void expect_ids(const ptq_tokenizer *t, const char *text, size_t len, int add_bos, const int32_t *want,
+                       size_t nwant, const char *what)
+{
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ptq_err e = {0};
+    ck_assert_msg(ptq_tok_encode(t, text, len, add_bos, &ids, &n, &e) == PTQ_OK, "%s: %s", what, e.msg);
+    size_t i = 0;
+    while (i < n && i < nwant && ids[i] == want[i]) i++;
+    ck_assert_msg(n == nwant && i == n, "%s: %zu ids, want %zu; first difference at %zu: %d vs %d", what, n,
+                  nwant, i, i < n ? ids[i] : -1, i < nwant ? want[i] : -1);
+    free(ids);
+}
+
+static char *decode(const ptq_tokenizer *t, const int32_t *ids, size_t n, size_t *len)
+{
+    char *s = NULL;
+    ptq_err e = {0};
+    ck_assert_msg(ptq_tok_decode(t, ids, n, &s, len, &e) == PTQ_OK, "%s", e.msg);
+    ck_assert(s[*len] == 0);
+    return s;
+}
+
+/* each line {"text", "ids"[, "ids_no_bos"]}; ids_no_bos present: ids has BOS.
+ * Returns the number of lines whose round trip is impossible (<unk>). */
+static int run_jsonl(const ptq_tokenizer *t, const char *rel, int want_lines)
+{
+    char *p = tu_shared(rel);
+    size_t len;
+    char *buf = tu_read_file(p, &len);
+    ck_assert_msg(buf != NULL, "cannot read %s", p);
+    int lines = 0, unk_lines = 0;
+    int unk = ptq_tok_piece(t, 0) && !strcmp(ptq_tok_piece(t, 0), "<unk>") ? 0 : -1;
+    for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+        cJSON *j = cJSON_Parse(line);
+        ck_assert_msg(j != NULL, "%s: bad line %d", rel, lines + 1);
+        const cJSON *text = cJSON_GetObjectItem(j, "text");
+        ck_assert(cJSON_IsString(text));
+        const char *s = text->valuestring;
+        size_t sl = strlen(s);
+        const cJSON *nb = cJSON_GetObjectItem(j, "ids_no_bos");
+        size_t n, n2;
+        int32_t *ids = json_ids(cJSON_GetObjectItem(j, "ids"), &n);
+        char *what = tu_fmt("%s line %d", rel, lines + 1);
+        int32_t *plain = ids;
+        size_t np = n;
+        if (nb) {
+            expect_ids(t, s, sl, 1, ids, n, what);
+            plain = json_ids(nb, &n2);
+            np = n2;
+            ck_assert(n == n2 + 1 && ids[0] == ptq_tok_bos(t));
+        }
+        expect_ids(t, s, sl, 0, plain, np, what);
+        int has_unk = 0;
+        for (size_t i = 0; i < np; i++) has_unk |= plain[i] == unk;
+        size_t dl;
+        char *d = decode(t, plain, np, &dl);
+        if (has_unk) {
+            ck_assert_msg(strcmp(d, s) != 0, "%s: <unk> decoded to the text", what);
+            unk_lines++;
+        } else {
+            ck_assert_msg(dl == sl && !memcmp(d, s, sl), "%s: decode gives \"%s\", want \"%s\"", what, d, s);
+        }
+        free(d);
+        if (plain != ids) free(plain);
+        free(ids);
+        free(what);
+        cJSON_Delete(j);
+        lines++;
+    }
+    ck_assert_msg(lines == want_lines, "%s: %d lines", rel, lines);
+    free(buf);
+    free(p);
+    return unk_lines;
+}
+
+START_TEST(stories260k_golden)
+{
+    ptq_tokenizer *t = load_dir("models/stories260k");
+    ck_assert_int_eq(ptq_tok_vocab_size(t), 512);
+    ck_assert_int_eq(ptq_tok_n_merges(t), 165);
+    ck_assert_int_eq(ptq_tok_bos(t), 1);
+    ck_assert_int_eq(ptq_tok_eos(t), 2);
+    ck_assert_int_eq(ptq_tok_add_bos(t), 1);
+    ck_assert_str_eq(ptq_tok_style(t), "sentencepiece-bpe");
+    /* byte fallback: every text round-trips */
+    ck_assert_int_eq(run_jsonl(t, "models/stories260k/golden/tokens.jsonl", 40), 0);
+    ptq_tok_free(t);
+}
+END_TEST
+
+START_TEST(babyllama_golden)
+{
+    ptq_tokenizer *t = load_dir("models/babyllama-105");
+    ck_assert_int_eq(ptq_tok_vocab_size(t), 105);
+    ck_assert_int_eq(ptq_tok_n_merges(t), 0);
+    /* no byte fallback: lines with "\n", CJK, emoji... hold <unk> and
+     * cannot round-trip; the others must */
+    int unk = run_jsonl(t, "models/babyllama-105/golden/tokens.jsonl", 40);
+    ck_assert_msg(unk > 0 && unk < 40, "%d lines with <unk>", unk);
+    ptq_tok_free(t);
+}
+END_TEST
+
+START_TEST(llama_spm_vectors)
+{
+    ptq_tokenizer *t = load_dir("tokenizers/llama-spm");
+    ck_assert_int_eq(ptq_tok_vocab_size(t), 32000);
+    ck_assert_int_eq(ptq_tok_n_merges(t), 61249);
+    ck_assert_int_eq(run_jsonl(t, "tokenizers/llama-spm/tests.jsonl", 46), 0);
+    ptq_tok_free(t);
+}
+END_TEST
+
+START_TEST(gpt2_vectors)
+{
+    ptq_tokenizer *t = load_dir("tokenizers/gpt2");
+    ck_assert_int_eq(ptq_tok_vocab_size(t), 50257);
+    ck_assert_int_eq(ptq_tok_n_merges(t), 50000);
+    ck_assert_str_eq(ptq_tok_style(t), "byte-level-bpe");
+    ck_assert_int_eq(ptq_tok_bos(t), 50256);
+    ck_assert_int_eq(ptq_tok_eos(t), 50256);
+    ck_assert_int_eq(ptq_tok_add_bos(t), 0);
+    ck_assert_int_eq(run_jsonl(t, "tokenizers/gpt2/tests.jsonl", 46), 0);
+    /* the special token is cut out before BPE; each side is encoded alone.
+     * "Hello world" = 15496 995 (tests.jsonl), <|endoftext|> = 50256 */
+    const char *s = "Hello world<|endoftext|>Hello world";
+    int32_t want[] = {15496, 995, 50256, 15496, 995};
+    expect_ids(t, s, strlen(s), 0, want, 5, "special token");
+    size_t dl;
+    char *d = decode(t, want, 5, &dl);
+    ck_assert_str_eq(d, s);
+    free(d);
+    ptq_tok_free(t);
+}
+END_TEST
+
+static void eval_ids(const char *model)
+{
+    ptq_tokenizer *t = load_dir(model);
+    char *tp = tu_shared("text/tinystories-eval.txt");
+    char *gp = tu_shared(tu_fmt("%s/golden/tinystories-eval.ids.json", model));
+    size_t tl, gl, n;
+    char *text = tu_read_file(tp, &tl), *g = tu_read_file(gp, &gl);
+    ck_assert(text && g);
+    cJSON *j = cJSON_Parse(g);
+    int32_t *want = json_ids(cJSON_GetObjectItem(j, "ids"), &n);
+    expect_ids(t, text, tl, 1, want, n, gp);
+    cJSON_Delete(j);
+    free(want);
+    free(text);
+    free(g);
+    free(tp);
+    free(gp);
+    ptq_tok_free(t);
+}
+
+START_TEST(tinystories_eval_stories260k) { eval_ids("models/stories260k"); }
+END_TEST
+START_TEST(tinystories_eval_babyllama) { eval_ids("models/babyllama-105"); }
+END_TEST
+
+/* ------------------------------------------------------------ synthetic */
+
+#define LLAMA3_PATTERN                                                                                   \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|" \
+    "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+/* GPT-2's byte-to-unicode map, written out from its definition */
+static void byte_char(int b, char out[3])
+{
+    int keep = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+    int cp = b;
+    if (!keep) {
+        int k = 0;
+        for (int c = 0; c < b; c++)
+            if (!((c >= '!' && c <= '~') || (c >= 0xA1 && c <= 0xAC) || (c >= 0xAE && c <= 0xFF))) k++;
+        cp = 256 + k;
+    }
+    if (cp < 0x80) out[0] = (char)cp, out[1] = 0;
+    else out[0] = (char)(0xC0 | (cp >> 6)), out[1] = (char)(0x80 | (cp & 0x3F)), out[2] = 0;
+}
+
+static char *bl_string(const char *s, size_t n)
+{
+    char *o = calloc(2 * n + 1, 1);
+    for (size_t i = 0; i < n; i++) {
+        char c[3];
+        byte_char((unsigned char)s[i], c);
+        strcat(o, c);
+    }
+    return o;
+}
+
+/* The Llama 3 text and its pre-tokenization, derived by hand from the
+ * pattern's alternatives (leftmost alternative that matches wins). */
+static const char *const L3_PIECES[] = {
+    "Hello", " WORLD", "'S", " ", "123", "45", " apples", "\n\n", " ", " don", "'t", "!!", "  \r\n",
+    "x", " \xe4\xb8\xad\xe6\x96\x87", " ", "42", "ab", " end", "   ",
+};
+#define N_L3 (sizeof L3_PIECES / sizeof *L3_PIECES)
+
+/* vocab: the 256 byte chars (id = byte), then for every piece the chain of
+ * merges that builds it left to right; each adjacent pair of pieces gets a
+ * merge of rank 0 across their boundary, so a missing split changes the ids */
+static char *llama3_json(int32_t *piece_id)
+{
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_CreateObject(), *vocab = cJSON_CreateObject();
+    cJSON *merges = cJSON_CreateArray();
+    int next = 256;
+    for (int b = 0; b < 256; b++) {
+        char c[3];
+        byte_char(b, c);
+        cJSON_AddNumberToObject(vocab, c, b);
+    }
+    for (size_t k = 0; k + 1 < N_L3; k++) {
+        const char *a = L3_PIECES[k], *b = L3_PIECES[k + 1];
+        char *l = bl_string(a + strlen(a) - 1, 1), *r = bl_string(b, 1);
+        char *cat = tu_fmt("%s%s", l, r);
+        if (!cJSON_GetObjectItemCaseSensitive(vocab, cat)) cJSON_AddNumberToObject(vocab, cat, next++);
+        cJSON *m = cJSON_CreateArray();
+        cJSON_AddItemToArray(m, cJSON_CreateString(l));
+        cJSON_AddItemToArray(m, cJSON_CreateString(r));
+        cJSON_AddItemToArray(merges, m);
+        free(l), free(r), free(cat);
+    }
+    for (size_t k = 0; k < N_L3; k++) {
+        const char *p = L3_PIECES[k];
+        size_t n = strlen(p);
+        char *prev = bl_string(p, 1);
+        for (size_t j = 1; j < n; j++) {
+            char *c = bl_string(p + j, 1), *cat = tu_fmt("%s%s", prev, c);
+            if (!cJSON_GetObjectItemCaseSensitive(vocab, cat)) {
+                cJSON_AddNumberToObject(vocab, cat, next++);
+                cJSON *m = cJSON_CreateArray();
+                cJSON_AddItemToArray(m, cJSON_CreateString(prev));
+                cJSON_AddItemToArray(m, cJSON_CreateString(c));
+                cJSON_AddItemToArray(merges, m);
+            }
+            free(prev), free(c);
+            prev = cat;
+        }
+        piece_id[k] = (int32_t)cJSON_GetObjectItemCaseSensitive(vocab, prev)->valuedouble;
+        free(prev);
+    }
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddNullToObject(model, "unk_token");
+    cJSON_AddBoolToObject(model, "ignore_merges", 0);
+    cJSON_AddItemToObject(model, "vocab", vocab);
+    cJSON_AddItemToObject(model, "merges", merges);
+    cJSON_AddItemToObject(root, "model", model);
+    cJSON *pre = cJSON_CreateObject(), *list = cJSON_CreateArray(), *split = cJSON_CreateObject();
+    cJSON *pat = cJSON_CreateObject(), *bl = cJSON_CreateObject();
+    cJSON_AddStringToObject(pre, "type", "Sequence");
+    cJSON_AddStringToObject(split, "type", "Split");
+    cJSON_AddStringToObject(pat, "Regex", LLAMA3_PATTERN);
+    cJSON_AddItemToObject(split, "pattern", pat);
+    cJSON_AddStringToObject(split, "behavior", "Isolated");
+    cJSON_AddBoolToObject(split, "invert", 0);
+    cJSON_AddStringToObject(bl, "type", "ByteLevel");
+    cJSON_AddBoolToObject(bl, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(bl, "trim_offsets", 1);
+    cJSON_AddBoolToObject(bl, "use_regex", 0);
+    cJSON_AddItemToArray(list, split);
+    cJSON_AddItemToArray(list, bl);
+    cJSON_AddItemToObject(pre, "pretokenizers", list);
+    cJSON_AddItemToObject(root, "pre_tokenizer", pre);
+    cJSON *dec = cJSON_CreateObject();
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddItemToObject(root, "decoder", dec);
+    /* an added token with lstrip and rstrip */
+    cJSON *added = cJSON_CreateArray(), *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "id", next);
+    cJSON_AddStringToObject(a, "content", "<|eot_id|>");
+    cJSON_AddBoolToObject(a, "lstrip", 1);
+    cJSON_AddBoolToObject(a, "rstrip", 1);
+    cJSON_AddBoolToObject(a, "special", 1);
+    cJSON_AddItemToArray(added, a);
+    cJSON_AddItemToObject(root, "added_tokens", added);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+START_TEST(llama3_split)
+{
+    int32_t want[N_L3];
+    char *json = llama3_json(want);
+    ptq_tokenizer *t = NULL;
+    ptq_err e = {0};
+    ck_assert_msg(ptq_tok_load_mem(&t, json, strlen(json), NULL, 0, "l3/tokenizer.json", &e) == PTQ_OK, "%s",
+                  e.msg);
+    ck_assert_str_eq(ptq_tok_style(t), "byte-level-bpe");
+    char text[256] = "";
+    for (size_t k = 0; k < N_L3; k++) strcat(text, L3_PIECES[k]);
+    expect_ids(t, text, strlen(text), 0, want, N_L3, "llama3 splits");
+    size_t dl;
+    char *d = decode(t, want, N_L3, &dl);
+    ck_assert_str_eq(d, text);
+    free(d);
+    /* lstrip/rstrip: the spaces around the added token go with it */
+    int32_t eot = ptq_tok_vocab_size(t) - 1;
+    const char *s2 = "Hello  <|eot_id|>  Hello";
+    int32_t want2[] = {want[0], eot, want[0]};
+    expect_ids(t, s2, strlen(s2), 0, want2, 3, "lstrip/rstrip");
+    ptq_tok_free(t);
+    free(json);
+}
+END_TEST
+
+START_TEST(bos_eos_config)
+{
+    char *tj = tu_shared("models/stories260k/tokenizer.json");
+    size_t len;
+    char *json = tu_read_file(tj, &len);
+    ptq_tokenizer *t = NULL;
+    ptq_err e = {0};
+    const char *cfg = "{\"bos_token\": {\"content\": \"</s>\", \"lstrip\": false}, \"eos_token\": \"<unk>\", "
+                      "\"add_bos_token\": false}";
+    ck_assert_msg(ptq_tok_load_mem(&t, json, len, cfg, strlen(cfg), tj, &e) == PTQ_OK, "%s", e.msg);
+    ck_assert_int_eq(ptq_tok_bos(t), 2);
+    ck_assert_int_eq(ptq_tok_eos(t), 0);
+    ck_assert_int_eq(ptq_tok_add_bos(t), 0);
+    ptq_tok_free(t);
+    /* no config: from the added tokens and the post_processor template */
+    ck_assert_msg(ptq_tok_load_mem(&t, json, len, NULL, 0, tj, &e) == PTQ_OK, "%s", e.msg);
+    ck_assert_int_eq(ptq_tok_bos(t), 1);
+    ck_assert_int_eq(ptq_tok_eos(t), 2);
+    ck_assert_int_eq(ptq_tok_add_bos(t), 1);
+    ck_assert_str_eq(ptq_tok_piece(t, 1), "<s>");
+    ck_assert_ptr_null(ptq_tok_piece(t, 512));
+    /* decode rejects ids outside the vocabulary; encode rejects bad UTF-8 */
+    int32_t bad = 512;
+    char *out = NULL;
+    size_t ol;
+    ck_assert_int_eq(ptq_tok_decode(t, &bad, 1, &out, &ol, &e), PTQ_EDATA);
+    int32_t *ids;
+    size_t n;
+    ck_assert_int_eq(ptq_tok_encode(t, "a\xc3(b", 4, 0, &ids, &n, &e), PTQ_EDATA);
+    ck_assert_msg(strstr(e.msg, "UTF-8"), "%s", e.msg);
+    ptq_tok_free(t);
+    /* a BOS the vocabulary lacks */
+    const char *cfg2 = "{\"bos_token\": \"<|begin_of_text|>\"}";
+    ck_assert_int_eq(ptq_tok_load_mem(&t, json, len, cfg2, strlen(cfg2), tj, &e), PTQ_EFORMAT);
+    ck_assert_msg(strstr(e.msg, "<|begin_of_text|>"), "%s", e.msg);
+    free(json);
+    free(tj);
+}
+END_TEST
+
+/* ------------------------------------------------------------ bad input */
+
+#define TINY_PRE "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, "
+
+static void bad(const char *json, int want, const char *what)
+{
+    ptq_tokenizer *t = NULL;
+    ptq_err e = {0};
+    int rc = ptq_tok_load_mem(&t, json, strlen(json), NULL, 0, "bad/tokenizer.json", &e);
+    ck_assert_msg(rc == want, "status %d for %s (%s)", rc, json, e.msg);
+    ck_assert_ptr_null(t);
+    ck_assert_msg(!strncmp(e.msg, "bad/tokenizer.json: ", 20), "no file name: %s", e.msg);
+    ck_assert_msg(strstr(e.msg, what) != NULL, "message lacks '%s': %s", what, e.msg);
+}
+
+START_TEST(bad_inputs)
+{
+    /* the tiny tokenizer itself is fine */
+    const char *ok = TINY_PRE "\"merges\": [\"a b\"]}}";
+    ptq_tokenizer *t = NULL;
+    ptq_err e = {0};
+    ck_assert_msg(ptq_tok_load_mem(&t, ok, strlen(ok), NULL, 0, "ok.json", &e) == PTQ_OK, "%s", e.msg);
+    int32_t *ids;
+    size_t n;
+    ck_assert_int_eq(ptq_tok_encode(t, "aab", 3, 0, &ids, &n, &e), PTQ_OK);
+    ck_assert(n == 2 && ids[0] == 0 && ids[1] == 2);
+    free(ids);
+    ptq_tok_free(t);
+
+    bad("{\"model\": {\"type\": \"WordPiece\", \"vocab\": {\"a\": 0}}}", PTQ_EFORMAT, "\"WordPiece\"");
+    bad("{\"model\": {\"type\": \"Unigram\", \"vocab\": [[\"a\", 0.0]]}}", PTQ_EFORMAT, "\"Unigram\"");
+    bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}", PTQ_EFORMAT, "malformed JSON");
+    bad("", PTQ_EFORMAT, "malformed JSON");
+    bad("[1, 2]", PTQ_EFORMAT, "not a JSON object");
+    bad("{\"model\": {\"type\": \"BPE\", \"merges\": []}}", PTQ_EFORMAT, "no \"vocab\"");
+    bad("{\"normalizer\": null}", PTQ_EFORMAT, "no \"model\"");
+    bad(TINY_PRE "\"merges\": [\"a c\"]}}", PTQ_EFORMAT, "\"c\", which is not in the vocab");
+    bad(TINY_PRE "\"merges\": [\"b a\"]}}", PTQ_EFORMAT, "makes \"ba\"");
+    bad(TINY_PRE "\"merges\": [\"ab\"]}}", PTQ_EFORMAT, "merge 0");
+    bad(TINY_PRE "\"merges\": [[\"a\"]]}}", PTQ_EFORMAT, "merge 0");
+    bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 0}}}", PTQ_EFORMAT, "vocab id 0");
+    bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": -1}}}", PTQ_EFORMAT, "valid id");
+    bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 1.5}}}", PTQ_EFORMAT, "valid id");
+    bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 99999999999}}}", PTQ_EFORMAT, "valid id");
+    bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"0\"}}}", PTQ_EFORMAT, "valid id");
+    bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\\u00ff\\u00fe\": 0, \"\": 1}}}", PTQ_EFORMAT, "empty");
+    bad("{\"model\": {\"type\": \"BPE\", \"vocab\": {\"\xff\": 0}}}", PTQ_EFORMAT, "UTF-8");
+    bad("{\"model\": {\"type\": \"BPE\", \"unk_token\": \"<unk>\", \"vocab\": {\"a\": 0}}}", PTQ_EFORMAT,
+        "unk_token");
+    bad(TINY_PRE "\"merges\": []}, \"added_tokens\": [{\"id\": 1, \"content\": \"<s>\"}]}", PTQ_EFORMAT,
+        "has id 1");
+    bad(TINY_PRE "\"merges\": []}, \"added_tokens\": [{\"id\": 5, \"content\": \"a\"}]}", PTQ_EFORMAT,
+        "vocab says 0");
+    bad(TINY_PRE "\"merges\": []}, \"added_tokens\": [{\"content\": \"<s>\"}]}", PTQ_EFORMAT, "\"id\"");
+    bad(TINY_PRE "\"merges\": []}, \"pre_tokenizer\": {\"type\": \"Whitespace\"}}", PTQ_EFORMAT,
+        "\"Whitespace\"");
+    bad(TINY_PRE "\"merges\": []}, \"normalizer\": {\"type\": \"Lowercase\"}}", PTQ_EFORMAT, "\"Lowercase\"");
+    bad(TINY_PRE "\"merges\": []}, \"decoder\": {\"type\": \"WordPiece\"}}", PTQ_EFORMAT, "\"WordPiece\"");
+    bad(TINY_PRE "\"merges\": []}, \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": {\"Regex\": \"(a\"}, "
+                 "\"behavior\": \"Isolated\"}}",
+        PTQ_EFORMAT, "regex");
+
+    /* files: missing -> PTQ_EIO naming it */
+    ck_assert_int_eq(ptq_tok_load(&t, "/nonexistent/tokenizer.json", NULL, &e), PTQ_EIO);
+    ck_assert_msg(strstr(e.msg, "/nonexistent/tokenizer.json"), "%s", e.msg);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("tokenizer");
+    TCase *tc = tcase_create("tokenizer");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, stories260k_golden);
+    tcase_add_test(tc, babyllama_golden);
+    tcase_add_test(tc, llama_spm_vectors);
+    tcase_add_test(tc, gpt2_vectors);
+    tcase_add_test(tc, tinystories_eval_stories260k);
+    tcase_add_test(tc, tinystories_eval_babyllama);
+    tcase_add_test(tc, llama3_split);
+    tcase_add_test(tc, bos_eos_config);
+    tcase_add_test(tc, bad_inputs);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? 1 : 0;
+}
