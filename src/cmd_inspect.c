@@ -25,9 +25,11 @@ static const char usage_text[] =
     "added tokens, BOS/EOS).  PATH is a Hugging Face checkpoint directory\n"
     "(config.json, model.safetensors or shards with model.safetensors.index.json,\n"
     "tokenizer.json), a single .safetensors file or a model.safetensors.index.json\n"
-    "(tensors only).  The checkpoint is validated as every ptqc command opens it:\n"
-    "a malformed file or a tensor whose shape disagrees with config.json is an\n"
-    "error.\n"
+    "(tensors only), or a .ptq bundle (its manifest: model config, every tensor's\n"
+    "method/format/bits/group/shape/bytes, totals and compression ratio, files,\n"
+    "provenance; --json prints the whole manifest).  The input is validated as\n"
+    "every ptqc command opens it: a malformed file or a tensor whose shape\n"
+    "disagrees with config.json is an error.\n"
     "\n"
     "Options:\n"
     "  --json      print one JSON object instead of text\n"
@@ -305,13 +307,11 @@ static int inspect_safetensors(const char *path, int json)
     return rc;
 }
 
-/* The dispatch point for bundles (.ptq, see ptqc-bundle(5)). */
+/* The dispatch point for bundles (.ptq, see ptqc-bundle(5)): the manifest
+ * summary, in src/cmd_verify.c. */
 static int inspect_bundle(const char *path, int json)
 {
-    (void)json;
-    ptq_err e;
-    ptq_fail(&e, PTQ_EUSAGE, "%s: inspecting .ptq bundles is not supported yet", path);
-    return cli_report(&e);
+    return cli_inspect_bundle(path, json);
 }
 
 static int ends_with(const char *s, const char *suffix)

@@ -855,6 +855,61 @@ START_TEST(test_runtime_stories)
     free(args);
     free(d);
 
+    /* ptqc inspect shows the manifest summary */
+    args = tu_fmt("inspect '%s'", q8);
+    ck_assert_int_eq(tu_ptqc(args, &out, NULL), 0);
+    ck_assert(strstr(out, "model.layers.4.mlp.down_proj.weight") && strstr(out, "rtn") &&
+              strstr(out, "compression:"));
+    free(out);
+    free(args);
+    args = tu_fmt("inspect --json '%s'", q8);
+    ck_assert_int_eq(tu_ptqc(args, &out, NULL), 0);
+    j = cJSON_Parse(out);
+    ck_assert(j != NULL);
+    double ratio = cJSON_GetObjectItem(j, "compression")->valuedouble;
+    ck_assert_double_gt(ratio, 1.2); /* 8-bit linears, FP16 embedding and norms */
+    ck_assert_double_lt(ratio, 2.0);
+    cJSON_Delete(j);
+    free(out);
+    free(args);
+
+    /* ptqc eval on bundles: the dense one is the FP16 model exactly */
+    char *text = tu_src("examples/stories-eval.txt");
+    args = tu_fmt("eval '%s' --text '%s' --reference '%s' --json", dense, text, src);
+    ck_assert_int_eq(tu_ptqc(args, &out, NULL), 0);
+    j = cJSON_Parse(out);
+    ck_assert(j != NULL);
+    ck_assert_double_eq(cJSON_GetObjectItem(j, "kl_mean")->valuedouble, 0);
+    ck_assert_double_eq(cJSON_GetObjectItem(j, "top1_agree")->valuedouble, 1);
+    double dense_ppl = cJSON_GetObjectItem(j, "ppl")->valuedouble;
+    cJSON_Delete(j);
+    free(out);
+    free(args);
+    args = tu_fmt("eval '%s' --text '%s' --json", src, text); /* the checkpoint alone */
+    ck_assert_int_eq(tu_ptqc(args, &out, NULL), 0);
+    j = cJSON_Parse(out);
+    ck_assert(j != NULL);
+    ck_assert_double_eq(cJSON_GetObjectItem(j, "ppl")->valuedouble, dense_ppl);
+    cJSON_Delete(j);
+    free(out);
+    free(args);
+    args = tu_fmt("eval '%s' --text '%s' --reference '%s' --json", q8, text, src);
+    ck_assert_int_eq(tu_ptqc(args, &out, NULL), 0);
+    j = cJSON_Parse(out);
+    ck_assert(j != NULL);
+    double kl = cJSON_GetObjectItem(j, "kl_mean")->valuedouble;
+    double ppl = cJSON_GetObjectItem(j, "ppl")->valuedouble;
+    double rppl = cJSON_GetObjectItem(j, "ref_ppl")->valuedouble;
+    fprintf(stderr, "stories260k int8 per-row eval: ppl %.4f vs FP16 %.4f, KL %.3g nats\n", ppl,
+            rppl, kl);
+    ck_assert_double_gt(kl, 0);
+    ck_assert_double_lt(kl, 0.01);
+    ck_assert_double_lt(fabs(ppl / rppl - 1), 0.02);
+    cJSON_Delete(j);
+    free(out);
+    free(args);
+    free(text);
+
     ptq_ckpt_close(&ck);
     free(lr);
     free(ld);
