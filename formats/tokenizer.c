@@ -124,8 +124,7 @@ static int vmap_insert(ptq_tokenizer *t, int32_t id)
 static void mmap_put(ptq_tokenizer *t, int32_t l, int32_t r, int32_t rank, int32_t new_id)
 {
     uint64_t k = (((uint64_t)(uint32_t)l << 32) | (uint32_t)r) + 1;
-    uint64_t h = k * 0x9E3779B97F4A7C15ull;
-    size_t i = (size_t)(h >> 17) & t->mmap.mask;
+    size_t i = (size_t)ptq_tok_mix(k) & t->mmap.mask;
     while (t->mmap.key[i] != 0 && t->mmap.key[i] != k) i = (i + 1) & t->mmap.mask;
     /* a repeated pair takes the later rank, as Hugging Face's map does */
     t->mmap.key[i] = k;

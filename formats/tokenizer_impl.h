@@ -117,13 +117,22 @@ int ptq_tok_utf8_valid(const char *s, size_t n);
 
 uint64_t ptq_tok_hash(const void *p, size_t n);
 int32_t ptq_tok_lookup(const ptq_tokenizer *t, const char *s, size_t n);
+/* a 64-bit mixer (splitmix64's finalizer) for the merge table */
+static inline uint64_t ptq_tok_mix(uint64_t h)
+{
+    h ^= h >> 30;
+    h *= 0xBF58476D1CE4E5B9ull;
+    h ^= h >> 27;
+    h *= 0x94D049BB133111EBull;
+    return h ^ (h >> 31);
+}
+
 /* (rank, new id) of merging left and right; 0 if there is no such merge */
 static inline int ptq_tok_merge(const ptq_tokenizer *t, int32_t l, int32_t r, int32_t *rank,
                                 int32_t *new_id)
 {
     uint64_t k = (((uint64_t)(uint32_t)l << 32) | (uint32_t)r) + 1;
-    uint64_t h = k * 0x9E3779B97F4A7C15ull;
-    size_t i = (size_t)(h >> 17) & t->mmap.mask;
+    size_t i = (size_t)ptq_tok_mix(k) & t->mmap.mask;
     for (;;) {
         uint64_t s = t->mmap.key[i];
         if (s == 0) return 0;
