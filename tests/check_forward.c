@@ -638,9 +638,17 @@ END_TEST
 
 static const char *const models[] = {"stories260k", "babyllama-105"};
 
+static char *model_dir(int i)
+{
+    char *rel = tu_fmt("models/%s", models[i]);
+    char *dir = tu_shared(rel);
+    free(rel);
+    return dir;
+}
+
 START_TEST(test_golden_logits)
 {
-    char *dir = tu_shared(tu_fmt("models/%s", models[_i]));
+    char *dir = model_dir(_i);
     char *jpath = tu_fmt("%s/golden/logits.json", dir), *fpath = tu_fmt("%s/golden/logits.f32", dir);
     cJSON *j = read_json(jpath);
     size_t n;
@@ -709,7 +717,7 @@ static void check_ppl(const char *model, const char *dir, const int32_t *ids, si
 
 START_TEST(test_golden_ppl_ids)
 {
-    char *dir = tu_shared(tu_fmt("models/%s", models[_i]));
+    char *dir = model_dir(_i);
     char *ipath = tu_fmt("%s/golden/tinystories-eval.ids.json", dir);
     char *ppath = tu_fmt("%s/golden/ppl.json", dir);
     cJSON *ij = read_json(ipath), *pj = read_json(ppath);
@@ -728,7 +736,7 @@ END_TEST
 START_TEST(test_golden_ppl_encode)
 {
     /* the same through the model's tokenizer */
-    char *dir = tu_shared(tu_fmt("models/%s", models[_i]));
+    char *dir = model_dir(_i);
     char *tj = tu_fmt("%s/tokenizer.json", dir), *tc = tu_fmt("%s/tokenizer_config.json", dir);
     char *tp = tu_shared("text/tinystories-eval.txt");
     char *ppath = tu_fmt("%s/golden/ppl.json", dir);
