@@ -85,6 +85,7 @@ typedef struct {
     pcre2_match_context *mc;
     pcre2_jit_stack *js;
     sbuf norm[2];
+    sbuf mapped; /* a byte-level word as its chars (ignore_merges) */
     int first_section;
 } enc;
 
@@ -184,8 +185,18 @@ static int bpe_merge(enc *s, size_t n, ivec *out)
 static int bpe_word(enc *s, const char *w, size_t n, ivec *out)
 {
     const ptq_tokenizer *t = s->t;
-    if (t->ignore_merges) {
-        int32_t id = ptq_tok_lookup(t, w, n);
+    if (t->ignore_merges) { /* a word that is a piece as a whole */
+        const char *q = w;
+        size_t qn = n;
+        if (t->style == PTQ_TOK_BYTELEVEL) {
+            s->mapped.n = 0;
+            for (size_t i = 0; i < n; i++)
+                if (!sbuf_add(&s->mapped, t->bl_chr[(unsigned char)w[i]], t->bl_chrlen[(unsigned char)w[i]]))
+                    return 0;
+            q = s->mapped.p;
+            qn = s->mapped.n;
+        }
+        int32_t id = ptq_tok_lookup(t, q, qn);
         if (id >= 0) return ivec_push(out, id);
     }
     if (!grow(s, n + 1)) return 0; /* at most one symbol per byte */
@@ -500,7 +511,7 @@ done:
     free(s.sym), free(s.prev), free(s.next), free(s.heap);
     free(s.cache.hash), free(s.cache.koff), free(s.cache.klen), free(s.cache.voff), free(s.cache.vlen);
     free(s.cache.keys.p), free(s.cache.vals.v);
-    free(s.norm[0].p), free(s.norm[1].p);
+    free(s.norm[0].p), free(s.norm[1].p), free(s.mapped.p);
     if (s.md) pcre2_match_data_free(s.md);
     if (s.mc) pcre2_match_context_free(s.mc);
     if (s.js) pcre2_jit_stack_free(s.js);

@@ -348,6 +348,29 @@ START_TEST(llama3_split)
 }
 END_TEST
 
+/* ignore_merges (Llama 3): a word that is a piece is taken whole, looked up
+ * by its byte-level chars ("\xc4\xa0" = U+0120, the char of the byte ' ') */
+START_TEST(ignore_merges)
+{
+    const char *fmt = "{\"model\": {\"type\": \"BPE\", \"ignore_merges\": %s, \"vocab\": "
+                      "{\"\xc4\xa0\": 0, \"x\": 1, \"y\": 2, \"\xc4\xa0xy\": 3}, \"merges\": []}, "
+                      "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, "
+                      "\"use_regex\": true}, \"decoder\": {\"type\": \"ByteLevel\"}}";
+    for (int im = 0; im < 2; im++) {
+        char *json = tu_fmt(fmt, im ? "true" : "false");
+        ptq_tokenizer *t = NULL;
+        ptq_err e = {0};
+        ck_assert_msg(ptq_tok_load_mem(&t, json, strlen(json), NULL, 0, "im.json", &e) == PTQ_OK, "%s", e.msg);
+        /* GPT-2 regex pieces: " xy", " x" */
+        int32_t with[] = {3, 0, 1}, without[] = {0, 1, 2, 0, 1};
+        if (im) expect_ids(t, " xy x", 5, 0, with, 3, "ignore_merges true");
+        else expect_ids(t, " xy x", 5, 0, without, 5, "ignore_merges false");
+        ptq_tok_free(t);
+        free(json);
+    }
+}
+END_TEST
+
 START_TEST(bos_eos_config)
 {
     char *tj = tu_shared("models/stories260k/tokenizer.json");
@@ -468,6 +491,7 @@ int main(void)
     tcase_add_test(tc, tinystories_eval_stories260k);
     tcase_add_test(tc, tinystories_eval_babyllama);
     tcase_add_test(tc, llama3_split);
+    tcase_add_test(tc, ignore_merges);
     tcase_add_test(tc, bos_eos_config);
     tcase_add_test(tc, bad_inputs);
     suite_add_tcase(s, tc);
