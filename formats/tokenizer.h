@@ -10,6 +10,15 @@
  * BOS/EOS come from tokenizer_config.json when present.
  *
  * Loading parses (formats/tokenizer.c); encode/decode live in calib/bpe.c.
+ *
+ * Accepted tokenizer.json pieces (others are refused by name, PTQ_EFORMAT):
+ * model BPE (merges as "a b" or ["a","b"], unk_token, fuse_unk,
+ * byte_fallback, ignore_merges); normalizers Sequence, Prepend, Replace
+ * (String), NFC; pre-tokenizers ByteLevel, Split (Regex or String,
+ * Isolated), Digits, Metaspace, Sequence; decoders ByteLevel, Replace
+ * ("▁" -> " "), ByteFallback, Fuse, Strip(" ", n, 0), Metaspace, Sequence.
+ * NFC is implemented only for text below U+0300 (where it is the
+ * identity); other text under an NFC tokenizer is refused with PTQ_EDATA.
  */
 #ifndef PTQC_TOKENIZER_H
 #define PTQC_TOKENIZER_H
