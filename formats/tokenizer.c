@@ -221,8 +221,9 @@ static int add_norm(ptq_tokenizer *t, const cJSON *n, const char *fname, ptq_err
     }
     if (t->n_norm >= PTQ_TOK_MAX_STEPS)
         return ptq_fail(e, PTQ_EFORMAT, "%s: more than %d normalizer steps", fname, PTQ_TOK_MAX_STEPS);
-    ptq_tok_norm *s = &t->norm[t->n_norm];
+    ptq_tok_norm *s = &t->norm[t->n_norm++]; /* counted now so free() sees its strings */
     memset(s, 0, sizeof *s);
+    s->kind = PTQ_NORM_NFC;
     if (!strcmp(type, "Prepend")) {
         const char *p = jstr(n, "prepend");
         if (!p || !ptq_tok_utf8_valid(p, strlen(p)))
@@ -246,12 +247,9 @@ static int add_norm(ptq_tokenizer *t, const cJSON *n, const char *fname, ptq_err
         s->from = dupn(from, s->from_len = strlen(from));
         s->to = dupn(to, s->to_len = strlen(to));
         if (!s->from || !s->to) return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", fname);
-    } else if (!strcmp(type, "NFC")) {
-        s->kind = PTQ_NORM_NFC;
-    } else {
+    } else if (strcmp(type, "NFC")) {
         return ptq_fail(e, PTQ_EFORMAT, "%s: normalizer \"%s\" is not supported", fname, type);
     }
-    t->n_norm++;
     return PTQ_OK;
 }
 
