@@ -14,7 +14,9 @@
  * with a KV cache) for the 64 ids of logits.json. */
 static void check_golden(const char *model)
 {
-    char *dir = tu_shared(tu_fmt("models/%s", model));
+    char *rel = tu_fmt("models/%s", model);
+    char *dir = tu_shared(rel);
+    free(rel);
     char *jpath = tu_fmt("%s/golden/logits.json", dir), *lpath = tu_fmt("%s/golden/logits.f32", dir);
     char *js = tu_read_file(jpath, NULL);
     ck_assert_ptr_nonnull(js);
