@@ -19,6 +19,9 @@ typedef struct ptq_gptq_opts {
                            the permutation (no g_idx); else g_idx is stored */
     float damp;         /* fraction of mean diag(H) added to the diagonal (0.01) */
     int block;          /* lazy-batch block size (128) */
+    int threads;        /* ptq_gptq workers over chunks of rows; 0: as many as
+                           OpenBLAS was set to use.  The result is the same for
+                           any value (see ptq_gptq). */
 } ptq_gptq_opts;
 
 typedef struct ptq_gptq_report {
@@ -34,7 +37,20 @@ int ptq_rtn(const float *W, int rows, int cols, const ptq_gptq_opts *o, ptq_qten
 
 /* GPTQ.  H is overwritten (damped, factorized).  Fails with PTQ_EDATA when H
  * stays singular after raising the damping (0.01 -> 0.1 -> 1 -> 10 times the
- * mean diagonal), or when W or H hold NaN/Inf. */
+ * mean diagonal), or when W or H hold NaN/Inf.
+ *
+ * Determinism: OpenBLAS's multithreaded sgemm/potrf round differently with
+ * the thread count, so for its duration ptq_gptq sets OpenBLAS to one thread
+ * (restoring the previous count before returning; do not call BLAS from other
+ * threads meanwhile) and runs o->threads workers of its own over fixed
+ * chunks of 128 rows, which GPTQ treats independently.  The output is
+ * bit-identical for any thread count.
+ *
+ * Grids of groups (not static) are computed when the group's first column is
+ * reached, on the weights updated by every column before it (also those of
+ * the same lazy batch: blocks are cut so a group that starts inside a block
+ * ends in it).  IST-DASLab/gptq reads the not yet batch-updated copy there
+ * when group < block; the two agree when group is a multiple of block. */
 int ptq_gptq(const float *W, float *H, int rows, int cols, const ptq_gptq_opts *o,
              ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e);
 

@@ -32,8 +32,14 @@ typedef struct ptq_qgrid {
     int maxq;
 } ptq_qgrid;
 
-/* Grid for one group of n weights (strided by stride floats). */
+/* Grid for one group of n weights (strided by stride floats).  The fp16
+ * scale is kept a positive normal: a smaller scale (tiny weights) is raised
+ * to 2^-14; a scale past the fp16 range is stored as +Inf, which
+ * ptq_quant_grid_ok reports so the quantizer fails with PTQ_EDATA. */
 void ptq_quant_grid(const float *w, int n, int stride, const ptq_quant_opts *o, ptq_qgrid *g);
+/* 1 when the stored scale is a finite positive fp16 (always, unless the
+ * group's range exceeds 65504 * maxq). */
+int ptq_quant_grid_ok(const ptq_qgrid *g);
 /* Code of one weight and its dequantized value. */
 static inline int ptq_quant_code(const ptq_qgrid *g, float w)
 {
