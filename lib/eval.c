@@ -3,7 +3,8 @@
  *
  * Windows are run through the forward pass in batches of `batch` windows;
  * every window is independent (position 0, empty cache), so the batch size
- * changes the speed, not the protocol.  Per predicted position:
+ * changes the speed, not the protocol (the figures move by float32 rounding
+ * only: OpenBLAS's rounding depends on the number of rows and threads).  Per predicted position:
  *   NLL = logsumexp(logits) - logits[target], in double from the float logits;
  * window sums and the total are summed in double in window order.
  * With a reference: KL(ref || model) = sum_v p_ref(v) (log p_ref(v) - log p(v))

@@ -21,6 +21,11 @@
  * orig_max_pos / low_freq_factor are divided by factor, those below
  * orig_max_pos / high_freq_factor are kept, and those between interpolate
  * smoothly).  The cos/sin tables are computed once, in double, per ptq_fwd.
+ *
+ * Determinism: the same batch shape and OpenBLAS thread count give the same
+ * bits.  OpenBLAS's sgemm rounds differently with another thread count (its
+ * work partition) and for fewer than 16 rows (edge kernels), so results across
+ * thread counts or batch shapes agree to float32 rounding, not bit for bit.
  */
 #include "lib/model.h"
 
