@@ -15,10 +15,18 @@
 #include "formats/tokenizer.h"
 #include "tests/testutil.h"
 
+/* tu_shared of dir/file */
+static char *shared2(const char *dir, const char *file)
+{
+    char *rel = tu_fmt("%s/%s", dir, file), *p = tu_shared(rel);
+    free(rel);
+    return p;
+}
+
 static ptq_tokenizer *load_dir(const char *dir)
 {
-    char *tj = tu_shared(tu_fmt("%s/tokenizer.json", dir));
-    char *tc = tu_shared(tu_fmt("%s/tokenizer_config.json", dir));
+    char *tj = shared2(dir, "tokenizer.json");
+    char *tc = shared2(dir, "tokenizer_config.json");
     ptq_tokenizer *t = NULL;
     ptq_err e = {0};
     ck_assert_msg(ptq_tok_load(&t, tj, tc, &e) == PTQ_OK, "%s", e.msg);
@@ -179,7 +187,7 @@ static void eval_ids(const char *model, int roundtrip)
 {
     ptq_tokenizer *t = load_dir(model);
     char *tp = tu_shared("text/tinystories-eval.txt");
-    char *gp = tu_shared(tu_fmt("%s/golden/tinystories-eval.ids.json", model));
+    char *gp = shared2(model, "golden/tinystories-eval.ids.json");
     size_t tl, gl, n;
     char *text = tu_read_file(tp, &tl), *g = tu_read_file(gp, &gl);
     ck_assert(text && g);
