@@ -688,6 +688,9 @@ static int load(ptq_tokenizer *t, const cJSON *root, const cJSON *cfg, const cha
             if (!strcmp(t->added[j].content, eos_names[i])) t->eos = t->added[j].id;
     /* add_bos default: the post_processor template starts with the BOS */
     const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
+    const cJSON *procs = cJSON_GetObjectItemCaseSensitive(pp, "processors"), *it;
+    cJSON_ArrayForEach(it, procs) /* Sequence[ByteLevel, TemplateProcessing] (Llama 3.1) */
+        if (cJSON_GetObjectItemCaseSensitive(it, "single")) pp = it;
     const cJSON *single = cJSON_GetObjectItemCaseSensitive(pp, "single");
     if (t->bos >= 0 && cJSON_IsArray(single) && single->child) {
         const char *first = jstr(cJSON_GetObjectItemCaseSensitive(single->child, "SpecialToken"), "id");

@@ -323,6 +323,21 @@ static char *llama3_json(int32_t *piece_id)
     cJSON_AddItemToArray(list, bl);
     cJSON_AddItemToObject(pre, "pretokenizers", list);
     cJSON_AddItemToObject(root, "pre_tokenizer", pre);
+    /* Llama 3.1's post_processor: the BOS template inside a Sequence */
+    cJSON *pp = cJSON_CreateObject(), *procs = cJSON_CreateArray(), *bp = cJSON_CreateObject();
+    cJSON *tp = cJSON_CreateObject(), *single = cJSON_CreateArray(), *sp = cJSON_CreateObject();
+    cJSON *st = cJSON_CreateObject();
+    cJSON_AddStringToObject(pp, "type", "Sequence");
+    cJSON_AddStringToObject(bp, "type", "ByteLevel");
+    cJSON_AddStringToObject(tp, "type", "TemplateProcessing");
+    cJSON_AddStringToObject(st, "id", "<|begin_of_text|>");
+    cJSON_AddItemToObject(sp, "SpecialToken", st);
+    cJSON_AddItemToArray(single, sp);
+    cJSON_AddItemToObject(tp, "single", single);
+    cJSON_AddItemToArray(procs, bp);
+    cJSON_AddItemToArray(procs, tp);
+    cJSON_AddItemToObject(pp, "processors", procs);
+    cJSON_AddItemToObject(root, "post_processor", pp);
     cJSON *dec = cJSON_CreateObject();
     cJSON_AddStringToObject(dec, "type", "ByteLevel");
     cJSON_AddItemToObject(root, "decoder", dec);
@@ -334,6 +349,11 @@ static char *llama3_json(int32_t *piece_id)
     cJSON_AddBoolToObject(a, "rstrip", 1);
     cJSON_AddBoolToObject(a, "special", 1);
     cJSON_AddItemToArray(added, a);
+    cJSON *b = cJSON_CreateObject();
+    cJSON_AddNumberToObject(b, "id", next + 1);
+    cJSON_AddStringToObject(b, "content", "<|begin_of_text|>");
+    cJSON_AddBoolToObject(b, "special", 1);
+    cJSON_AddItemToArray(added, b);
     cJSON_AddItemToObject(root, "added_tokens", added);
     char *s = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
@@ -357,7 +377,10 @@ START_TEST(llama3_split)
     ck_assert_str_eq(d, text);
     free(d);
     /* lstrip/rstrip: the spaces around the added token go with it */
-    int32_t eot = ptq_tok_vocab_size(t) - 1;
+    int32_t eot = ptq_tok_vocab_size(t) - 2;
+    ck_assert_int_eq(ptq_tok_bos(t), eot + 1);
+    ck_assert_int_eq(ptq_tok_add_bos(t), 1);
+    ck_assert_int_eq(ptq_tok_eos(t), -1);
     const char *s2 = "Hello  <|eot_id|>  Hello";
     int32_t want2[] = {want[0], eot, want[0]};
     expect_ids(t, s2, strlen(s2), 0, want2, 3, "lstrip/rstrip");
