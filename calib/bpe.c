@@ -300,8 +300,8 @@ static int spm_word(enc *s, const char *w, size_t n)
 {
     if (!s->t->spm_cut) return cached_word(s, w, n);
     size_t start = 0;
-    for (size_t i = 3; i + 3 <= n; i++) {
-        if (memcmp(w + i, META, 3) || !memcmp(w + i - 3, META, 3)) continue;
+    for (size_t i = 1; i + 3 <= n; i++) {
+        if (memcmp(w + i, META, 3) || (i >= 3 && !memcmp(w + i - 3, META, 3))) continue;
         /* w[i-3..i) is not "▁"; i is a char start since ▁'s lead byte E2 is one */
         if (!cached_word(s, w + start, i - start)) return 0;
         start = i;

@@ -412,6 +412,31 @@ START_TEST(ignore_merges)
 }
 END_TEST
 
+/* SentencePiece-style text is cut into words before "▁" only when no merge
+ * makes a piece with "▁" after another char: here "a" + "▁" does, so
+ * "a b" = "▁a▁b" must give "▁" "a▁" "b" */
+START_TEST(spm_merge_across_meta)
+{
+    const char *json =
+        "{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
+        "\"\u2581\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\u2581\"}]}, "
+        "\"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": "
+        "\"\u2581\"}, \"content\": \" \"}, {\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}]}, "
+        "\"model\": {\"type\": \"BPE\", \"vocab\": {\"\u2581\": 0, \"a\": 1, \"b\": 2, \"a\u2581\": 3}, "
+        "\"merges\": [\"a \u2581\"]}}";
+    ptq_tokenizer *t = NULL;
+    ptq_err e = {0};
+    ck_assert_msg(ptq_tok_load_mem(&t, json, strlen(json), NULL, 0, "m.json", &e) == PTQ_OK, "%s", e.msg);
+    int32_t want[] = {0, 3, 2};
+    expect_ids(t, "a b", 3, 0, want, 3, "a b");
+    size_t dl;
+    char *d = decode(t, want, 3, &dl);
+    ck_assert_str_eq(d, "a b");
+    free(d);
+    ptq_tok_free(t);
+}
+END_TEST
+
 START_TEST(bos_eos_config)
 {
     char *tj = tu_shared("models/stories260k/tokenizer.json");
@@ -541,6 +566,7 @@ int main(void)
     tcase_add_test(tc, tinystories_eval_babyllama);
     tcase_add_test(tc, llama3_split);
     tcase_add_test(tc, ignore_merges);
+    tcase_add_test(tc, spm_merge_across_meta);
     tcase_add_test(tc, bos_eos_config);
     tcase_add_test(tc, bad_inputs);
     suite_add_tcase(s, tc);
