@@ -17,6 +17,7 @@ typedef struct command {
 } command;
 
 static const command commands[] = {
+    {"compile", cmd_compile, "quantize a checkpoint layer by layer (RTN/GPTQ) into a bundle"},
     {"inspect", cmd_inspect, "show a checkpoint's or bundle's config, tensors and tokenizer"},
     {"eval", cmd_eval, "perplexity (ptqc-ppl-v1), KL divergence and top-1 agreement"},
     {"verify", cmd_verify, "check a bundle's checksums and manifest"},
