@@ -460,6 +460,9 @@ static const char *const reserved_keys[] = {"name", "method", "format", "dtype",
 int ptq_bw_add_tensor(ptq_bundle_writer *w, const char *name, const char *method,
                       const ptq_qtensor *q, const cJSON *extra, ptq_err *e)
 {
+    if (q->format != PTQ_QF_INT && q->format != PTQ_QF_DENSE)
+        return ptq_fail(e, PTQ_EINTERNAL, "%s: tensor %s: format %d has no bundle storage yet",
+                        w->final_path, name, q->format);
     int rc = ptq_qtensor_check(q, name, e);
     if (rc) return ptq_fail_prefix(e, "%s", w->final_path);
     /* the longest member is tensors/<name>.qweight (or .scales, .json) */
