@@ -24,6 +24,8 @@ int cmd_inspect(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_compile(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 /* `ptqc inspect` of a .ptq bundle (src/cmd_verify.c); returns the exit status. */
 int cli_inspect_bundle(const char *path, int json);
 

@@ -21,6 +21,8 @@ static const command commands[] = {
     {"inspect", cmd_inspect, "show a checkpoint's or bundle's config, tensors and tokenizer"},
     {"eval", cmd_eval, "perplexity (ptqc-ppl-v1), KL divergence and top-1 agreement"},
     {"verify", cmd_verify, "check a bundle's checksums and manifest"},
+    {"run", cmd_run, "generate text from a bundle on the GPU (libptqrt)"},
+    {"bench", cmd_bench, "measure prefill and decode speed of a bundle on the GPU"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
