@@ -1,0 +1,114 @@
+#!/bin/sh
+# tests/gpu/run.sh - the one prepared GPU check of libptqrt: build, correctness,
+# sanitizers, benchmarks.  POSIX sh; one command; under ten minutes on an H100.
+#
+#   sh tests/gpu/run.sh [OUTDIR]        (default: $OUT, else ./gpu-results)
+#
+# Writes OUTDIR/results.md (device, date, every figure) and one log per step.
+# The GPU machine may lack the dev packages that configure requires (OpenBLAS,
+# LAPACKE, libarchive, cJSON, PCRE2, Check) and has no network, so the script
+# tries the full autotools build first and otherwise builds the kernels, the
+# GPU tests (tests/gpu/standalone.c, the same cases as tests/check_cuda) and
+# bench_kernels directly with nvcc, which need only CUDA.  `ptqc bench` needs
+# the full build (it links the tokenizer and bundle reader); without it that
+# step is reported as not run.
+set -u
+SRC=$(cd "$(dirname "$0")/../.." && pwd)
+OUTDIR=${1:-${OUT:-$PWD/gpu-results}}
+mkdir -p "$OUTDIR"
+OUTDIR=$(cd "$OUTDIR" && pwd)
+B="$OUTDIR/build"
+mkdir -p "$B"
+R="$OUTDIR/results.md"
+PATH="$PATH:/usr/local/cuda/bin"
+export PATH
+NVCC=$(command -v nvcc || true)
+T0=$(date +%s)
+status=0
+
+say() { printf '%s\n' "$*" | tee -a "$R"; }
+step() { # step NAME TIMEOUT CMD...: run, log to OUTDIR/NAME.log, record the status
+    name=$1; lim=$2; shift 2
+    s0=$(date +%s)
+    timeout "$lim" "$@" > "$OUTDIR/$name.log" 2>&1
+    rc=$?
+    say "- $name: exit $rc ($(( $(date +%s) - s0 )) s), log $name.log"
+    return $rc
+}
+
+: > "$R"
+say "# libptqrt GPU check"
+say ""
+say "- date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+say "- device: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | head -1)"
+say "- nvcc: $($NVCC --version 2>/dev/null | tail -1)"
+say "- source: $(cd "$SRC" && git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+say ""
+say "## Steps"
+[ -n "$NVCC" ] || { say "nvcc not found: nothing can be built"; exit 1; }
+
+# ---- 1. full build (configure), else direct nvcc builds
+FULL=0
+if ( cd "$SRC" && { [ -x configure ] || autoreconf -fi; } ) > "$OUTDIR/autoreconf.log" 2>&1 &&
+   ( cd "$B" && "$SRC/configure" -q --with-cuda ) > "$OUTDIR/configure.log" 2>&1; then
+    if step make 420 make -C "$B" -j16 all tests/check_cuda bench/bench_kernels; then FULL=1; fi
+else
+    say "- configure failed (see configure.log): direct nvcc build"
+fi
+NV="$NVCC -std=c++17 -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -I$SRC -I$B"
+if [ $FULL = 1 ]; then
+    CHECK="$B/tests/check_cuda"; BENCHK="$B/bench/bench_kernels"; PTQC="$B/src/ptqc"
+else
+    mkdir -p "$B/direct"
+    : > "$B/config.h"
+    step nvcc-build 420 sh -c "
+        for f in gemv_int gemm_int dense layers; do $NV -c -o $B/direct/\$f.o $SRC/lib/\$f.cu & done; wait &&
+        $NV -x cu -c -o $B/direct/cases.o $SRC/tests/gpu/cases.c &&
+        $NV -x cu -c -o $B/direct/standalone.o $SRC/tests/gpu/standalone.c &&
+        $NV -o $B/direct/standalone $B/direct/standalone.o $B/direct/cases.o $B/direct/gemv_int.o $B/direct/gemm_int.o $B/direct/dense.o $B/direct/layers.o -lcublas &&
+        $NV -o $B/direct/bench_kernels $SRC/bench/bench_kernels.cu $B/direct/gemv_int.o $B/direct/gemm_int.o $B/direct/dense.o $B/direct/layers.o -lcublas" || status=1
+    CHECK="$B/direct/standalone"; BENCHK="$B/direct/bench_kernels"; PTQC=""
+fi
+STORIES="$SRC/../shared/models/stories260k/model.safetensors"
+[ -f "$STORIES" ] || STORIES="$SRC/examples/stories260k/model.safetensors"
+PTQC_SHARED="$SRC/../shared"; export PTQC_SHARED
+[ -d "$PTQC_SHARED" ] || { mkdir -p "$OUTDIR/shared/models"; ln -sf "$SRC/examples/stories260k" "$OUTDIR/shared/models/stories260k"; PTQC_SHARED="$OUTDIR/shared"; }
+
+# ---- 2. correctness: every kernel vs the CPU reference
+if [ $FULL = 1 ]; then step check_cuda 240 "$CHECK" || status=1
+else step check_cuda 240 "$CHECK" "$STORIES" || status=1; fi
+
+# ---- 3. compute-sanitizer on the GPU test binary
+if command -v compute-sanitizer > /dev/null 2>&1; then
+    ARGS=""; [ $FULL = 1 ] || ARGS="$STORIES"
+    CK_FORK=no; export CK_FORK
+    step memcheck 200 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 1 "$CHECK" $ARGS || status=1
+    step racecheck 200 compute-sanitizer --tool racecheck --error-exitcode 1 "$CHECK" $ARGS || status=1
+else
+    say "- compute-sanitizer not found: memcheck/racecheck not run"
+fi
+
+# ---- 4. benchmarks
+step bench_kernels 120 "$BENCHK" || status=1
+if [ -n "$PTQC" ]; then
+    step ptqc_bench 200 "$PTQC" bench --synthetic llama7b --bits 4 --group 128 -n 64 -r 3 || status=1
+else
+    say "- ptqc bench: not run (needs the full configure build)"
+fi
+
+say ""
+say "## Correctness"
+say '```'
+grep -E "^(ok|FAIL|PASS|SKIP)|Checks|failure" "$OUTDIR/check_cuda.log" 2>/dev/null | tail -60 >> "$R"
+say '```'
+for t in memcheck racecheck; do
+    [ -f "$OUTDIR/$t.log" ] && { say "$t: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUTDIR/$t.log" | tail -1)"; }
+done
+say ""
+say "## Benchmarks"
+[ -f "$OUTDIR/bench_kernels.log" ] && cat "$OUTDIR/bench_kernels.log" >> "$R"
+say ""
+[ -f "$OUTDIR/ptqc_bench.log" ] && { say '```'; cat "$OUTDIR/ptqc_bench.log" >> "$R"; say '```'; }
+say ""
+say "total $(( $(date +%s) - T0 )) s; overall status $status"
+exit $status
