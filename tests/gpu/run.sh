@@ -55,6 +55,8 @@ if ( cd "$SRC" && { [ -x configure ] || autoreconf -fi; } ) > "$OUTDIR/autorecon
 else
     say "- configure failed (see configure.log): direct nvcc build"
 fi
+CUDA_INC=$(dirname "$(dirname "$NVCC")")/include
+CC=${CC:-cc}
 NV="$NVCC -std=c++17 -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -I$SRC -I$B"
 if [ $FULL = 1 ]; then
     CHECK="$B/tests/check_cuda"; BENCHK="$B/bench/bench_kernels"; PTQC="$B/src/ptqc"
@@ -63,8 +65,8 @@ else
     : > "$B/config.h"
     step nvcc-build 420 sh -c "
         for f in gemv_int gemm_int dense layers; do $NV -c -o $B/direct/\$f.o $SRC/lib/\$f.cu & done; wait &&
-        $NV -x cu -c -o $B/direct/cases.o $SRC/tests/gpu/cases.c &&
-        $NV -x cu -c -o $B/direct/standalone.o $SRC/tests/gpu/standalone.c &&
+        $CC -std=c11 -O2 -D_GNU_SOURCE -I$SRC -I$B -I$CUDA_INC -c -o $B/direct/cases.o $SRC/tests/gpu/cases.c &&
+        $CC -std=c11 -O2 -I$SRC -I$B -c -o $B/direct/standalone.o $SRC/tests/gpu/standalone.c &&
         $NV -o $B/direct/standalone $B/direct/standalone.o $B/direct/cases.o $B/direct/gemv_int.o $B/direct/gemm_int.o $B/direct/dense.o $B/direct/layers.o -lcublas &&
         $NV -o $B/direct/bench_kernels $SRC/bench/bench_kernels.cu $B/direct/gemv_int.o $B/direct/gemm_int.o $B/direct/dense.o $B/direct/layers.o -lcublas" || status=1
     CHECK="$B/direct/standalone"; BENCHK="$B/direct/bench_kernels"; PTQC=""
