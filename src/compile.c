@@ -654,6 +654,8 @@ static int divides_all(cstate *s, int group, char *nm, size_t nmlen, int *bad_co
 static int check_flags(cstate *s, ptq_err *e)
 {
     s->q = s->o->q;
+    /* GPTQ's row workers give the same bits for any count (lib/gptq.h). */
+    s->q.threads = s->o->threads > 0 ? s->o->threads : 1;
     if (s->q.q.bits < 2 || s->q.q.bits > 8)
         return ptq_fail(e, PTQ_EUSAGE, "--bits %d: out of range 2..8", s->q.q.bits);
     char nm[256];
