@@ -71,6 +71,9 @@ static uint64_t payload_size(const char *p, int format, int rows, int cols, int 
 {
     uint64_t r = (uint64_t)rows, c = (uint64_t)cols;
     if (format == PTQ_QF_DENSE) return !strcmp(p, "data") ? r * c * ptq_dtype_size(dtype) : 0;
+    if (format == PTQ_QF_W8A8 || format == PTQ_QF_FP8) /* lib/w8a8.h */
+        return !strcmp(p, "codes") ? r * c : !strcmp(p, "wscale") ? r * 4
+                                           : !strcmp(p, "act_scale") ? 4 : 0;
     uint64_t ng = group ? c / (uint64_t)group : 1;
     if (!strcmp(p, "qweight")) return r * (uint64_t)ptq_pack_row_words(cols, bits) * 4;
     if (!strcmp(p, "scales")) return r * ng * 2;
@@ -455,7 +458,7 @@ int ptq_bw_add_file(ptq_bundle_writer *w, const char *member, const void *data, 
 
 static const char *const reserved_keys[] = {"name", "method", "format", "dtype",   "rows",
                                             "cols", "bits",   "group",  "sym",     "act_order",
-                                            "payloads"};
+                                            "payloads", "act_scales"};
 
 int ptq_bw_add_tensor(ptq_bundle_writer *w, const char *name, const char *method,
                       const ptq_qtensor *q, const cJSON *extra, ptq_err *e)
@@ -479,6 +482,9 @@ int ptq_bw_add_tensor(ptq_bundle_writer *w, const char *name, const char *method
     if (q->format == PTQ_QF_DENSE) {
         cJSON_AddStringToObject(ent, "format", "dense");
         cJSON_AddStringToObject(ent, "dtype", ptq_dtype_name((ptq_dtype)q->dtype));
+    } else if (q->format == PTQ_QF_W8A8 || q->format == PTQ_QF_FP8) {
+        cJSON_AddStringToObject(ent, "format", q->format == PTQ_QF_FP8 ? "fp8" : "w8a8");
+        cJSON_AddStringToObject(ent, "act_scales", q->act_scale ? "static" : "dynamic");
     } else {
         cJSON_AddStringToObject(ent, "format", "int");
     }
@@ -498,6 +504,15 @@ int ptq_bw_add_tensor(ptq_bundle_writer *w, const char *name, const char *method
     if (q->format == PTQ_QF_DENSE) {
         pnames[np] = "data";
         pdata[np++] = q->data;
+    } else if (q->format == PTQ_QF_W8A8 || q->format == PTQ_QF_FP8) {
+        pnames[np] = "codes";
+        pdata[np++] = q->codes;
+        pnames[np] = "wscale";
+        pdata[np++] = q->wscale;
+        if (q->act_scale) {
+            pnames[np] = "act_scale";
+            pdata[np++] = q->act_scale;
+        }
     } else {
         const void *arrs[N_INT_PAYLOADS] = {q->qweight, q->scales, q->zeros, q->g_idx};
         for (int i = 0; i < N_INT_PAYLOADS; i++)
@@ -892,6 +907,18 @@ static int check_entry(checker *ck, const cJSON *ent, int hashes, ptq_qtensor *q
         t.group = (int)group;
         t.sym = (int)sym;
         t.ngroups = t.group ? t.cols / t.group : 1;
+    } else if (!strcmp(fmt->valuestring, "w8a8") || !strcmp(fmt->valuestring, "fp8")) {
+        const cJSON *as = cJSON_GetObjectItemCaseSensitive(ent, "act_scales");
+        t.format = !strcmp(fmt->valuestring, "fp8") ? PTQ_QF_FP8 : PTQ_QF_W8A8;
+        t.bits = 8;
+        t.sym = 1;
+        int stat = cJSON_IsString(as) && !strcmp(as->valuestring, "static");
+        if (!(stat || (cJSON_IsString(as) && !strcmp(as->valuestring, "dynamic"))) ||
+            stat != (cJSON_GetObjectItemCaseSensitive(pl, "act_scale") != NULL)) {
+            problem(ck, PTQ_EFORMAT, "%s: tensor %s: act_scales is not \"static\" with an "
+                    "act_scale payload or \"dynamic\" without one", b->path, nm);
+            return 0;
+        }
     } else {
         problem(ck, PTQ_EFORMAT, "%s: tensor %s: unknown format '%s'", b->path, nm,
                 fmt->valuestring);
@@ -917,6 +944,9 @@ static int check_entry(checker *ck, const cJSON *ent, int hashes, ptq_qtensor *q
         else if (!strcmp(p->string, "qweight")) t.qweight = ptr;
         else if (!strcmp(p->string, "scales")) t.scales = ptr;
         else if (!strcmp(p->string, "zeros")) t.zeros = ptr;
+        else if (!strcmp(p->string, "codes")) t.codes = ptr;
+        else if (!strcmp(p->string, "wscale")) t.wscale = ptr;
+        else if (!strcmp(p->string, "act_scale")) t.act_scale = ptr;
         else t.g_idx = ptr;
     }
     if (ck->n != n0) return 0;
@@ -1105,7 +1135,8 @@ static int config_names(const ptq_config *c, const char *name)
         if (strncmp(name, buf, n)) continue;
         const char *rest = name + n;
         if (!strcmp(rest, "input_layernorm.weight") ||
-            !strcmp(rest, "post_attention_layernorm.weight"))
+            !strcmp(rest, "post_attention_layernorm.weight") ||
+            !strcmp(rest, "self_attn.kv_scale")) /* int8 KV cache scales */
             return 1;
         for (int i = 0; i < PTQ_NLINEAR; i++) {
             snprintf(buf, sizeof buf, "%s.weight", ptq_linear_name(i));

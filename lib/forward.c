@@ -30,6 +30,7 @@
 #include "lib/model.h"
 
 #include <cblas.h>
+#include "lib/w8a8.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +178,37 @@ static void linear(float *y, const float *x, const float *W, const float *bias, 
         }
 }
 
+/* Linear i of layer w: the float32 sgemm, or lib/w8a8.h's 8-bit product when
+ * the provider set w->aq[i] (an activation-quantized tensor). */
+static int layer_linear(const ptq_layer_w *w, int i, float *y, const float *x, int N, int rows,
+                        int cols, ptq_err *e)
+{
+    if (!w->aq[i]) {
+        linear(y, x, w->w[i], w->bias[i], N, rows, cols);
+        return PTQ_OK;
+    }
+    int rc = ptq_a8_linear(w->aq[i], x, N, y, e);
+    if (!rc && w->bias[i])
+        for (int r = 0; r < N; r++)
+            for (int k = 0; k < rows; k++) y[(size_t)r * rows + k] += w->bias[i][k];
+    return rc;
+}
+
+/* int8 KV cache: round x [N, nh*hd] to the int8 codes of each head's scale
+ * s[h] (clamp(rint(x / s), -127, 127) * s), what an int8 cache stores. */
+static void kv_int8(float *x, const float *s, int N, int nh, int hd)
+{
+    for (size_t r = 0; r < (size_t)N; r++)
+        for (int h = 0; h < nh; h++) {
+            float *v = x + (r * nh + h) * hd, sc = s[h];
+            for (int i = 0; i < hd; i++) {
+                float q = rintf(v[i] / sc);
+                q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+                v[i] = q * sc;
+            }
+        }
+}
+
 /* Rotate every head of x [B*T, nh*hd] in place; token t of a sequence is at
  * position t. */
 static void rope(const ptq_fwd *f, float *x, int B, int T, int nh)
@@ -250,28 +282,37 @@ int ptq_fwd_layer(ptq_fwd *f, const ptq_layer_w *w, float *x, int B, int T, ptq_
     /* attention block */
     rmsnorm(f->xb, x, w->attn_norm, N, D, c->rms_eps);
     if (cap) copy_rows(cap->attn_in, f->xb, ND);
-    linear(f->q, f->xb, w->w[PTQ_Q], w->bias[PTQ_Q], N, f->q_dim, D);
-    linear(f->k, f->xb, w->w[PTQ_K], w->bias[PTQ_K], N, f->kv_dim, D);
-    linear(f->v, f->xb, w->w[PTQ_V], w->bias[PTQ_V], N, f->kv_dim, D);
+    int rc;
+    if ((rc = layer_linear(w, PTQ_Q, f->q, f->xb, N, f->q_dim, D, e)) ||
+        (rc = layer_linear(w, PTQ_K, f->k, f->xb, N, f->kv_dim, D, e)) ||
+        (rc = layer_linear(w, PTQ_V, f->v, f->xb, N, f->kv_dim, D, e)))
+        return rc;
     rope(f, f->q, B, T, c->n_heads);
     rope(f, f->k, B, T, c->n_kv_heads);
+    if (cap) copy_rows(cap->k_rot, f->k, (size_t)N * f->kv_dim);
+    if (cap) copy_rows(cap->v_out, f->v, (size_t)N * f->kv_dim);
+    if (w->kv_scale) {
+        kv_int8(f->k, w->kv_scale, N, c->n_kv_heads, c->head_dim);
+        kv_int8(f->v, w->kv_scale + c->n_kv_heads, N, c->n_kv_heads, c->head_dim);
+    }
     attention(f, B, T);
     if (cap) copy_rows(cap->o_in, f->ao, (size_t)N * f->q_dim);
-    linear(f->tmp, f->ao, w->w[PTQ_O], NULL, N, D, f->q_dim);
+    if ((rc = layer_linear(w, PTQ_O, f->tmp, f->ao, N, D, f->q_dim, e))) return rc;
     for (size_t i = 0; i < ND; i++) x[i] += f->tmp[i];
 
     /* MLP block */
     rmsnorm(f->xb, x, w->mlp_norm, N, D, c->rms_eps);
     if (cap) copy_rows(cap->mlp_in, f->xb, ND);
-    linear(f->hb, f->xb, w->w[PTQ_GATE], NULL, N, I_, D);
-    linear(f->hb2, f->xb, w->w[PTQ_UP], NULL, N, I_, D);
+    if ((rc = layer_linear(w, PTQ_GATE, f->hb, f->xb, N, I_, D, e)) ||
+        (rc = layer_linear(w, PTQ_UP, f->hb2, f->xb, N, I_, D, e)))
+        return rc;
     size_t NI = (size_t)N * I_;
     for (size_t i = 0; i < NI; i++) {
         float g = f->hb[i];
         f->hb[i] = g / (1.0f + expf(-g)) * f->hb2[i];
     }
     if (cap) copy_rows(cap->down_in, f->hb, NI);
-    linear(f->tmp, f->hb, w->w[PTQ_DOWN], NULL, N, D, I_);
+    if ((rc = layer_linear(w, PTQ_DOWN, f->tmp, f->hb, N, D, I_, e))) return rc;
     for (size_t i = 0; i < ND; i++) x[i] += f->tmp[i];
     return PTQ_OK;
 }

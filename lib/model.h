@@ -30,6 +30,14 @@ typedef struct ptq_layer_w {
     float *w[PTQ_NLINEAR];       /* [rows, cols] per ptq_linear_shape */
     float *bias[PTQ_NLINEAR];    /* q/k/v biases (qwen2), NULL otherwise */
     float *mlp_norm;             /* [D] post_attention_layernorm */
+    /* Optional (ptq_layer_w_alloc leaves them NULL; a provider sets them):
+     * aq[i]: linear i runs as the 8-bit x 8-bit product of lib/w8a8.h
+     * (W8A8 / FP8 tensors) instead of the float32 sgemm over w[i]. */
+    const struct ptq_qtensor *aq[PTQ_NLINEAR];
+    /* int8 KV cache: [2][n_kv_heads] static scales, keys then values; the
+     * keys (after RoPE) and values are rounded to int8 codes of their head's
+     * scale before attention, exactly as an int8 cache holds them. */
+    const float *kv_scale;
 } ptq_layer_w;
 
 /* Allocate / free float32 buffers for one layer of config c (biases only when
@@ -56,6 +64,8 @@ typedef struct ptq_capture {
     float *o_in;    /* [N, H*hd]   input of o_proj (attention output) */
     float *mlp_in;  /* [N, D]      input of gate/up (after post-attn RMSNorm) */
     float *down_in; /* [N, I]      input of down_proj (silu(gate)*up) */
+    float *k_rot;   /* [N, KV*hd]  keys after RoPE (int8 KV-cache calibration) */
+    float *v_out;   /* [N, KV*hd]  values */
 } ptq_capture;
 
 /* Scratch for batches of up to max_tokens tokens with sequences up to max_T. */

@@ -1,10 +1,12 @@
 /* qtensor.c - freeing, checking and the reference decode of ptq_qtensor. */
 #include "lib/qtensor.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lib/dtype.h"
+#include "lib/fp8.h"
 #include "lib/half.h"
 #include "lib/pack.h"
 
@@ -17,8 +19,34 @@ void ptq_qtensor_free(ptq_qtensor *q)
         free(q->zeros);
         free(q->g_idx);
         free(q->data);
+        free(q->codes);
+        free(q->wscale);
+        free(q->act_scale);
     }
     memset(q, 0, sizeof *q);
+}
+
+/* W8A8 / FP8: arrays present, scales finite and positive, no NaN codes in
+ * rows [row0, row0 + n). */
+static int check_a8(const ptq_qtensor *q, const char *what, int row0, int n, ptq_err *e)
+{
+    if (!q->codes || !q->wscale)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: 8-bit tensor without codes or scales", what);
+    if (q->act_scale && !(isfinite(q->act_scale[0]) && q->act_scale[0] > 0))
+        return ptq_fail(e, PTQ_EFORMAT, "%s: activation scale %g is not finite and positive",
+                        what, (double)q->act_scale[0]);
+    for (int r = row0; r < row0 + n; r++)
+        if (!(isfinite(q->wscale[r]) && q->wscale[r] > 0))
+            return ptq_fail(e, PTQ_EFORMAT, "%s: weight scale of row %d (%g) is not finite and "
+                            "positive", what, r, (double)q->wscale[r]);
+    if (q->format == PTQ_QF_FP8) {
+        const uint8_t *c = q->codes + (size_t)row0 * (size_t)q->cols;
+        for (size_t i = 0; i < (size_t)n * (size_t)q->cols; i++)
+            if ((c[i] & 0x7f) == 0x7f)
+                return ptq_fail(e, PTQ_EFORMAT, "%s: E4M3 NaN code in row %zu", what,
+                                row0 + i / (size_t)q->cols);
+    }
+    return PTQ_OK;
 }
 
 /* Everything but the zero points; those of rows [row0, row0 + n) too. */
@@ -34,6 +62,7 @@ static int check_rows(const ptq_qtensor *q, const char *what, int row0, int n, p
         if (!q->data) return ptq_fail(e, PTQ_EFORMAT, "%s: dense tensor without data", what);
         return PTQ_OK;
     }
+    if (q->format == PTQ_QF_W8A8 || q->format == PTQ_QF_FP8) return check_a8(q, what, row0, n, e);
     if (q->format != PTQ_QF_INT)
         return ptq_fail(e, PTQ_EFORMAT, "%s: unknown tensor format %d", what, q->format);
     if (q->bits < 2 || q->bits > 8)
@@ -77,6 +106,17 @@ static int decode_rows(const ptq_qtensor *q, int row0, int n, float *w)
         } else {
             const uint16_t *s = (const uint16_t *)q->data + first;
             for (size_t i = 0; i < count; i++) w[i] = ptq_bf16_to_f32(s[i]);
+        }
+        return PTQ_OK;
+    }
+    if (q->format == PTQ_QF_W8A8 || q->format == PTQ_QF_FP8) {
+        for (int r = row0; r < row0 + n; r++) {
+            const uint8_t *c = q->codes + (size_t)r * cols;
+            float s = q->wscale[r], *out = w + (size_t)(r - row0) * cols;
+            if (q->format == PTQ_QF_W8A8)
+                for (size_t k = 0; k < cols; k++) out[k] = (float)(int8_t)c[k] * s;
+            else
+                for (size_t k = 0; k < cols; k++) out[k] = ptq_e4m3_to_f32(c[k]) * s;
         }
         return PTQ_OK;
     }

@@ -23,6 +23,8 @@ enum ptq_qformat {
     PTQ_QF_DENSE = 0, /* kept unquantized in its source dtype F16/BF16/F32
                          (--skip, embeddings, norms, lm_head) */
     PTQ_QF_INT = 1,   /* uniform integer codes + group scales/zeros (lib/pack.h) */
+    PTQ_QF_W8A8 = 2,  /* int8 weights, fp32 per-row scales; int8 activations (lib/w8a8.h) */
+    PTQ_QF_FP8 = 3,   /* E4M3 weights (lib/fp8.h), fp32 per-row scales; E4M3 activations */
 };
 
 typedef struct ptq_qtensor {
@@ -40,6 +42,14 @@ typedef struct ptq_qtensor {
     /* PTQ_QF_DENSE */
     int dtype;         /* ptq_dtype (lib/dtype.h): PTQ_DT_F16, PTQ_DT_BF16 or PTQ_DT_F32 */
     void *data;        /* [rows][cols] elements of dtype, little-endian */
+    /* PTQ_QF_W8A8 / PTQ_QF_FP8: weight = decode(codes[r][k]) * wscale[r] with
+     * decode = the int8 value (two's complement) or the E4M3 value.  The
+     * linear's input is quantized to the same kind of 8-bit codes with a
+     * per-tensor static scale act_scale[0], or per token (row) dynamically
+     * when act_scale is NULL (lib/w8a8.h). */
+    uint8_t *codes;    /* [rows][cols] */
+    float *wscale;     /* [rows] finite, > 0 */
+    float *act_scale;  /* [1] finite, > 0; or NULL */
     /* 0: the arrays are malloc'ed and owned; 1: they point into memory the
      * struct does not own (a bundle's read-only map) */
     int mapped;

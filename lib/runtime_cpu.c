@@ -1,11 +1,13 @@
 /* runtime_cpu.c - the CPU reference runtime over a bundle (runtime_cpu.h). */
 #include "lib/runtime_cpu.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "lib/dtype.h"
 #include "lib/qtensor.h"
 
 /* Decode tensor name (of shape rows x cols) into out. */
@@ -20,6 +22,31 @@ static int load(ptq_cpu_model *m, const char *name, int rows, int cols, float *o
     return ptq_qtensor_dequant(&q, out, e);
 }
 
+/* The int8 KV-cache scales of layer l (tensor model.layers.L.self_attn.kv_scale,
+ * F32 [2, kv heads], keys then values), when the bundle has them. */
+static int kv_scales(ptq_cpu_model *m, int l, ptq_layer_w *w, ptq_err *e)
+{
+    char name[160], member[200];
+    w->kv_scale = NULL;
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.kv_scale", l);
+    snprintf(member, sizeof member, "tensors/%s.data", name);
+    if (!ptq_bundle_member_data(&m->b, member, NULL)) return PTQ_OK;
+    ptq_qtensor q;
+    int rc = ptq_bundle_tensor(&m->b, name, &q, e);
+    if (rc) return rc;
+    if (q.format != PTQ_QF_DENSE || q.dtype != PTQ_DT_F32 || q.rows != 2 ||
+        q.cols != m->cfg.n_kv_heads)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s is not F32 2 x %d", m->b.path, name,
+                        m->cfg.n_kv_heads);
+    const float *s = q.data;
+    for (int i = 0; i < 2 * q.cols; i++)
+        if (!(isfinite(s[i]) && s[i] > 0))
+            return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s: scale %g is not finite and positive",
+                            m->b.path, name, (double)s[i]);
+    w->kv_scale = s;
+    return PTQ_OK;
+}
+
 static int cpu_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
 {
     ptq_cpu_model *m = ctx;
@@ -32,11 +59,16 @@ static int cpu_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
     if ((rc = load(m, name, 1, c->hidden, w->attn_norm, e))) return rc;
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
     if ((rc = load(m, name, 1, c->hidden, w->mlp_norm, e))) return rc;
+    if ((rc = kv_scales(m, l, w, e))) return rc;
     for (int i = 0; i < PTQ_NLINEAR; i++) {
         int r, k;
         ptq_linear_shape(c, i, &r, &k);
         snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, ptq_linear_name(i));
         if ((rc = load(m, name, r, k, w->w[i], e))) return rc;
+        /* activation-quantized: the forward runs the 8-bit product */
+        w->aq[i] = NULL;
+        if ((rc = ptq_bundle_tensor(&m->b, name, &m->aq[i], e))) return rc;
+        if (m->aq[i].format == PTQ_QF_W8A8 || m->aq[i].format == PTQ_QF_FP8) w->aq[i] = &m->aq[i];
         if (w->bias[i]) {
             snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, ptq_linear_name(i));
             if ((rc = load(m, name, 1, r, w->bias[i], e))) return rc;

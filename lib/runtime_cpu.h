@@ -20,6 +20,9 @@
 typedef struct ptq_cpu_model {
     ptq_bundle b;
     ptq_config cfg; /* parsed from the bundle's config.json member */
+    /* the current layer's W8A8 / FP8 tensors (views into the map), which
+     * ptq_layer_w.aq points at: such linears run as 8-bit products */
+    ptq_qtensor aq[PTQ_NLINEAR];
 } ptq_cpu_model;
 
 /* Open path (a .ptq bundle); verify=1 checks every checksum first.  m must not

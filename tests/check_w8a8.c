@@ -1,0 +1,343 @@
+/* check_w8a8.c - activation-quantized linears (lib/w8a8.h), SmoothQuant
+ * folding (lib/smoothquant.h), and `ptqc compile --method smoothquant|
+ * smoothquant+gptq|w8a8|fp8 [--kv-cache int8]` end to end.
+ *
+ * Units: the dgemm path equals the plain-loop reference bit for bit (both
+ * exact), also where int8 dot products exceed float's 24-bit mantissa; the
+ * codes follow the definitions (int8: clamp(rint(x/s)); E4M3: lib/fp8.h);
+ * folding the smoothing factors into the norms leaves the logits of both
+ * shared models and of synthetic Qwen2-with-bias and untied checkpoints
+ * unchanged to 1e-5 relative.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats/checkpoint.h"
+#include "lib/fp8.h"
+#include "lib/gptq.h"
+#include "lib/model.h"
+#include "lib/qtensor.h"
+#include "lib/smoothquant.h"
+#include "lib/w8a8.h"
+#include "tests/synth.h"
+#include "tests/testutil.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static double urand(void) /* [0, 1) */
+{
+    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
+    return (double)(rng_state >> 11) / 9007199254740992.0;
+}
+static float nrand(void) { return (float)(sqrt(-2 * log(1 - urand())) * cos(6.283185307 * urand())); }
+
+/* ---------------------------------------------------------------- execution */
+
+static void fill(float *x, size_t n, int outliers, int cols)
+{
+    for (size_t i = 0; i < n; i++) x[i] = nrand();
+    for (size_t i = 0; i < n; i++)
+        if (outliers && (int)(i % (size_t)cols) < outliers) x[i] *= 60.0f;
+}
+
+/* act_static: 0 dynamic, else static with the scale calibrated on x itself
+ * (max |x| / qmax) times act_static (below 1: the outliers saturate). */
+static void linear_case(int format, int N, int R, int K, float act_static)
+{
+    float *W = malloc(sizeof(float) * R * K), *x = malloc(sizeof(float) * N * K);
+    float *y1 = malloc(sizeof(float) * N * R), *y2 = malloc(sizeof(float) * N * R);
+    float *wd = malloc(sizeof(float) * R * K);
+    fill(W, (size_t)R * K, 0, K);
+    fill(x, (size_t)N * K, 3, K);
+    int saturating = act_static > 0 && act_static < 1;
+    if (act_static > 0) {
+        float mx = 0;
+        for (int i = 0; i < N * K; i++) mx = fmaxf(mx, fabsf(x[i]));
+        act_static *= mx / (format == PTQ_QF_FP8 ? 448.0f : 127.0f);
+    }
+    ptq_qtensor q;
+    ptq_err e;
+    ck_assert_int_eq(ptq_a8_quantize(W, R, K, format, act_static, &q, &e), 0);
+    ck_assert_int_eq(ptq_a8_linear_ref(&q, x, N, y1, &e), 0);
+    ck_assert_int_eq(ptq_a8_linear(&q, x, N, y2, &e), 0);
+    ck_assert_msg(!memcmp(y1, y2, sizeof(float) * N * R), "fast path differs from the reference");
+    /* weights: codes as defined, dequant error bounded */
+    ck_assert_int_eq(ptq_qtensor_dequant(&q, wd, &e), 0);
+    for (int r = 0; r < R; r++) {
+        float mx = 0;
+        for (int k = 0; k < K; k++) mx = fmaxf(mx, fabsf(W[(size_t)r * K + k]));
+        float s = format == PTQ_QF_FP8 ? mx / 448.0f : mx / 127.0f;
+        ck_assert(q.wscale[r] == s);
+        for (int k = 0; k < K; k++) {
+            float w = W[(size_t)r * K + k], d = wd[(size_t)r * K + k];
+            if (format == PTQ_QF_W8A8) {
+                ck_assert_int_eq((int8_t)q.codes[(size_t)r * K + k], (int)rintf(w / s));
+                ck_assert(fabsf(w - d) <= 0.5001f * s);
+            } else {
+                ck_assert(fabsf(w - d) <= fmaxf(fabsf(w) / 16.0f, s * 0x1p-10f) * 1.0001f);
+            }
+        }
+    }
+    /* against the float product of dequantized weights: the error is that of
+     * the activation rounding */
+    double num = 0, den = 0;
+    for (int n = 0; n < N; n++)
+        for (int r = 0; r < R; r++) {
+            double ref = 0;
+            for (int k = 0; k < K; k++) ref += (double)x[(size_t)n * K + k] * wd[(size_t)r * K + k];
+            num += (ref - y1[(size_t)n * R + r]) * (ref - y1[(size_t)n * R + r]);
+            den += ref * ref;
+        }
+    if (!saturating)
+        ck_assert_msg(num / den < 5e-3, "rel err %g", num / den);
+    ptq_qtensor_free(&q);
+    free(W), free(x), free(y1), free(y2), free(wd);
+}
+
+START_TEST(linear_matches_reference)
+{
+    for (int f = 0; f < 2; f++) {
+        int format = f ? PTQ_QF_FP8 : PTQ_QF_W8A8;
+        linear_case(format, 7, 5, 33, 0);
+        linear_case(format, 300, 17, 64, 0);     /* more rows than one dgemm block */
+        linear_case(format, 40, 12, 200, 1.0f);  /* static */
+        linear_case(format, 40, 12, 200, 0.1f);  /* static, saturating the outliers */
+    }
+}
+END_TEST
+
+/* cols = 11008 with every code at 127: the int32 sum 11008 * 127^2 =
+ * 177,548,032 exceeds 2^24, where float accumulation would round. */
+START_TEST(int32_exact_beyond_float)
+{
+    int K = 11008, N = 2, R = 3;
+    float *W = malloc(sizeof(float) * R * K), *x = malloc(sizeof(float) * N * K);
+    for (int i = 0; i < R * K; i++) W[i] = 1.0f;
+    for (int i = 0; i < N * K; i++) x[i] = (i % 2) ? 1.0f : 1.0f + 1.0f / 254.0f * (i % 7 == 0);
+    ptq_qtensor q;
+    ptq_err e;
+    ck_assert_int_eq(ptq_a8_quantize(W, R, K, PTQ_QF_W8A8, 0, &q, &e), 0);
+    float y1[6], y2[6];
+    ck_assert_int_eq(ptq_a8_linear_ref(&q, x, N, y1, &e), 0);
+    ck_assert_int_eq(ptq_a8_linear(&q, x, N, y2, &e), 0);
+    ck_assert(!memcmp(y1, y2, sizeof y1));
+    /* the exact sum, computed here with 64-bit integers from the codes */
+    double v[11008];
+    for (int n = 0; n < N; n++) {
+        float a = ptq_a8_quant_row(PTQ_QF_W8A8, x + (size_t)n * K, K, 0, v);
+        int64_t dot = 0;
+        for (int k = 0; k < K; k++) dot += (int64_t)v[k] * (int8_t)q.codes[k];
+        ck_assert(dot > (1 << 24));
+        ck_assert(y1[n * R] == (float)dot * (a * q.wscale[0]));
+    }
+    ptq_qtensor_free(&q);
+    free(W), free(x);
+}
+END_TEST
+
+START_TEST(from_gptq_int)
+{
+    /* an 8-bit symmetric per-channel PTQ_QF_INT tensor (RTN through GPTQ's
+     * quantizer) converts to W8A8 codes with the same dequantized values */
+    int R = 6, K = 40;
+    float W[240], d1[240], d2[240];
+    fill(W, 240, 0, K);
+    ptq_gptq_opts o;
+    memset(&o, 0, sizeof o);
+    o.q.bits = 8;
+    o.q.sym = 1;
+    ptq_qtensor a, b;
+    ptq_err e;
+    memset(&a, 0, sizeof a); /* ptq_rtn fills only the PTQ_QF_INT fields */
+    ck_assert_int_eq(ptq_rtn(W, R, K, &o, &a, &e), 0);
+    ck_assert_int_eq(ptq_a8_from_int(&a, 0.5f, &b, &e), 0);
+    ck_assert_int_eq(ptq_qtensor_dequant(&a, d1, &e), 0);
+    ck_assert_int_eq(ptq_qtensor_dequant(&b, d2, &e), 0);
+    ck_assert(!memcmp(d1, d2, sizeof d1));
+    ck_assert(b.act_scale && b.act_scale[0] == 0.5f);
+    ptq_qtensor_free(&a);
+    ptq_qtensor_free(&b);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- folding */
+
+typedef struct fold_src {
+    ptq_weights base;
+    int L;
+    float **s; /* [2 L][D]: layer l's q/k/v factors at 2l, gate/up at 2l + 1 */
+} fold_src;
+
+static int fold_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
+{
+    fold_src *f = ctx;
+    int rc = f->base.layer(f->base.ctx, l, w, e);
+    if (rc) return rc;
+    const ptq_config *c = f->base.cfg;
+    int rows[3];
+    ptq_linear_shape(c, PTQ_Q, &rows[0], &(int){0});
+    ptq_linear_shape(c, PTQ_K, &rows[1], &(int){0});
+    ptq_linear_shape(c, PTQ_V, &rows[2], &(int){0});
+    ptq_sq_fold(w->attn_norm, &w->w[PTQ_Q], rows, 3, c->hidden, f->s[2 * l]);
+    int r2[2] = {c->intermediate, c->intermediate};
+    ptq_sq_fold(w->mlp_norm, &w->w[PTQ_GATE], r2, 2, c->hidden, f->s[2 * l + 1]);
+    return PTQ_OK;
+}
+static int fold_embed(void *ctx, const int32_t *t, int n, float *o, ptq_err *e)
+{
+    fold_src *f = ctx;
+    return f->base.embed(f->base.ctx, t, n, o, e);
+}
+static int fold_head(void *ctx, float *norm, float *lm, ptq_err *e)
+{
+    fold_src *f = ctx;
+    return f->base.head(f->base.ctx, norm, lm, e);
+}
+
+static void absmax_rows(const float *x, int N, int D, float *mx)
+{
+    for (int j = 0; j < D; j++) mx[j] = 0;
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < D; j++) mx[j] = fmaxf(mx[j], fabsf(x[(size_t)n * D + j]));
+}
+
+/* Logits of src and of src with SmoothQuant factors (alpha 0.5, statistics
+ * from the same tokens) folded in: max |diff| / max |logit| <= 1e-5. */
+static void fold_unchanged(const ptq_weights *src, const char *what)
+{
+    const ptq_config *c = src->cfg;
+    int B = 2, T = c->max_pos < 48 ? c->max_pos : 48, N = B * T, D = c->hidden;
+    int32_t *tok = malloc(sizeof(int32_t) * N);
+    for (int i = 0; i < N; i++) tok[i] = (int32_t)(urand() * c->vocab);
+    ptq_err e;
+    ptq_fwd *f;
+    ck_assert_int_eq(ptq_fwd_create(&f, c, N, T, &e), 0);
+    ptq_layer_w lw;
+    ck_assert_int_eq(ptq_layer_w_alloc(&lw, c, &e), 0);
+    float *x = malloc(sizeof(float) * N * D), *a1 = malloc(sizeof(float) * N * D);
+    float *a2 = malloc(sizeof(float) * N * D), *mx = malloc(sizeof(float) * D);
+    fold_src fs = {*src, c->n_layers, calloc(2 * (size_t)c->n_layers, sizeof(float *))};
+    ck_assert_int_eq(src->embed(src->ctx, tok, N, x, &e), 0);
+    double spread = 0;
+    for (int l = 0; l < c->n_layers; l++) {
+        ck_assert_int_eq(src->layer(src->ctx, l, &lw, &e), 0);
+        ptq_capture cap = {.attn_in = a1, .mlp_in = a2};
+        ck_assert_int_eq(ptq_fwd_layer(f, &lw, x, B, T, &cap, &e), 0);
+        for (int g = 0; g < 2; g++) {
+            int rows[3];
+            const float *W[3];
+            int nw = g ? 2 : 3;
+            for (int i = 0; i < nw; i++) {
+                int which = g ? PTQ_GATE + i : PTQ_Q + i, cols;
+                ptq_linear_shape(c, which, &rows[i], &cols);
+                W[i] = lw.w[which];
+            }
+            absmax_rows(g ? a2 : a1, N, D, mx);
+            fs.s[2 * l + g] = malloc(sizeof(float) * D);
+            ck_assert_int_eq(ptq_sq_scales(mx, W, rows, nw, D, 0.5f, fs.s[2 * l + g], &e), 0);
+            for (int j = 0; j < D; j++) spread = fmax(spread, fabs(log(fs.s[2 * l + g][j])));
+        }
+    }
+    ck_assert_msg(spread > 0.5, "%s: smoothing factors all near 1 (test would be weak)", what);
+    ptq_weights fw = {c, &fs, fold_layer, fold_embed, fold_head};
+    float *l1 = malloc(sizeof(float) * N * c->vocab), *l2 = malloc(sizeof(float) * N * c->vocab);
+    ck_assert_int_eq(ptq_forward(f, src, tok, B, T, l1, &e), 0);
+    ck_assert_int_eq(ptq_forward(f, &fw, tok, B, T, l2, &e), 0);
+    double md = 0, ml = 0;
+    for (size_t i = 0; i < (size_t)N * c->vocab; i++) {
+        md = fmax(md, fabs((double)l1[i] - l2[i]));
+        ml = fmax(ml, fabs((double)l1[i]));
+    }
+    printf("fold %s: max |d logit| / max |logit| = %.3g (max |log s| %.2f)\n", what, md / ml,
+           spread);
+    ck_assert_msg(md / ml <= 1e-5, "%s: folding changed the logits by %g relative", what,
+                  md / ml);
+    for (int i = 0; i < 2 * c->n_layers; i++) free(fs.s[i]);
+    free(fs.s), free(l1), free(l2), free(x), free(a1), free(a2), free(mx), free(tok);
+    ptq_layer_w_free(&lw);
+    ptq_fwd_free(f);
+}
+
+START_TEST(fold_exact_real)
+{
+    for (int m = 0; m < 2; m++) {
+        char *dir = m ? tu_shared("models/babyllama-105") : tu_src("examples/stories260k");
+        ptq_checkpoint ck;
+        ptq_err e;
+        ck_assert_msg(ptq_ckpt_open(&ck, dir, &e) == 0, "%s", e.msg);
+        ptq_weights w;
+        ptq_ckpt_weights(&ck, &w);
+        fold_unchanged(&w, m ? "babyllama-105" : "stories260k");
+        ptq_ckpt_close(&ck);
+        free(dir);
+    }
+}
+END_TEST
+
+START_TEST(fold_exact_synthetic)
+{
+    for (int v = 0; v < 2; v++) {
+        ptq_config c = synth_tiny_config();
+        if (v == 0) {
+            c.qkv_bias = 1;
+            snprintf(c.model_type, sizeof c.model_type, "qwen2");
+        } else {
+            c.tie_embeddings = 0;
+        }
+        synth_model m;
+        ck_assert_int_eq(synth_init(&m, &c, 11 + v), 0);
+        ptq_weights w;
+        synth_weights(&m, &w);
+        fold_unchanged(&w, v ? "synthetic untied" : "synthetic qwen2 bias");
+        synth_free(&m);
+    }
+}
+END_TEST
+
+START_TEST(scales_bad_input)
+{
+    float mx[4] = {1, 2, 3, 4}, W[8] = {1, 1, 1, 1, 1, 1, 1, 1}, s[4];
+    const float *Wp[1] = {W};
+    int rows[1] = {2};
+    ptq_err e;
+    ck_assert_int_eq(ptq_sq_scales(mx, Wp, rows, 1, 4, -0.1f, s, &e), PTQ_EUSAGE);
+    ck_assert_int_eq(ptq_sq_scales(mx, Wp, rows, 1, 4, 1.5f, s, &e), PTQ_EUSAGE);
+    ck_assert_int_eq(ptq_sq_scales(mx, Wp, rows, 1, 4, NAN, s, &e), PTQ_EUSAGE);
+    ck_assert_ptr_nonnull(strstr(e.msg, "--alpha"));
+    mx[2] = INFINITY;
+    ck_assert_int_eq(ptq_sq_scales(mx, Wp, rows, 1, 4, 0.5f, s, &e), PTQ_EDATA);
+    mx[2] = 9;
+    /* the definition, computed here: s = mx^a / wmax^(1-a) */
+    W[1] = 4, W[6] = -0.25f;
+    ck_assert_int_eq(ptq_sq_scales(mx, Wp, rows, 1, 4, 0.5f, s, &e), 0);
+    ck_assert(fabsf(s[0] - 1.0f) < 1e-6f);
+    ck_assert(fabsf(s[1] - sqrtf(2.0f) / 2.0f) < 1e-6f);
+    ck_assert(fabsf(s[2] - 3.0f) < 1e-6f);
+    ck_assert(fabsf(s[3] - 2.0f) < 1e-6f);
+    ck_assert_int_eq(ptq_sq_scales(mx, Wp, rows, 1, 4, 0.0f, s, &e), 0);
+    ck_assert(s[1] == 0.25f);
+    ck_assert_int_eq(ptq_sq_scales(mx, Wp, rows, 1, 4, 1.0f, s, &e), 0);
+    ck_assert(s[3] == 4.0f);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("w8a8");
+    TCase *tc = tcase_create("units");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, linear_matches_reference);
+    tcase_add_test(tc, int32_exact_beyond_float);
+    tcase_add_test(tc, from_gptq_int);
+    tcase_add_test(tc, fold_exact_real);
+    tcase_add_test(tc, fold_exact_synthetic);
+    tcase_add_test(tc, scales_bad_input);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+}
