@@ -463,7 +463,8 @@ static const char *const reserved_keys[] = {"name", "method", "format", "dtype",
 int ptq_bw_add_tensor(ptq_bundle_writer *w, const char *name, const char *method,
                       const ptq_qtensor *q, const cJSON *extra, ptq_err *e)
 {
-    if (q->format != PTQ_QF_INT && q->format != PTQ_QF_DENSE)
+    if (q->format != PTQ_QF_INT && q->format != PTQ_QF_DENSE && q->format != PTQ_QF_W8A8 &&
+        q->format != PTQ_QF_FP8)
         return ptq_fail(e, PTQ_EINTERNAL, "%s: tensor %s: format %d has no bundle storage yet",
                         w->final_path, name, q->format);
     int rc = ptq_qtensor_check(q, name, e);

@@ -17,7 +17,13 @@ static const char usage_text[] =
     "and write a bundle.  See ptqc-compile(1).\n"
     "\n"
     "Quantization:\n"
-    "  --method rtn|gptq      quantizer (default gptq)\n"
+    "  --method M             rtn, gptq (default), or the 8-bit weight x 8-bit\n"
+    "                         activation methods smoothquant, smoothquant+gptq,\n"
+    "                         w8a8 (int8 without smoothing) and fp8 (E4M3)\n"
+    "  --alpha X              SmoothQuant migration strength in [0, 1] (default 0.5)\n"
+    "  --act-scales MODE      8-bit methods: dynamic (per token, default) or static\n"
+    "                         (per tensor, calibrated)\n"
+    "  --kv-cache MODE        fp (default) or int8: static per-head K/V scales\n"
     "  --bits N               bits per weight, 2..8 (default 4)\n"
     "  --group N              columns per group: 32, 64, 128, ... dividing every\n"
     "                         input size, or 0 = one group per output channel\n"
@@ -59,7 +65,7 @@ static const char usage_text[] =
 enum {
     O_METHOD = 256, O_BITS, O_GROUP, O_SYM, O_ASYM, O_MSE, O_ACTORDER, O_STATIC, O_DAMP, O_BLOCK,
     O_SKIP, O_CALIB, O_FIELD, O_NSAMPLES, O_SEQLEN, O_SEED, O_CHUNK, O_REPORT, O_TMPDIR, O_RESUME,
-    O_THREADS, O_PROGRESS, O_QUIET
+    O_THREADS, O_PROGRESS, O_QUIET, O_ALPHA, O_ACTSCALES, O_KVCACHE
 };
 
 static const struct option longopts[] = {
@@ -75,7 +81,9 @@ static const struct option longopts[] = {
     {"tmpdir", required_argument, 0, O_TMPDIR},     {"resume", no_argument, 0, O_RESUME},
     {"threads", required_argument, 0, O_THREADS},   {"progress", required_argument, 0, O_PROGRESS},
     {"quiet", no_argument, 0, O_QUIET},             {"output", required_argument, 0, 'o'},
-    {"help", no_argument, 0, 'h'},                  {0, 0, 0, 0},
+    {"help", no_argument, 0, 'h'},                  {"alpha", required_argument, 0, O_ALPHA},
+    {"act-scales", required_argument, 0, O_ACTSCALES}, {"kv-cache", required_argument, 0, O_KVCACHE},
+    {0, 0, 0, 0},
 };
 
 /* Flags that do not change the output bytes are left out of the recorded
@@ -135,7 +143,8 @@ int cmd_compile(int argc, char **argv)
     o.nsamples = 128;
     o.seqlen = 2048;
     o.progress = PROG_AUTO;
-    int threads = 0, quiet = 0;
+    o.alpha = 0.5f; /* SmoothQuant's default */
+    int threads = 0, quiet = 0, bits_set = 0, group_set = 0, alpha_set = 0, acts_set = 0;
     const char **calib = calloc((size_t)argc + 1, sizeof *calib);
     const char **skip = calloc((size_t)argc + 1, sizeof *skip);
     if (!calib || !skip) {
@@ -158,12 +167,34 @@ int cmd_compile(int argc, char **argv)
         case O_METHOD:
             if (!strcmp(optarg, "rtn")) o.method = PTQ_METHOD_RTN;
             else if (!strcmp(optarg, "gptq")) o.method = PTQ_METHOD_GPTQ;
-            else rc = cli_usage_error(cmd, "--method: '%s' is not rtn or gptq", optarg);
+            else if (!strcmp(optarg, "smoothquant")) o.method = PTQ_METHOD_SQ;
+            else if (!strcmp(optarg, "smoothquant+gptq")) o.method = PTQ_METHOD_SQ_GPTQ;
+            else if (!strcmp(optarg, "w8a8")) o.method = PTQ_METHOD_W8A8;
+            else if (!strcmp(optarg, "fp8")) o.method = PTQ_METHOD_FP8;
+            else rc = cli_usage_error(cmd, "--method: '%s' is not rtn, gptq, smoothquant, "
+                                      "smoothquant+gptq, w8a8 or fp8", optarg);
+            break;
+        case O_ALPHA:
+            alpha_set = 1;
+            if (!(rc = cli_parse_double(cmd, "--alpha", optarg, 0, 1, &d))) o.alpha = (float)d;
+            break;
+        case O_ACTSCALES:
+            acts_set = 1;
+            if (!strcmp(optarg, "static")) o.act_static = 1;
+            else if (!strcmp(optarg, "dynamic")) o.act_static = 0;
+            else rc = cli_usage_error(cmd, "--act-scales: '%s' is not static or dynamic", optarg);
+            break;
+        case O_KVCACHE:
+            if (!strcmp(optarg, "int8")) o.kv_int8 = 1;
+            else if (!strcmp(optarg, "fp")) o.kv_int8 = 0;
+            else rc = cli_usage_error(cmd, "--kv-cache: '%s' is not int8 or fp", optarg);
             break;
         case O_BITS:
+            bits_set = 1;
             if (!(rc = cli_parse_long(cmd, "--bits", optarg, 2, 8, &v))) o.q.q.bits = (int)v;
             break;
         case O_GROUP:
+            group_set = 1;
             if (!(rc = cli_parse_long(cmd, "--group", optarg, 0, 1 << 20, &v))) o.q.group = (int)v;
             break;
         case O_SYM: o.q.q.sym = 1; break;
@@ -220,6 +251,16 @@ int cmd_compile(int argc, char **argv)
         rc = cli_usage_error(cmd, "--static-groups needs --act-order");
     if (!rc && o.method == PTQ_METHOD_RTN && o.q.act_order)
         rc = cli_usage_error(cmd, "--act-order is a GPTQ option");
+    int a8 = o.method >= PTQ_METHOD_SQ;
+    if (!rc && a8 && (bits_set || group_set || o.q.act_order || o.q.q.mse))
+        rc = cli_usage_error(cmd, "--bits, --group, --act-order and --mse do not apply to "
+                                  "--method %s (8 bits, one scale per output channel)",
+                             ptq_method_name(o.method));
+    if (!rc && alpha_set && o.method != PTQ_METHOD_SQ && o.method != PTQ_METHOD_SQ_GPTQ)
+        rc = cli_usage_error(cmd, "--alpha is a smoothquant option");
+    if (!rc && acts_set && !a8)
+        rc = cli_usage_error(cmd, "--act-scales applies to smoothquant, smoothquant+gptq, w8a8 "
+                                  "and fp8");
     if (rc) {
         free(calib);
         free(skip);

@@ -41,6 +41,8 @@
 #include "lib/half.h"
 #include "lib/hessian.h"
 #include "lib/sha256.h"
+#include "lib/smoothquant.h"
+#include "lib/w8a8.h"
 #include "src/cli.h"
 #include "src/journal.h"
 #include "src/progress.h"
@@ -89,7 +91,27 @@ typedef struct cstate {
     float *wq;                  /* [max rows*cols] dequantized weights */
     float *errbuf;              /* [rows block, cols] */
     size_t mem_weights, mem_acts, mem_hess;
+    /* 8-bit methods and the int8 KV cache (src/compile.c's a8 part) */
+    float *amax;                /* [maxcols] max |x| per input channel of the last capture */
+    float *kvcaps[PTQ_MAX_WORKERS]; /* [chunk*seqlen, 2 kv_dim] keys, values per worker */
+    float *kvmax;               /* [2 n_kv_heads] max |k|, max |v| per head; NULL: no KV */
 } cstate;
+
+const char *ptq_method_name(int m)
+{
+    static const char *const names[] = {"rtn", "gptq", "smoothquant", "smoothquant+gptq",
+                                        "w8a8", "fp8"};
+    return m >= 0 && m <= PTQ_METHOD_FP8 ? names[m] : "?";
+}
+
+/* activation-quantized output format of a method, or 0 */
+static int a8_format(int m)
+{
+    if (m == PTQ_METHOD_FP8) return PTQ_QF_FP8;
+    if (m == PTQ_METHOD_SQ || m == PTQ_METHOD_SQ_GPTQ || m == PTQ_METHOD_W8A8) return PTQ_QF_W8A8;
+    return 0;
+}
+static int smoothing(int m) { return m == PTQ_METHOD_SQ || m == PTQ_METHOD_SQ_GPTQ; }
 
 static double elapsed(double t0) { return cli_now() - t0; }
 
@@ -360,6 +382,27 @@ static int skipped(const ptq_compile_opts *o, int l, int which)
 
 /* ---------------------------------------------------------------- one layer */
 
+/* Fold max |k| and max |v| per kv head of n tokens (kv: keys [n, kv_dim] then
+ * values [n, kv_dim]) into s->kvmax. */
+static int kv_absmax(cstate *s, const float *kv, int n, ptq_err *e)
+{
+    int nh = s->cfg->n_kv_heads, hd = s->cfg->head_dim;
+    size_t kvd = (size_t)nh * hd;
+    for (int part = 0; part < 2; part++)
+        for (size_t r = 0; r < (size_t)n; r++)
+            for (int h = 0; h < nh; h++) {
+                const float *x = kv + (size_t)part * n * kvd + r * kvd + (size_t)h * hd;
+                float *m = &s->kvmax[part * nh + h];
+                for (int i = 0; i < hd; i++) {
+                    if (!isfinite(x[i]))
+                        return ptq_fail(e, PTQ_EDATA, "calibration %s of kv head %d are not "
+                                        "finite (%g)", part ? "values" : "keys", h, (double)x[i]);
+                    if (fabsf(x[i]) > *m) *m = fabsf(x[i]);
+                }
+            }
+    return PTQ_OK;
+}
+
 /* One chunk of samples through the layer on one worker. */
 typedef struct job {
     cstate *s;
@@ -381,11 +424,16 @@ static void *run_job(void *arg)
     if (j->g == 1) cap.o_in = c;
     if (j->g == 2) cap.mlp_in = c;
     if (j->g == 3) cap.down_in = c;
+    int kv = j->g < 0 && j->store && s->kvmax; /* int8 KV calibration on the output pass */
+    if (kv) {
+        cap.k_rot = s->kvcaps[j->w];
+        cap.v_out = s->kvcaps[j->w] + (size_t)j->B * T * s->cfg->n_kv_heads * s->cfg->head_dim;
+    }
     size_t n = (size_t)j->B * T * D;
     uint16_t *hid = s->hidden + (size_t)j->b0 * T * D;
     widen_rows(hid, s->x32s[j->w], n);
-    j->rc = ptq_fwd_layer(s->fwds[j->w], j->lw, s->x32s[j->w], j->B, T, j->g >= 0 ? &cap : NULL,
-                          &j->e);
+    j->rc = ptq_fwd_layer(s->fwds[j->w], j->lw, s->x32s[j->w], j->B, T,
+                          j->g >= 0 || kv ? &cap : NULL, &j->e);
     if (!j->rc && j->store) narrow_rows(s->x32s[j->w], hid, n);
     return NULL;
 }
@@ -426,13 +474,89 @@ static int layer_pass(cstate *s, const ptq_layer_w *lw, int g, int cols, int sto
                 rc = jobs[i].rc;
             } else if (g >= 0) {
                 rc = ptq_hessian_add(&h, s->caps[i], jobs[i].B * T, e);
+            } else if (store && s->kvmax) {
+                rc = kv_absmax(s, s->kvcaps[i], jobs[i].B * T, e);
             }
         }
     }
     if (g >= 0) {
         if (!rc) rc = ptq_hessian_finalize(&h, s->H, e);
+        if (!rc) memcpy(s->amax, h.absmax, (size_t)cols * sizeof *s->amax);
         ptq_hessian_free(&h);
     }
+    return rc;
+}
+
+/* An 8-bit weights x 8-bit activations linear (lib/w8a8.h): per-channel
+ * weights by rounding (GPTQ at 8 bits for smoothquant+gptq); with
+ * --act-scales static the activation scale is max |x| over the calibration
+ * tokens of the (smoothed) input / 127 (E4M3: / 448), from s->amax.  The
+ * report's err is the weight part of the error, as for the other methods. */
+static int quantize_a8(cstate *s, int which, ptq_layer_w *lw, ptq_qtensor *out, cJSON *entry,
+                       ptq_err *e)
+{
+    const ptq_compile_opts *o = s->o;
+    int rows, cols, fmt = a8_format(o->method);
+    ptq_linear_shape(s->cfg, which, &rows, &cols);
+    float *W = lw->w[which];
+    float act = 0;
+    if (o->act_static) {
+        for (int j = 0; j < cols; j++) act = s->amax[j] > act ? s->amax[j] : act;
+        act = act > 0 ? act / (fmt == PTQ_QF_FP8 ? 448.0f : 127.0f) : 1.0f;
+        cJSON_AddNumberToObject(entry, "act_scale", act);
+    }
+    double t0 = cli_now();
+    int rc;
+    if (o->method == PTQ_METHOD_SQ_GPTQ) {
+        memcpy(s->Hw, s->H, (size_t)cols * cols * sizeof *s->Hw);
+        ptq_gptq_report rep;
+        memset(&rep, 0, sizeof rep);
+        ptq_qtensor qg;
+        memset(&qg, 0, sizeof qg);
+        rc = ptq_gptq(W, s->Hw, rows, cols, &s->q, &qg, &rep, e);
+        if (!rc) rc = ptq_a8_from_int(&qg, act, out, e);
+        ptq_qtensor_free(&qg);
+        cJSON_AddNumberToObject(entry, "damp_used", rep.damp_used);
+    } else {
+        rc = ptq_a8_quantize(W, rows, cols, fmt, act, out, e);
+    }
+    if (!rc) rc = ptq_qtensor_dequant(out, s->wq, e);
+    if (rc) {
+        ptq_qtensor_free(out);
+        return rc;
+    }
+    s->t[T_QUANT] += elapsed(t0);
+    t0 = cli_now();
+    float *dbuf = s->errbuf, *pbuf = s->errbuf + (size_t)64 * cols;
+    double den = quad_form(W, NULL, rows, cols, s->H, dbuf, pbuf);
+    double err = den > 0 ? quad_form(W, s->wq, rows, cols, s->H, dbuf, pbuf) / den : 0;
+    s->t[T_ERROR] += elapsed(t0);
+    cJSON_AddNumberToObject(entry, "err", err);
+    memcpy(W, s->wq, (size_t)rows * cols * sizeof *W);
+    lw->aq[which] = out; /* later passes of this layer run the 8-bit product */
+    return PTQ_OK;
+}
+
+/* SmoothQuant for the group of linears starting at `first` (q/k/v or
+ * gate/up): factors from s->amax (alpha), folded into the norm and the
+ * weights; H and s->amax become the statistics of the smoothed input. */
+static int smooth_group(cstate *s, int first, int n, float *norm, ptq_layer_w *lw, ptq_err *e)
+{
+    int rows[3], cols = s->cfg->hidden;
+    const float *Wc[3];
+    float *W[3];
+    for (int i = 0; i < n; i++) {
+        ptq_linear_shape(s->cfg, first + i, &rows[i], &cols);
+        Wc[i] = W[i] = lw->w[first + i];
+    }
+    float *f = malloc((size_t)cols * sizeof *f);
+    if (!f) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    int rc = ptq_sq_scales(s->amax, Wc, rows, n, cols, s->o->alpha, f, e);
+    if (!rc) {
+        ptq_sq_fold(norm, W, rows, n, cols, f);
+        ptq_sq_scale_stats(s->H, s->amax, cols, f);
+    }
+    free(f);
     return rc;
 }
 
@@ -442,6 +566,7 @@ static int quantize_linear(cstate *s, int l, int which, ptq_layer_w *lw, ptq_qte
                            cJSON *entry, ptq_err *e)
 {
     const ptq_compile_opts *o = s->o;
+    if (a8_format(o->method)) return quantize_a8(s, which, lw, out, entry, e);
     int rows, cols;
     ptq_linear_shape(s->cfg, which, &rows, &cols);
     float *W = lw->w[which];
@@ -502,11 +627,27 @@ static int quantize_linear(cstate *s, int l, int which, ptq_layer_w *lw, ptq_qte
     return PTQ_OK;
 }
 
+/* A float32 vector or matrix of the compile's own (a folded norm, KV scales). */
+static int add_f32(cstate *s, const char *name, const float *x, int rows, int cols,
+                   const char *method, ptq_err *e)
+{
+    ptq_qtensor q;
+    memset(&q, 0, sizeof q);
+    q.format = PTQ_QF_DENSE;
+    q.rows = rows;
+    q.cols = cols;
+    q.dtype = PTQ_DT_F32;
+    q.data = (void *)x;
+    q.mapped = 1;
+    return ptq_bw_add_tensor(s->bw, name, method, &q, NULL, e);
+}
+
 static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e)
 {
     const ptq_compile_opts *o = s->o;
     ptq_qtensor qt[PTQ_NLINEAR];
     memset(qt, 0, sizeof qt);
+    int folded[2] = {0, 0}; /* input_layernorm, post_attention_layernorm smoothed */
     cJSON *lin = cJSON_AddArrayToObject(lentry, "linears");
     double t0 = cli_now();
     int rc = s->src.layer(s->src.ctx, l, lw, e);
@@ -521,6 +662,16 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
         t0 = cli_now();
         if (!all_skipped) rc = layer_pass(s, lw, g, cols, 0, e);
         s->t[T_CAPTURE] += elapsed(t0);
+        int none_skipped = 1;
+        for (int k = 0; k < group_count[g]; k++)
+            if (skipped(o, l, group_first[g] + k)) none_skipped = 0;
+        if (!rc && smoothing(o->method) && (g == 0 || g == 2) && none_skipped) {
+            t0 = cli_now();
+            rc = smooth_group(s, group_first[g], group_count[g], g ? lw->mlp_norm : lw->attn_norm,
+                              lw, e);
+            folded[g / 2] = 1;
+            s->t[T_QUANT] += elapsed(t0);
+        }
         for (int k = 0; k < group_count[g] && !rc; k++) {
             int which = group_first[g] + k;
             char nm[256];
@@ -535,7 +686,7 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
                 cJSON_AddStringToObject(ent, "method", "fp16");
                 continue;
             }
-            cJSON_AddStringToObject(ent, "method", o->method == PTQ_METHOD_GPTQ ? "gptq" : "rtn");
+            cJSON_AddStringToObject(ent, "method", ptq_method_name(o->method));
             cJSON_AddNumberToObject(ent, "bits", s->q.q.bits);
             cJSON_AddNumberToObject(ent, "group", s->q.group);
             double tl = cli_now();
@@ -547,9 +698,16 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
     if (!rc) {
         progress_step(&s->prog, l, "output");
         t0 = cli_now();
+        if (s->kvmax) memset(s->kvmax, 0, 2 * (size_t)s->cfg->n_kv_heads * sizeof *s->kvmax);
         rc = layer_pass(s, lw, -1, 0, 1, e);
         s->t[T_FORWARD] += elapsed(t0);
     }
+    /* int8 KV cache: static per-head scales max |k| / 127 (keys after RoPE)
+     * and max |v| / 127 over the calibration tokens of the quantized layer */
+    float kvs[2 * 1024];
+    if (!rc && s->kvmax)
+        for (int i = 0; i < 2 * s->cfg->n_kv_heads; i++)
+            kvs[i] = s->kvmax[i] > 0 ? s->kvmax[i] / 127.0f : 1.0f;
     /* into the bundle, in a fixed order */
     t0 = cli_now();
     static const char *const biases[3] = {"q_proj", "k_proj", "v_proj"};
@@ -558,22 +716,24 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
     size_t nscratch = (size_t)s->chunk * s->seqlen * s->cfg->hidden;
     if (!rc) {
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
-        rc = add_dense(s, nm, scratch, nscratch, e);
+        rc = folded[0] ? add_f32(s, nm, lw->attn_norm, 1, s->cfg->hidden, "smoothquant", e)
+                       : add_dense(s, nm, scratch, nscratch, e);
     }
     for (int which = 0; which < PTQ_NLINEAR && !rc; which++) {
         if (which == PTQ_GATE) {
             snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
-            if ((rc = add_dense(s, nm, scratch, nscratch, e))) break;
+            rc = folded[1] ? add_f32(s, nm, lw->mlp_norm, 1, s->cfg->hidden, "smoothquant", e)
+                           : add_dense(s, nm, scratch, nscratch, e);
+            if (rc) break;
         }
         weight_name(nm, sizeof nm, l, which, "weight");
-        if (qt[which].format == PTQ_QF_INT) {
+        if (qt[which].rows) { /* quantized (else kept: --skip) */
             cJSON *extra = cJSON_Duplicate(cJSON_GetArrayItem(lin, which), 1);
             static const char *const drop[] = {"seconds", "name", "method", "rows",
                                                "cols",    "bits", "group"};
             for (size_t k = 0; k < sizeof drop / sizeof *drop; k++)
                 cJSON_DeleteItemFromObject(extra, drop[k]);
-            rc = ptq_bw_add_tensor(s->bw, nm, o->method == PTQ_METHOD_GPTQ ? "gptq" : "rtn",
-                                   &qt[which], extra, e);
+            rc = ptq_bw_add_tensor(s->bw, nm, ptq_method_name(o->method), &qt[which], extra, e);
             cJSON_Delete(extra);
         } else {
             rc = add_dense(s, nm, scratch, nscratch, e);
@@ -583,8 +743,15 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
             rc = add_dense(s, nm, scratch, nscratch, e);
         }
     }
+    if (!rc && s->kvmax) {
+        snprintf(nm, sizeof nm, "model.layers.%d.self_attn.kv_scale", l);
+        rc = add_f32(s, nm, kvs, 2, s->cfg->n_kv_heads, "int8-kv", e);
+    }
     s->t[T_WRITE] += elapsed(t0);
-    for (int i = 0; i < PTQ_NLINEAR; i++) ptq_qtensor_free(&qt[i]);
+    for (int i = 0; i < PTQ_NLINEAR; i++) {
+        lw->aq[i] = NULL;
+        ptq_qtensor_free(&qt[i]);
+    }
     return rc;
 }
 
@@ -593,12 +760,20 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
 static cJSON *settings_json(const ptq_compile_opts *o, const ptq_gptq_opts *qo)
 {
     cJSON *q = cJSON_CreateObject();
-    cJSON_AddStringToObject(q, "method", o->method == PTQ_METHOD_GPTQ ? "gptq" : "rtn");
+    cJSON_AddStringToObject(q, "method", ptq_method_name(o->method));
     cJSON_AddNumberToObject(q, "bits", qo->q.bits);
     cJSON_AddNumberToObject(q, "group", qo->group);
     cJSON_AddBoolToObject(q, "sym", qo->q.sym);
     cJSON_AddBoolToObject(q, "mse", qo->q.mse);
-    if (o->method == PTQ_METHOD_GPTQ) {
+    if (smoothing(o->method)) {
+        char d[32];
+        snprintf(d, sizeof d, "%g", (double)o->alpha);
+        cJSON_AddNumberToObject(q, "alpha", strtod(d, NULL));
+    }
+    if (a8_format(o->method))
+        cJSON_AddStringToObject(q, "act_scales", o->act_static ? "static" : "dynamic");
+    if (o->kv_int8) cJSON_AddStringToObject(q, "kv_cache", "int8");
+    if (o->method == PTQ_METHOD_GPTQ || o->method == PTQ_METHOD_SQ_GPTQ) {
         cJSON_AddBoolToObject(q, "act_order", qo->act_order);
         cJSON_AddBoolToObject(q, "static_groups", qo->static_groups);
         char d[32];
@@ -658,6 +833,16 @@ static int check_flags(cstate *s, ptq_err *e)
     s->q.threads = s->o->threads > 0 ? s->o->threads : 1;
     if (s->q.q.bits < 2 || s->q.q.bits > 8)
         return ptq_fail(e, PTQ_EUSAGE, "--bits %d: out of range 2..8", s->q.q.bits);
+    if (smoothing(s->o->method) && !(s->o->alpha >= 0.0f && s->o->alpha <= 1.0f))
+        return ptq_fail(e, PTQ_EUSAGE, "--alpha %g: outside [0, 1]", (double)s->o->alpha);
+    if (a8_format(s->o->method)) { /* 8-bit symmetric, one scale per output channel */
+        s->q.q.bits = 8;
+        s->q.q.sym = 1;
+        s->q.q.mse = 0;
+        s->q.group = 0;
+        s->q.act_order = s->q.static_groups = 0;
+        return PTQ_OK;
+    }
     char nm[256];
     int cols;
     if (s->q.group < 0) /* default: 128 when it divides every quantized linear */
@@ -743,8 +928,19 @@ static int alloc_work(cstate *s, ptq_err *e)
     s->Hw = malloc(maxcols * maxcols * sizeof(float));
     s->wq = malloc(maxw * sizeof(float));
     s->errbuf = malloc(2 * 64 * maxcols * sizeof(float));
-    if (!s->H || !s->Hw || !s->wq || !s->errbuf)
+    s->amax = malloc(maxcols * sizeof(float));
+    if (!s->H || !s->Hw || !s->wq || !s->errbuf || !s->amax)
         return ptq_fail(e, PTQ_ENOMEM, "out of memory for the layer's work buffers");
+    if (s->o->kv_int8) {
+        size_t kvd = (size_t)c->n_kv_heads * c->head_dim;
+        if (c->n_kv_heads > 1024)
+            return ptq_fail(e, PTQ_EFORMAT, "--kv-cache int8: more than 1024 kv heads");
+        s->kvmax = calloc(2 * (size_t)c->n_kv_heads, sizeof(float));
+        if (!s->kvmax) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+        for (int i = 0; i < s->nworkers; i++)
+            if (!(s->kvcaps[i] = malloc(2 * ctok * kvd * sizeof(float))))
+                return ptq_fail(e, PTQ_ENOMEM, "out of memory for the KV-cache statistics");
+    }
     s->mem_weights = (wtotal + 2 * (size_t)c->hidden) * sizeof(float) + maxw * sizeof(float);
     s->mem_acts = s->hidden_bytes + (size_t)s->nworkers * ctok * (c->hidden + maxcols) * sizeof(float);
     /* ptq_hessian: double acc + float chunk; H and its GPTQ copy */
@@ -924,6 +1120,9 @@ static void cleanup(cstate *s, int failed)
     free(s->Hw);
     free(s->wq);
     free(s->errbuf);
+    free(s->amax);
+    free(s->kvmax);
+    for (int i = 0; i < PTQ_MAX_WORKERS; i++) free(s->kvcaps[i]);
     ptq_samples_free(&s->smp);
     cJSON_Delete(s->key);
     cJSON_Delete(s->state);

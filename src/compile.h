@@ -16,7 +16,18 @@
 #include "lib/err.h"
 #include "lib/gptq.h"
 
-enum ptq_method { PTQ_METHOD_RTN = 0, PTQ_METHOD_GPTQ = 1 };
+enum ptq_method {
+    PTQ_METHOD_RTN = 0,
+    PTQ_METHOD_GPTQ = 1,
+    /* activation-quantized (lib/w8a8.h): 8-bit per-channel weights, 8-bit
+     * activations; SmoothQuant folds its factors into the RMSNorms first */
+    PTQ_METHOD_SQ = 2,      /* smoothquant: smoothing + int8 RTN weights */
+    PTQ_METHOD_SQ_GPTQ = 3, /* smoothquant+gptq: smoothing + int8 GPTQ weights */
+    PTQ_METHOD_W8A8 = 4,    /* w8a8: int8 without smoothing (the naive baseline) */
+    PTQ_METHOD_FP8 = 5,     /* fp8: E4M3 weights and activations */
+};
+/* "rtn", "gptq", "smoothquant", "smoothquant+gptq", "w8a8", "fp8" */
+const char *ptq_method_name(int method);
 
 typedef struct ptq_compile_opts {
     const char *model;          /* checkpoint directory */
@@ -36,6 +47,10 @@ typedef struct ptq_compile_opts {
     int progress;               /* enum prog_mode (src/progress.h) */
     int chunk_tokens;           /* tokens per forward chunk (0 = 2048) */
     int threads;                /* workers running chunks in parallel (0 = 1) */
+    float alpha;                /* SmoothQuant migration strength in [0, 1] (0.5) */
+    int act_static;             /* 8-bit methods: 1 per-tensor static activation
+                                   scales from the calibration set, 0 per-token dynamic */
+    int kv_int8;                /* 1: calibrate int8 KV-cache scales (any method) */
     const char *const *cmdline; /* the command line recorded as provenance */
     int ncmdline;
 } ptq_compile_opts;
