@@ -12,7 +12,6 @@
 
 #include "calib/text.h"
 #include "formats/checkpoint.h"
-#include "lib/runtime_cpu.h"
 #include "lib/eval.h"
 #include "lib/runtime_cpu.h"
 #include "src/cli.h"
@@ -35,8 +34,11 @@ static const char usage_text[] =
     "                      (default 128)\n"
     "  --reference MODEL2  also run MODEL2 over the same windows: mean KL(MODEL2 ||\n"
     "                      MODEL), top-1 agreement and MODEL2's perplexity\n"
-    "  --batch N           windows per forward batch (default: about 2048 tokens)\n"
-    "  --threads N         OpenBLAS threads (default: OpenBLAS's choice)\n"
+    "  --batch N           windows per round: memory and speed only, rounded up to\n"
+    "                      whole groups (default: about 2048 tokens, at least one\n"
+    "                      group per thread)\n"
+    "  --threads N         workers, 1..64 (default: the number of online CPUs);\n"
+    "                      the figures are the same bits for any --threads and --batch\n"
     "  --utf8 POLICY       invalid UTF-8 in the text: replace (default, U+FFFD) or strict\n"
     "  --jsonl-field F     take field F of each JSON line (.jsonl sources)\n"
     "  --json              print one JSON object with every figure\n"
@@ -176,7 +178,9 @@ int cmd_eval(int argc, char **argv)
         case 'c': rc = cli_parse_long(cmd, "--ctx", optarg, 2, 1L << 24, &ctx); break;
         case 'r': ref_path = optarg; break;
         case 'b': rc = cli_parse_long(cmd, "--batch", optarg, 1, 1L << 20, &batch); break;
-        case 'j': rc = cli_parse_long(cmd, "--threads", optarg, 1, 4096, &threads); break;
+        case 'j': rc = cli_parse_long(cmd, "--threads", optarg, 1, PTQ_EVAL_MAX_THREADS,
+                                     &threads);
+            break;
         case 'u':
             if (!strcmp(optarg, "replace")) topts.utf8_policy = PTQ_UTF8_REPLACE;
             else if (!strcmp(optarg, "strict")) topts.utf8_policy = PTQ_UTF8_STRICT;
@@ -205,7 +209,14 @@ int cmd_eval(int argc, char **argv)
         return rc;
     }
     const char *model_path = argv[optind];
-    cli_set_threads((int)threads);
+    /* BLAS single-threaded: its threaded kernels round differently with the
+     * thread count; ptq_eval_ppl runs --threads workers over a fixed cut of
+     * the windows itself (lib/eval.h), so the figures do not depend on it. */
+    cli_set_threads(1);
+    if (!threads) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        threads = n < 1 ? 1 : n > PTQ_EVAL_MAX_THREADS ? PTQ_EVAL_MAX_THREADS : n;
+    }
 
     ptq_err e = {0};
     eval_model m = {0}, r = {0};
@@ -273,8 +284,8 @@ int cmd_eval(int argc, char **argv)
                                      "window of ctx %ld", srcnames, n_ids, ctx);
     prog_state ps = {isatty(2) && !json, cli_now()};
     if (!rc) {
-        rc = ptq_eval_ppl(&m.w, ref_path ? &r.w : NULL, ids, n_ids, (int)ctx, (int)batch, &res,
-                          on_progress, &ps, &e);
+        rc = ptq_eval_ppl(&m.w, ref_path ? &r.w : NULL, ids, n_ids, (int)ctx, (int)batch,
+                          (int)threads, &res, on_progress, &ps, &e);
         have_res = !rc;
     }
 
@@ -296,7 +307,9 @@ int cmd_eval(int argc, char **argv)
         else cJSON_AddNullToObject(o, "bos");
         cJSON_AddNumberToObject(o, "n_ids", (double)n_ids);
         cJSON_AddNumberToObject(o, "ctx", (double)ctx);
+        cJSON_AddNumberToObject(o, "group", res.group);
         cJSON_AddNumberToObject(o, "batch", res.batch);
+        cJSON_AddNumberToObject(o, "threads", res.threads);
         cJSON_AddNumberToObject(o, "windows", (double)res.windows);
         cJSON_AddNumberToObject(o, "predicted", (double)res.predicted);
         cJSON_AddNumberToObject(o, "dropped", (double)res.dropped);
@@ -337,8 +350,9 @@ int cmd_eval(int argc, char **argv)
             printf("KL(ref||model)   %.6g nats per token (mean)\n", res.kl_mean);
             printf("top-1 agreement  %.4f %%\n", 100.0 * res.top1_agree);
         }
-        printf("speed            %.1f tokens/s (%.2f s of forward passes%s)\n", res.tokens_per_s,
-               res.seconds, ref_path ? ", both models" : "");
+        printf("speed            %.1f tokens/s (%.2f s of forward passes%s, %d thread%s)\n",
+               res.tokens_per_s, res.seconds, ref_path ? ", both models" : "", res.threads,
+               res.threads == 1 ? "" : "s");
     }
     if (have_res) ptq_eval_result_free(&res);
     free(ids);

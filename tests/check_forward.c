@@ -549,13 +549,13 @@ START_TEST(test_eval_validation)
     rand_ids(ids, 100, c.vocab, 1);
     ptq_eval_result r;
     ptq_err e = {0};
-    ck_assert_int_eq(ptq_eval_ppl(&w, NULL, ids, 20, 32, 0, &r, NULL, NULL, &e), PTQ_EDATA);
+    ck_assert_int_eq(ptq_eval_ppl(&w, NULL, ids, 20, 32, 0, 1, &r, NULL, NULL, &e), PTQ_EDATA);
     ck_assert_msg(strstr(e.msg, "20 tokens") && strstr(e.msg, "ctx 32"), "%s", e.msg);
-    ck_assert_int_eq(ptq_eval_ppl(&w, NULL, ids, 100, 1, 0, &r, NULL, NULL, &e), PTQ_EUSAGE);
-    ck_assert_int_eq(ptq_eval_ppl(&w, NULL, ids, 100, 65, 0, &r, NULL, NULL, &e), PTQ_EUSAGE);
+    ck_assert_int_eq(ptq_eval_ppl(&w, NULL, ids, 100, 1, 0, 1, &r, NULL, NULL, &e), PTQ_EUSAGE);
+    ck_assert_int_eq(ptq_eval_ppl(&w, NULL, ids, 100, 65, 0, 1, &r, NULL, NULL, &e), PTQ_EUSAGE);
     ck_assert_msg(strstr(e.msg, "max_position_embeddings"), "%s", e.msg);
     ids[50] = c.vocab;
-    ck_assert_int_eq(ptq_eval_ppl(&w, NULL, ids, 100, 16, 0, &r, NULL, NULL, &e), PTQ_EDATA);
+    ck_assert_int_eq(ptq_eval_ppl(&w, NULL, ids, 100, 16, 0, 1, &r, NULL, NULL, &e), PTQ_EDATA);
     synth_free(&m);
 }
 END_TEST
@@ -603,8 +603,8 @@ START_TEST(test_eval_math)
     long pred = (N / CTX) * (CTX - 1);
     ptq_eval_result r1, r2;
     ptq_err e = {0};
-    ck_assert_msg(ptq_eval_ppl(&wq, &wm, ids, N, CTX, 1, &r1, NULL, NULL, &e) == 0, "%s", e.msg);
-    ck_assert_msg(ptq_eval_ppl(&wq, &wm, ids, N, CTX, 3, &r2, NULL, NULL, &e) == 0, "%s", e.msg);
+    ck_assert_msg(ptq_eval_ppl(&wq, &wm, ids, N, CTX, 1, 1, &r1, NULL, NULL, &e) == 0, "%s", e.msg);
+    ck_assert_msg(ptq_eval_ppl(&wq, &wm, ids, N, CTX, 3, 1, &r2, NULL, NULL, &e) == 0, "%s", e.msg);
     ck_assert_int_eq(r1.windows, N / CTX);
     ck_assert_int_eq(r1.predicted, pred);
     ck_assert_int_eq(r1.dropped, N % CTX);
@@ -620,7 +620,7 @@ START_TEST(test_eval_math)
                   "batch size changes the result: %.12g vs %.12g", r1.nll_total, r2.nll_total);
     /* a model against itself: KL 0, full agreement */
     ptq_eval_result r3;
-    ck_assert_msg(ptq_eval_ppl(&wm, &wm, ids, N, CTX, 0, &r3, NULL, NULL, &e) == 0, "%s", e.msg);
+    ck_assert_msg(ptq_eval_ppl(&wm, &wm, ids, N, CTX, 0, 1, &r3, NULL, NULL, &e) == 0, "%s", e.msg);
     ck_assert_msg(fabs(r3.kl_mean) < 1e-9, "self KL %g", r3.kl_mean);
     ck_assert_msg(r3.top1_agree == 1.0, "self top-1 %g", r3.top1_agree);
     ck_assert_msg(r3.ppl == r3.ref_ppl, "self ppl");
@@ -691,7 +691,7 @@ static void check_ppl(const char *model, const char *dir, const int32_t *ids, si
         int ctx = cJSON_GetObjectItem(g, "ctx")->valueint;
         double gppl = cJSON_GetObjectItem(g, "ppl")->valuedouble;
         ptq_eval_result r;
-        ck_assert_msg(ptq_eval_ppl(&w, NULL, ids, n, ctx, 0, &r, NULL, NULL, &e) == 0, "%s",
+        ck_assert_msg(ptq_eval_ppl(&w, NULL, ids, n, ctx, 0, 1, &r, NULL, NULL, &e) == 0, "%s",
                       e.msg);
         ck_assert_int_eq(r.windows, cJSON_GetObjectItem(g, "windows")->valueint);
         ck_assert_int_eq(r.predicted, cJSON_GetObjectItem(g, "predicted_tokens")->valueint);
@@ -801,6 +801,101 @@ START_TEST(test_cli_eval)
 }
 END_TEST
 
+/* Run `ptqc ARGS --json` and return the JSON (the caller frees it). */
+static cJSON *eval_json(const char *args)
+{
+    char *full = tu_fmt("%s --json", args), *out = NULL, *err = NULL;
+    int rc = tu_ptqc(full, &out, &err);
+    ck_assert_msg(rc == 0, "ptqc %s: exit %d: %s", full, rc, err ? err : "");
+    cJSON *j = cJSON_Parse(out);
+    ck_assert_msg(j != NULL, "not JSON: %s", out);
+    free(full);
+    free(out);
+    free(err);
+    return j;
+}
+
+/* The figures of an eval as %.17g text, window NLLs included. */
+static char *eval_figures(const cJSON *j)
+{
+    static const char *const keys[] = {"ppl", "nll_total", "nll_mean", "ref_ppl", "kl_mean",
+                                       "top1_agree"};
+    size_t cap = 1 << 16, len = 0;
+    char *s = malloc(cap);
+    ck_assert(s != NULL);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItem(j, keys[i]);
+        ck_assert_msg(cJSON_IsNumber(v), "no %s", keys[i]);
+        len += (size_t)snprintf(s + len, cap - len, "%s %.17g\n", keys[i], v->valuedouble);
+    }
+    const cJSON *w;
+    cJSON_ArrayForEach(w, cJSON_GetObjectItem(j, "window_nll"))
+    {
+        ck_assert(len + 32 < cap);
+        len += (size_t)snprintf(s + len, cap - len, "%.17g\n", w->valuedouble);
+    }
+    return s;
+}
+
+START_TEST(test_cli_eval_deterministic)
+{
+    /* --threads and --batch change the speed, never a bit of the figures:
+     * babyllama-105 against an RTN 4-bit bundle of itself (so KL and top-1
+     * are not trivial), ctx 128 = groups of 4 windows, 187 windows */
+    char *model = tu_shared("models/babyllama-105");
+    char *text = tu_shared("text/tinystories-eval.txt");
+    char *gpath = tu_shared("models/babyllama-105/golden/ppl.json");
+    char *dir = tu_tmpdir(), *q = tu_fmt("%s/q4.ptq", dir);
+    char *args = tu_fmt("compile '%s' -o '%s' --method rtn --bits 4 --nsamples 2 --seqlen 64 "
+                        "--calib '%s' --quiet", model, q, text);
+    char *out = NULL, *err = NULL;
+    ck_assert_msg(tu_ptqc(args, &out, &err) == 0, "ptqc %s: %s", args, err ? err : "");
+    free(out); free(err); free(args);
+    static const struct { const char *opts; int threads, batch; } runs[] = {
+        {"--threads 1 --batch 1", 1, 4},  /* one group per round */
+        {"--threads 2", 2, 16},           /* default: 4 groups per round on 2 workers */
+        {"--threads 2 --batch 4", 1, 4},  /* one group: one worker */
+        {"--threads 3 --batch 12", 3, 12}, /* 3 workers, a partial last round */
+        {"--threads 4 --batch 9", 3, 12}, /* rounded up to 3 groups */
+    };
+    char *first = NULL;
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        args = tu_fmt("eval '%s' --reference '%s' --text '%s' --ctx 128 %s", model, q, text,
+                      runs[i].opts);
+        cJSON *j = eval_json(args);
+        ck_assert_int_eq(cJSON_GetObjectItem(j, "group")->valueint, 4);
+        ck_assert_msg(cJSON_GetObjectItem(j, "threads")->valueint == runs[i].threads &&
+                          cJSON_GetObjectItem(j, "batch")->valueint == runs[i].batch,
+                      "%s: threads %d batch %d", runs[i].opts,
+                      cJSON_GetObjectItem(j, "threads")->valueint,
+                      cJSON_GetObjectItem(j, "batch")->valueint);
+        ck_assert_int_eq(cJSON_GetObjectItem(j, "windows")->valueint, 187);
+        ck_assert_msg(cJSON_GetObjectItem(j, "kl_mean")->valuedouble > 1e-4, "KL is trivial");
+        char *fig = eval_figures(j);
+        if (!first) {
+            first = fig;
+            /* the model's perplexity is still the golden one */
+            cJSON *gold = read_json(gpath);
+            const cJSON *g = cJSON_GetArrayItem(cJSON_GetObjectItem(gold, "results"), 0);
+            ck_assert_int_eq(cJSON_GetObjectItem(g, "ctx")->valueint, 128);
+            double gppl = cJSON_GetObjectItem(g, "ppl")->valuedouble;
+            double ppl = cJSON_GetObjectItem(j, "ppl")->valuedouble;
+            ck_assert_msg(fabs(ppl / gppl - 1) < 1e-3, "ppl %.9g vs golden %.9g", ppl, gppl);
+            cJSON_Delete(gold);
+        } else {
+            ck_assert_msg(!strcmp(fig, first), "%s: figures differ from --threads 1 --batch 1:\n"
+                          "%.400s\nvs\n%.400s", runs[i].opts, fig, first);
+            free(fig);
+        }
+        cJSON_Delete(j);
+        free(args);
+    }
+    free(first);
+    tu_rmrf(dir);
+    free(dir); free(q); free(model); free(text); free(gpath);
+}
+END_TEST
+
 START_TEST(test_cli_errors)
 {
     char *model = tu_src("examples/stories260k");
@@ -905,6 +1000,7 @@ static Suite *suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("cli");
     tcase_add_test(tc, test_cli_eval);
+    tcase_add_test(tc, test_cli_eval_deterministic);
     tcase_add_test(tc, test_cli_errors);
     tcase_add_test(tc, test_cli_help_matches_man);
     suite_add_tcase(s, tc);
