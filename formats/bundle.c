@@ -35,6 +35,9 @@
 #define BLK 512
 #define FORMAT_NAME "ptqc-bundle"
 #define FORMAT_VERSION 1
+/* Version 2 = version 1 + the w8a8 and fp8 tensor formats and the int8
+ * KV-cache scale tensors; a bundle without them is still written as 1. */
+#define FORMAT_VERSION_A8 2
 #define MANIFEST "manifest.json"
 #define TPREFIX "tensors/"
 
@@ -585,7 +588,16 @@ int ptq_bw_finish(ptq_bundle_writer *w, const cJSON *top, ptq_err *e)
     int rc = PTQ_OK;
     cJSON *man = cJSON_CreateObject();
     cJSON_AddStringToObject(man, "format", FORMAT_NAME);
-    cJSON_AddNumberToObject(man, "version", FORMAT_VERSION);
+    int version = FORMAT_VERSION;
+    for (const cJSON *t = w->tensors->child; t; t = t->next) {
+        const cJSON *f = cJSON_GetObjectItemCaseSensitive(t, "format");
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(t, "name");
+        size_t ln = cJSON_IsString(n) ? strlen(n->valuestring) : 0;
+        if ((cJSON_IsString(f) && (!strcmp(f->valuestring, "w8a8") || !strcmp(f->valuestring, "fp8"))) ||
+            (ln > 9 && !strcmp(n->valuestring + ln - 9, ".kv_scale")))
+            version = FORMAT_VERSION_A8;
+    }
+    cJSON_AddNumberToObject(man, "version", version);
     if (w->config) {
         cJSON *m = model_summary(w->config, w->config_len, e);
         if (!m) rc = ptq_fail_prefix(e, "%s", w->final_path);
@@ -978,9 +990,9 @@ static void check_manifest(checker *ck, int hashes)
         problem(ck, PTQ_EFORMAT, "%s: manifest.json: version missing or invalid", b->path);
         return;
     }
-    if (ver != FORMAT_VERSION) {
-        problem(ck, PTQ_EFORMAT, "%s: bundle version %.0f is not supported (this ptqc reads %d)",
-                b->path, ver, FORMAT_VERSION);
+    if (ver != FORMAT_VERSION && ver != FORMAT_VERSION_A8) {
+        problem(ck, PTQ_EFORMAT, "%s: bundle version %.0f is not supported (this ptqc reads %d "
+                "and %d)", b->path, ver, FORMAT_VERSION, FORMAT_VERSION_A8);
         return;
     }
     const cJSON *ts = cJSON_GetObjectItemCaseSensitive(man, "tensors");

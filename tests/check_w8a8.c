@@ -9,6 +9,7 @@
  * shared models and of synthetic Qwen2-with-bias and untied checkpoints
  * unchanged to 1e-5 relative.
  */
+#include <cJSON.h>
 #include <check.h>
 #include <math.h>
 #include <stdio.h>
@@ -570,6 +571,7 @@ START_TEST(bundle_payloads)
     ptq_bundle b;
     ptq_err e;
     ck_assert_msg(ptq_bundle_open(&b, out, 1, &e) == 0, "%s", e.msg);
+    ck_assert_int_eq(cJSON_GetObjectItem(b.manifest, "version")->valueint, 2);
     ptq_qtensor q;
     ck_assert_int_eq(ptq_bundle_tensor(&b, "model.layers.1.mlp.up_proj.weight", &q, &e), 0);
     ck_assert_int_eq(q.format, PTQ_QF_W8A8);
