@@ -58,9 +58,9 @@ static const char usage_text[] =
     "  -h, --help             this text\n"
     "\n"
     "Exit status: 0 success, 1 internal error, 2 usage (bad flag, --group not\n"
-    "dividing, journal mismatch on --resume), 3 input unreadable, 4 input\n"
-    "malformed, 5 data unusable (zero calibration tokens, NaN/Inf weights,\n"
-    "singular Hessian), 6 output unwritable, 7 resume state corrupt, 8 out of memory.\n";
+    "dividing, --alpha outside [0, 1], journal mismatch on --resume), 3 input\n"
+    "unreadable, 4 input malformed, 5 data unusable (zero calibration tokens,\n"
+    "NaN/Inf weights or calibration activations, singular Hessian), 6 output unwritable, 7 resume state corrupt, 8 out of memory.\n";
 
 enum {
     O_METHOD = 256, O_BITS, O_GROUP, O_SYM, O_ASYM, O_MSE, O_ACTORDER, O_STATIC, O_DAMP, O_BLOCK,
