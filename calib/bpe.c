@@ -1,7 +1,8 @@
 /* bpe.c - encode and decode with a loaded tokenizer (formats/tokenizer.c).
  *
  * encode: split the text at added tokens (leftmost-longest), then for each
- * section between them: normalize (Prepend/Replace/Metaspace), pre-tokenize
+ * section between them: normalize (Prepend/Replace/Metaspace, the Unicode
+ * forms NFC/NFD/NFKC/NFKD through utf8proc), pre-tokenize
  * (regex splits through PCRE2, Isolated), and run BPE on each word.  BPE
  * keeps the word as a linked list of symbols and a binary heap of candidate
  * merges ordered by (rank, position), so a word of n symbols costs
@@ -12,6 +13,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include <utf8proc.h>
 
 #include "formats/tokenizer_impl.h"
 
@@ -351,6 +354,52 @@ static int pre_step(enc *s, int step, const char *p, size_t n, int *err)
     return pre_step(s, step + 1, p + done, n - done, err);
 }
 
+/* ------------------------------------------------------------------ unicode forms */
+
+/* A Unicode normalization form (UAX #15) of q[0..qn) into o with *changed
+ * = 1, or *changed = 0 when the form surely leaves the text as it is (o
+ * untouched).  The forms need the Unicode Character Database: canonical and
+ * compatibility decompositions, canonical combining classes, composition
+ * pairs and exclusions - thousands of entries that change with each Unicode
+ * version.  Written by hand they would be error-prone and go stale, so they
+ * come from utf8proc (Debian libutf8proc-dev), which generates its tables
+ * from the UCD and implements exactly these forms.
+ *
+ * Fast path (tokenizers without a Unicode normalizer never come here):
+ * ASCII is unchanged by every form; under NFC so is any text below U+0300,
+ * as no char there has a canonical decomposition other than the precomposed
+ * Latin ones NFC keeps, a nonzero combining class, or a composition with
+ * another char below U+0300 (tests/check_tokenizer.c checks every pair).
+ * In UTF-8 those are exactly the texts with no byte >= 0x80 resp. >= 0xCC. */
+static int unicode_form(int kind, const char *q, size_t qn, sbuf *o, int *changed, ptq_err *e)
+{
+    unsigned char limit = kind == PTQ_NORM_NFC ? 0xCC : 0x80;
+    size_t i = 0;
+    while (i < qn && (unsigned char)q[i] < limit) i++;
+    *changed = 0;
+    if (i == qn) return PTQ_OK;
+    utf8proc_option_t opt = UTF8PROC_STABLE;
+    if (kind == PTQ_NORM_NFC || kind == PTQ_NORM_NFKC) opt |= UTF8PROC_COMPOSE;
+    else opt |= UTF8PROC_DECOMPOSE;
+    if (kind == PTQ_NORM_NFKC || kind == PTQ_NORM_NFKD) opt |= UTF8PROC_COMPAT;
+    /* utf8proc counts in ssize_t and a char can decompose into 18 chars of 4 bytes */
+    if (qn > (size_t)(PTRDIFF_MAX / 128))
+        return ptq_fail(e, PTQ_EDATA, "text: section of %zu bytes too long to normalize", qn);
+    utf8proc_uint8_t *r = NULL;
+    utf8proc_ssize_t rn = utf8proc_map((const utf8proc_uint8_t *)q, (utf8proc_ssize_t)qn, &r, opt);
+    if (rn < 0) {
+        free(r);
+        if (rn == UTF8PROC_ERROR_NOMEM) return ptq_fail(e, PTQ_ENOMEM, "text: out of memory normalizing");
+        return ptq_fail(e, PTQ_EDATA, "text: Unicode normalization failed: %s", utf8proc_errmsg(rn));
+    }
+    o->n = 0;
+    int ok = sbuf_add(o, r, (size_t)rn);
+    free(r);
+    if (!ok) return ptq_fail(e, PTQ_ENOMEM, "text: out of memory normalizing");
+    *changed = 1;
+    return PTQ_OK;
+}
+
 /* one text section between added tokens */
 static int encode_section(enc *s, const char *p, size_t n, ptq_err *e)
 {
@@ -364,20 +413,17 @@ static int encode_section(enc *s, const char *p, size_t n, ptq_err *e)
     size_t qn = n;
     for (int k = 0; k < t->n_norm; k++) {
         const ptq_tok_norm *nm = &t->norm[k];
-        if (nm->kind == PTQ_NORM_NFC) {
-            /* chars below U+0300 never change under NFC nor combine with
-             * each other; anything else would need the Unicode tables */
-            for (size_t i = 0; i < qn; i++) {
-                unsigned char c = (unsigned char)q[i];
-                if (c >= 0xCC)
-                    return ptq_fail(e, PTQ_EDATA,
-                                    "text: this tokenizer NFC-normalizes and ptqc's NFC covers only U+0000..U+02FF "
-                                    "(byte %zu)", i);
-            }
-            continue;
-        }
         if (qn == 0) break;
         sbuf *o = &s->norm[cur == 0 ? 1 : 0];
+        if (nm->kind != PTQ_NORM_PREPEND && nm->kind != PTQ_NORM_REPLACE) {
+            int changed, rc = unicode_form(nm->kind, q, qn, o, &changed, e);
+            if (rc) return rc;
+            if (!changed) continue;
+            cur = cur == 0 ? 1 : 0;
+            q = o->p;
+            qn = o->n;
+            continue;
+        }
         o->n = 0;
         int ok = 1;
         if (nm->kind == PTQ_NORM_PREPEND) {

@@ -4,7 +4,8 @@
  * Supported pipeline pieces (anything else is refused by name):
  *   model:         BPE (vocab, merges as "a b" strings or ["a","b"] pairs,
  *                  unk_token, fuse_unk, byte_fallback)
- *   normalizer:    null, Sequence, Prepend, Replace(String), NFC
+ *   normalizer:    null, Sequence, Prepend, Replace(String), NFC, NFD, NFKC,
+ *                  NFKD
  *   pre_tokenizer: null, ByteLevel, Split(Regex|String, Isolated), Digits,
  *                  Metaspace, Sequence of these
  *   decoder:       null, ByteLevel, Replace("▁" -> " "), ByteFallback, Fuse,
@@ -223,8 +224,15 @@ static int add_norm(ptq_tokenizer *t, const cJSON *n, const char *fname, ptq_err
         return ptq_fail(e, PTQ_EFORMAT, "%s: more than %d normalizer steps", fname, PTQ_TOK_MAX_STEPS);
     ptq_tok_norm *s = &t->norm[t->n_norm++]; /* counted now so free() sees its strings */
     memset(s, 0, sizeof *s);
-    s->kind = PTQ_NORM_NFC;
-    if (!strcmp(type, "Prepend")) {
+    if (!strcmp(type, "NFC")) {
+        s->kind = PTQ_NORM_NFC;
+    } else if (!strcmp(type, "NFD")) {
+        s->kind = PTQ_NORM_NFD;
+    } else if (!strcmp(type, "NFKC")) {
+        s->kind = PTQ_NORM_NFKC;
+    } else if (!strcmp(type, "NFKD")) {
+        s->kind = PTQ_NORM_NFKD;
+    } else if (!strcmp(type, "Prepend")) {
         const char *p = jstr(n, "prepend");
         if (!p || !ptq_tok_utf8_valid(p, strlen(p)))
             return ptq_fail(e, PTQ_EFORMAT, "%s: Prepend normalizer without a valid \"prepend\" string", fname);
@@ -247,7 +255,7 @@ static int add_norm(ptq_tokenizer *t, const cJSON *n, const char *fname, ptq_err
         s->from = dupn(from, s->from_len = strlen(from));
         s->to = dupn(to, s->to_len = strlen(to));
         if (!s->from || !s->to) return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", fname);
-    } else if (strcmp(type, "NFC")) {
+    } else {
         return ptq_fail(e, PTQ_EFORMAT, "%s: normalizer \"%s\" is not supported", fname, type);
     }
     return PTQ_OK;
@@ -665,7 +673,8 @@ static int load(ptq_tokenizer *t, const cJSON *root, const cJSON *cfg, const cha
     for (int b = 0; b < 256; b++) t->bl_id[b] = -1;
     if (has_bl) {
         int bad = t->metaspace;
-        for (int i = 0; i < t->n_norm; i++) bad |= t->norm[i].kind != PTQ_NORM_NFC;
+        for (int i = 0; i < t->n_norm; i++)
+            bad |= t->norm[i].kind == PTQ_NORM_PREPEND || t->norm[i].kind == PTQ_NORM_REPLACE;
         if (bad)
             return ptq_fail(e, PTQ_EFORMAT,
                             "%s: ByteLevel with Metaspace or a Prepend/Replace normalizer is not supported", fname);

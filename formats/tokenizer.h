@@ -14,11 +14,12 @@
  * Accepted tokenizer.json pieces (others are refused by name, PTQ_EFORMAT):
  * model BPE (merges as "a b" or ["a","b"], unk_token, fuse_unk,
  * byte_fallback, ignore_merges); normalizers Sequence, Prepend, Replace
- * (String), NFC; pre-tokenizers ByteLevel, Split (Regex or String,
- * Isolated), Digits, Metaspace, Sequence; decoders ByteLevel, Replace
- * ("▁" -> " "), ByteFallback, Fuse, Strip(" ", n, 0), Metaspace, Sequence.
- * NFC is implemented only for text below U+0300 (where it is the
- * identity); other text under an NFC tokenizer is refused with PTQ_EDATA.
+ * (String), NFC, NFD, NFKC, NFKD; pre-tokenizers ByteLevel, Split (Regex or
+ * String, Isolated), Digits, Metaspace, Sequence; decoders ByteLevel,
+ * Replace ("▁" -> " "), ByteFallback, Fuse, Strip(" ", n, 0), Metaspace,
+ * Sequence.  The Unicode normalization forms (Qwen2's NFC and the others)
+ * are the full UAX #15 forms, computed by utf8proc on each text section
+ * between added tokens, as Hugging Face does.
  */
 #ifndef PTQC_TOKENIZER_H
 #define PTQC_TOKENIZER_H

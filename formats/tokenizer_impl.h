@@ -23,8 +23,10 @@
 
 enum { PTQ_TOK_SPM = 0, PTQ_TOK_BYTELEVEL = 1 };
 
-/* normalizer steps, applied in order to each text section between added tokens */
-enum { PTQ_NORM_PREPEND, PTQ_NORM_REPLACE, PTQ_NORM_NFC };
+/* normalizer steps, applied in order to each text section between added
+ * tokens.  NFC/NFD/NFKC/NFKD are Unicode normalization forms (UAX #15),
+ * computed by utf8proc (calib/bpe.c). */
+enum { PTQ_NORM_PREPEND, PTQ_NORM_REPLACE, PTQ_NORM_NFC, PTQ_NORM_NFD, PTQ_NORM_NFKC, PTQ_NORM_NFKD };
 typedef struct {
     int kind;
     char *from; /* REPLACE: pattern (non-empty) */

@@ -12,6 +12,8 @@
 
 #include <cjson/cJSON.h>
 
+#include <utf8proc.h>
+
 #include "formats/tokenizer.h"
 #include "tests/testutil.h"
 
@@ -412,6 +414,184 @@ START_TEST(ignore_merges)
 }
 END_TEST
 
+/* ------------------------------------------------------------ Unicode normalizers */
+
+/* A Qwen2-style byte-level tokenizer with the given normalizer (JSON text,
+ * "null" for none): GPT-2 ByteLevel pre-tokenizer, the 256 byte chars (id =
+ * byte), then these words built by merges left to right, each prefix of two
+ * or more bytes a piece (ids in order):
+ *   "\xc3\xa9"      U+00E9 é: 256
+ *   "\xea\xb0\x80"  U+AC00 가: 257 (EA B0), 258
+ *   "\xe8\xb1\x88"  U+8C48 豈: 259 (E8 B1), 260
+ *   "\xe4\xb8\xad"  U+4E2D 中: 261 (E4 B8), 262
+ * and the added token "<|im_end|>" = 263. */
+static const char *const UNI_WORDS[] = {"\xc3\xa9", "\xea\xb0\x80", "\xe8\xb1\x88", "\xe4\xb8\xad"};
+
+static char *unicode_json(const char *normalizer)
+{
+    cJSON *root = cJSON_CreateObject(), *model = cJSON_CreateObject(), *vocab = cJSON_CreateObject();
+    cJSON *merges = cJSON_CreateArray();
+    int next = 256;
+    for (int b = 0; b < 256; b++) {
+        char c[3];
+        byte_char(b, c);
+        cJSON_AddNumberToObject(vocab, c, b);
+    }
+    for (size_t k = 0; k < sizeof UNI_WORDS / sizeof *UNI_WORDS; k++) {
+        const char *w = UNI_WORDS[k];
+        char *prev = bl_string(w, 1);
+        for (size_t j = 1; j < strlen(w); j++) {
+            char *c = bl_string(w + j, 1), *cat = tu_fmt("%s%s", prev, c);
+            cJSON_AddNumberToObject(vocab, cat, next++);
+            cJSON *m = cJSON_CreateArray();
+            cJSON_AddItemToArray(m, cJSON_CreateString(prev));
+            cJSON_AddItemToArray(m, cJSON_CreateString(c));
+            cJSON_AddItemToArray(merges, m);
+            free(prev), free(c);
+            prev = cat;
+        }
+        free(prev);
+    }
+    ck_assert_int_eq(next, 263);
+    cJSON_AddStringToObject(model, "type", "BPE");
+    cJSON_AddItemToObject(model, "vocab", vocab);
+    cJSON_AddItemToObject(model, "merges", merges);
+    cJSON_AddItemToObject(root, "model", model);
+    cJSON *norm = cJSON_Parse(normalizer);
+    ck_assert_ptr_nonnull(norm);
+    cJSON_AddItemToObject(root, "normalizer", norm);
+    cJSON *pre = cJSON_CreateObject(), *dec = cJSON_CreateObject();
+    cJSON_AddStringToObject(pre, "type", "ByteLevel");
+    cJSON_AddBoolToObject(pre, "add_prefix_space", 0);
+    cJSON_AddBoolToObject(pre, "use_regex", 1);
+    cJSON_AddItemToObject(root, "pre_tokenizer", pre);
+    cJSON_AddStringToObject(dec, "type", "ByteLevel");
+    cJSON_AddItemToObject(root, "decoder", dec);
+    cJSON *added = cJSON_CreateArray(), *a = cJSON_CreateObject();
+    cJSON_AddNumberToObject(a, "id", 263);
+    cJSON_AddStringToObject(a, "content", "<|im_end|>");
+    cJSON_AddBoolToObject(a, "special", 1);
+    cJSON_AddItemToArray(added, a);
+    cJSON_AddItemToObject(root, "added_tokens", added);
+    char *s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static ptq_tokenizer *unicode_tok(const char *normalizer)
+{
+    char *json = unicode_json(normalizer);
+    ptq_tokenizer *t = NULL;
+    ptq_err e = {0};
+    ck_assert_msg(ptq_tok_load_mem(&t, json, strlen(json), NULL, 0, "uni/tokenizer.json", &e) == PTQ_OK,
+                  "%s: %s", normalizer, e.msg);
+    free(json);
+    return t;
+}
+
+#define IDS(...) (const int32_t[]){__VA_ARGS__}, sizeof((const int32_t[]){__VA_ARGS__}) / sizeof(int32_t)
+#define EXPECT(t, text, ...) expect_ids(t, text, strlen(text), 0, IDS(__VA_ARGS__), text)
+
+/* The normal forms below are the Unicode Standard's (UAX #15 and the
+ * UnicodeData.txt decompositions), worked out by hand:
+ *   NFC(U+0065 U+0301) = U+00E9           canonical composition
+ *   NFD(U+00E9) = U+0065 U+0301           canonical decomposition
+ *   NFC(U+1100 U+1161) = U+AC00           Hangul L+V -> LV syllable
+ *   NFC(U+1100 U+1161 U+11A8) = U+AC01    Hangul L+V+T -> LVT syllable
+ *   NFC(U+F900) = U+8C48                  singleton decomposition, not recomposed
+ *   NFC(U+4E2D U+6587) = U+4E2D U+6587    CJK ideographs are unchanged
+ *   NFKC(U+FB01) = U+0066 U+0069          compatibility ligature "fi"
+ *   NFKC(U+00B2) = U+0032                 superscript two
+ * In UTF-8: U+00E9 C3 A9, U+0301 CC 81, U+1100 E1 84 80, U+1161 E1 85 A1,
+ * U+11A8 E1 86 A8, U+AC00 EA B0 80, U+AC01 EA B0 81, U+F900 EF A4 80,
+ * U+8C48 E8 B1 88, U+4E2D E4 B8 AD, U+6587 E6 96 87, U+FB01 EF AC 81,
+ * U+00B2 C2 B2. */
+START_TEST(unicode_nfc)
+{
+    ptq_tokenizer *t = unicode_tok("{\"type\": \"NFC\"}");
+    ptq_tokenizer *raw = unicode_tok("null");
+    /* e + combining acute and the precomposed é encode alike under NFC */
+    EXPECT(t, "e\xcc\x81", 256);
+    EXPECT(t, "\xc3\xa9", 256);
+    EXPECT(raw, "e\xcc\x81", 'e', 0xCC, 0x81); /* without the normalizer they differ */
+    EXPECT(raw, "\xc3\xa9", 256);
+    /* before pre-tokenization: U+0301 is no letter, so unnormalized
+     * "café" would split after "caf" (\p{L}+) */
+    EXPECT(t, "cafe\xcc\x81 \xe4\xb8\xad", 'c', 'a', 'f', 256, ' ', 262);
+    EXPECT(raw, "cafe\xcc\x81 \xe4\xb8\xad", 'c', 'a', 'f', 'e', 0xCC, 0x81, ' ', 262);
+    /* Hangul jamo compose arithmetically */
+    EXPECT(t, "\xe1\x84\x80\xe1\x85\xa1", 258);
+    EXPECT(t, "\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8", 257, 0x81);
+    EXPECT(raw, "\xe1\x84\x80\xe1\x85\xa1", 0xE1, 0x84, 0x80, 0xE1, 0x85, 0xA1);
+    /* CJK passes unchanged; a compatibility ideograph maps to its unified one */
+    EXPECT(t, "\xe4\xb8\xad\xe6\x96\x87", 262, 0xE6, 0x96, 0x87);
+    EXPECT(raw, "\xe4\xb8\xad\xe6\x96\x87", 262, 0xE6, 0x96, 0x87);
+    EXPECT(t, "\xef\xa4\x80", 260);
+    /* NFC keeps compatibility chars; each section between added tokens is normalized */
+    EXPECT(t, "\xef\xac\x81\xc2\xb2", 0xEF, 0xAC, 0x81, 0xC2, 0xB2);
+    EXPECT(t, "e\xcc\x81<|im_end|>e\xcc\x81", 256, 263, 256);
+    /* decode gives the normalized text */
+    size_t dl;
+    char *d = decode(t, IDS(256, 258), &dl);
+    ck_assert_str_eq(d, "\xc3\xa9\xea\xb0\x80");
+    free(d);
+    ptq_tok_free(t);
+    ptq_tok_free(raw);
+}
+END_TEST
+
+START_TEST(unicode_nfd_nfkc_nfkd)
+{
+    ptq_tokenizer *t = unicode_tok("{\"type\": \"NFD\"}");
+    EXPECT(t, "\xc3\xa9", 'e', 0xCC, 0x81);
+    EXPECT(t, "\xea\xb0\x80", 0xE1, 0x84, 0x80, 0xE1, 0x85, 0xA1);
+    EXPECT(t, "\xef\xac\x81", 0xEF, 0xAC, 0x81);
+    EXPECT(t, "plain ascii", 'p', 'l', 'a', 'i', 'n', ' ', 'a', 's', 'c', 'i', 'i');
+    ptq_tok_free(t);
+    t = unicode_tok("{\"type\": \"NFKC\"}");
+    EXPECT(t, "\xef\xac\x81\xc2\xb2", 'f', 'i', '2');
+    EXPECT(t, "e\xcc\x81", 256);
+    EXPECT(t, "\xef\xa4\x80", 260);
+    ptq_tok_free(t);
+    t = unicode_tok("{\"type\": \"NFKD\"}");
+    EXPECT(t, "\xef\xac\x81\xc3\xa9", 'f', 'i', 'e', 0xCC, 0x81);
+    ptq_tok_free(t);
+    /* a Sequence: NFKD then NFC is NFKC */
+    t = unicode_tok("{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFKD\"}, {\"type\": \"NFC\"}]}");
+    EXPECT(t, "\xef\xac\x81" "e\xcc\x81", 'f', 'i', 256);
+    ptq_tok_free(t);
+    /* SentencePiece style: NFKC before Prepend and Replace; "ﬁ ﬁ" -> "▁fi▁fi" */
+    const char *json =
+        "{\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFKC\"}, {\"type\": "
+        "\"Prepend\", \"prepend\": \"\u2581\"}, {\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, "
+        "\"content\": \"\u2581\"}]}, \"model\": {\"type\": \"BPE\", \"vocab\": {\"\u2581\": 0, \"f\": 1, "
+        "\"i\": 2, \"\u2581f\": 3, \"\u2581fi\": 4}, \"merges\": [\"\u2581 f\", \"\u2581f i\"]}}";
+    ptq_err e = {0};
+    ck_assert_msg(ptq_tok_load_mem(&t, json, strlen(json), NULL, 0, "spm.json", &e) == PTQ_OK, "%s", e.msg);
+    EXPECT(t, "\xef\xac\x81 \xef\xac\x81", 4, 4);
+    ptq_tok_free(t);
+}
+END_TEST
+
+/* The NFC fast path (calib/bpe.c) takes text below U+0300 as already in
+ * NFC.  Checked here against utf8proc's full algorithm for every char and
+ * every pair of chars below U+0300 (a longer string of them could only
+ * change through a pair). */
+START_TEST(unicode_nfc_fast_path)
+{
+    for (int a = 1; a < 0x300; a++) {
+        for (int b = 0; b < 0x300; b++) {
+            utf8proc_uint8_t in[8], *out = NULL;
+            utf8proc_ssize_t n = utf8proc_encode_char(a, in);
+            if (b) n += utf8proc_encode_char(b, in + n);
+            utf8proc_ssize_t m = utf8proc_map(in, n, &out, UTF8PROC_STABLE | UTF8PROC_COMPOSE);
+            ck_assert_msg(m == n && !memcmp(in, out, (size_t)n), "NFC changes U+%04X U+%04X", a, b);
+            free(out);
+        }
+    }
+}
+END_TEST
+
 /* SentencePiece-style text is cut into words before "▁" only when no merge
  * makes a piece with "▁" after another char: here "a" + "▁" does, so
  * "a b" = "▁a▁b" must give "▁" "a▁" "b" */
@@ -567,6 +747,9 @@ int main(void)
     tcase_add_test(tc, llama3_split);
     tcase_add_test(tc, ignore_merges);
     tcase_add_test(tc, spm_merge_across_meta);
+    tcase_add_test(tc, unicode_nfc);
+    tcase_add_test(tc, unicode_nfd_nfkc_nfkd);
+    tcase_add_test(tc, unicode_nfc_fast_path);
     tcase_add_test(tc, bos_eos_config);
     tcase_add_test(tc, bad_inputs);
     suite_add_tcase(s, tc);
