@@ -652,6 +652,53 @@ int ptqrt_forward(ptqrt_model *m, const int32_t *tokens, int B, int T, int pos, 
     return rc;
 }
 
+/* ---------------------------------------------------------------- perplexity */
+/* logsumexp(l) - l[target] in double; NAN when a logit is not finite. */
+static double token_nll(const float *l, int V, int target)
+{
+    float mx = l[0];
+    for (int v = 0; v < V; v++) {
+        if (!isfinite(l[v])) return NAN;
+        if (l[v] > mx) mx = l[v];
+    }
+    double s = 0.0;
+    for (int v = 0; v < V; v++) s += exp((double)l[v] - mx);
+    return (double)mx + log(s) - (double)l[target];
+}
+
+int ptqrt_eval_nll(ptqrt_model *m, const int32_t *ids, size_t n_ids, int ctx, double *window_nll,
+                   ptq_err *e)
+{
+    const int V = m->cfg.vocab;
+    if (ctx < 2 || ctx > m->opt.max_seq)
+        return ptq_fail(e, PTQ_EUSAGE, "window of %d tokens outside 2..%d (max_seq)", ctx, m->opt.max_seq);
+    size_t nw = n_ids / (size_t)ctx;
+    int B = m->opt.max_batch;
+    float *logits = malloc(sizeof *logits * (size_t)B * ctx * V);
+    if (!logits) return ptq_fail(e, PTQ_ENOMEM, "out of host memory for %d x %d logits", B * ctx, V);
+    int rc = PTQ_OK;
+    for (size_t w0 = 0; w0 < nw && !rc; w0 += (size_t)B) {
+        int nb = nw - w0 < (size_t)B ? (int)(nw - w0) : B;
+        const int32_t *win = ids + w0 * (size_t)ctx;
+        if ((rc = ptqrt_forward(m, win, nb, ctx, 0, logits, 1, e))) break;
+        for (int b = 0; b < nb && !rc; b++) {
+            double sum = 0.0;
+            for (int t = 1; t < ctx; t++) {
+                double d = token_nll(logits + ((size_t)b * ctx + t - 1) * V, V, win[(size_t)b * ctx + t]);
+                if (isnan(d)) {
+                    rc = ptq_fail(e, PTQ_EDATA, "the logits are not finite (window %zu, position %d)",
+                                  w0 + (size_t)b, t - 1);
+                    break;
+                }
+                sum += d;
+            }
+            window_nll[w0 + (size_t)b] = sum;
+        }
+    }
+    free(logits);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- sampling */
 static uint64_t splitmix64(uint64_t *x)
 {

@@ -97,6 +97,15 @@ int ptqrt_memory(const ptqrt_model *m, ptqrt_mem *mem, ptq_err *e);
 int ptqrt_forward(ptqrt_model *m, const int32_t *tokens, int B, int T, int pos, float *logits,
                   int all_logits, ptq_err *e);
 
+/* Perplexity windows (ptqc-ppl-v1, see ptqc-eval(1)): the first n_ids / ctx
+ * non-overlapping windows of ctx ids, each run from position 0 (up to
+ * max_batch windows per forward).  window_nll [n_ids / ctx] receives, per
+ * window, the sum over t = 1..ctx-1 of logsumexp(l) - l[ids[t]] for the
+ * float32 logits l at position t - 1, in double on the host.  Needs
+ * 2 <= ctx <= max_seq; PTQ_EDATA when a logit is not finite. */
+int ptqrt_eval_nll(ptqrt_model *m, const int32_t *ids, size_t n_ids, int ctx, double *window_nll,
+                   ptq_err *e);
+
 /* Deterministic random numbers: xoshiro256** seeded through splitmix64 (the
  * same stream as the CPU runtime of ptqc for the same seed). */
 typedef struct ptqrt_rng { uint64_t s[4]; } ptqrt_rng;

@@ -15,6 +15,7 @@
 #include "lib/eval.h"
 #include "lib/runtime_cpu.h"
 #include "src/cli.h"
+#include "src/eval_cuda.h"
 
 #define DEFAULT_CTX 128
 
@@ -42,11 +43,14 @@ static const char usage_text[] =
     "  --utf8 POLICY       invalid UTF-8 in the text: replace (default, U+FFFD) or strict\n"
     "  --jsonl-field F     take field F of each JSON line (.jsonl sources)\n"
     "  --json              print one JSON object with every figure\n"
+    "  --device D          cpu (default) or cuda: the logits of a .ptq bundle from\n"
+    "                      libptqrt on CUDA device 0 (no --reference)\n"
     "  -h, --help          show this help\n"
     "\n"
     "Exit status: 0 success, 2 usage, 3 input unreadable, 4 input malformed,\n"
     "5 data unusable (empty text, fewer tokens than one window, non-finite logits),\n"
-    "7 bundle verification failed, 8 out of memory.  See ptqc-eval(1).\n";
+    "7 bundle verification failed, 8 out of memory, 9 --device cuda without a CUDA\n"
+    "device or in a ptqc built without CUDA.  See ptqc-eval(1).\n";
 
 /* A model opened for evaluation: weights and the tokenizer. */
 typedef struct eval_model {
@@ -156,13 +160,14 @@ int cmd_eval(int argc, char **argv)
         {"utf8", required_argument, NULL, 'u'},
         {"jsonl-field", required_argument, NULL, 'f'},
         {"json", no_argument, NULL, 'J'},
+        {"device", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *cmd = "eval";
     char **texts = calloc((size_t)argc + 1, sizeof *texts);
     if (!texts) return PTQ_ENOMEM;
-    int ntexts = 0, json = 0;
+    int ntexts = 0, json = 0, cuda = 0;
     long ctx = DEFAULT_CTX, batch = 0, threads = 0;
     const char *ref_path = NULL;
     ptq_text_opts topts;
@@ -188,12 +193,16 @@ int cmd_eval(int argc, char **argv)
             break;
         case 'f': topts.jsonl_field = optarg; break;
         case 'J': json = 1; break;
+        case 'D':
+            if (!strcmp(optarg, "cuda")) cuda = 1;
+            else if (strcmp(optarg, "cpu")) rc = cli_usage_error(cmd, "--device: '%s' is not cpu or cuda", optarg);
+            break;
         case 'h':
             fputs(usage_text, stdout);
             free(texts);
             return 0;
         default:
-            if (optopt && strchr("tcrbjuf", optopt))
+            if (optopt && strchr("tcrbjufD", optopt))
                 rc = cli_usage_error(cmd, "%s needs a value", argv[optind - 1]);
             else
                 rc = cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
@@ -204,6 +213,7 @@ int cmd_eval(int argc, char **argv)
     if (!rc && argc - optind > 1)
         rc = cli_usage_error(cmd, "one MODEL expected, got '%s' as well", argv[optind + 1]);
     if (!rc && ntexts == 0) rc = cli_usage_error(cmd, "--text FILE is required");
+    if (!rc && cuda && ref_path) rc = cli_usage_error(cmd, "--reference needs --device cpu");
     if (rc) {
         free(texts);
         return rc;
@@ -232,6 +242,9 @@ int cmd_eval(int argc, char **argv)
     if (!rc && !m.tok)
         rc = ptq_fail(&e, PTQ_EFORMAT, "%s: no tokenizer.json: the model's tokenizer is needed "
                                        "to encode the text", model_path);
+    if (!rc && cuda && !m.src.is_bundle)
+        rc = ptq_fail(&e, PTQ_EUSAGE, "%s: --device cuda needs a .ptq bundle, not a checkpoint "
+                                      "directory", model_path);
     if (!rc && ctx > m.w.cfg->max_pos)
         rc = ptq_fail(&e, PTQ_EUSAGE, "--ctx %ld exceeds %s's max_position_embeddings %d", ctx,
                       model_path, m.w.cfg->max_pos);
@@ -283,7 +296,10 @@ int cmd_eval(int argc, char **argv)
         rc = ptq_fail(&e, PTQ_EDATA, "%s: the text has %zu tokens (with BOS), fewer than one "
                                      "window of ctx %ld", srcnames, n_ids, ctx);
     prog_state ps = {isatty(2) && !json, cli_now()};
-    if (!rc) {
+    if (!rc && cuda) {
+        rc = ptqc_eval_cuda(model_path, ids, n_ids, (int)ctx, &res, &e);
+        have_res = !rc;
+    } else if (!rc) {
         rc = ptq_eval_ppl(&m.w, ref_path ? &r.w : NULL, ids, n_ids, (int)ctx, (int)batch,
                           (int)threads, &res, on_progress, &ps, &e);
         have_res = !rc;
@@ -295,6 +311,7 @@ int cmd_eval(int argc, char **argv)
         hex(sha, text.sha256, 32);
         cJSON_AddStringToObject(o, "protocol", "ptqc-ppl-v1");
         cJSON_AddStringToObject(o, "model", model_path);
+        cJSON_AddStringToObject(o, "device", cuda ? "cuda" : "cpu");
         if (ref_path) cJSON_AddStringToObject(o, "reference", ref_path);
         else cJSON_AddNullToObject(o, "reference");
         cJSON *ta = cJSON_AddArrayToObject(o, "text");

@@ -1,43 +1,153 @@
-/* cmd_run.c - `ptqc run BUNDLE --prompt TEXT`: generate text on the GPU with
- * libptqrt (ptqc-run(1)).  The prompt is tokenized with the bundle's own
- * tokenizer; generated text is printed as it is produced. */
+/* cmd_run.c - `ptqc run BUNDLE --prompt TEXT`: generate text from a bundle on
+ * the GPU with libptqrt, or with --device cpu on the CPU reference runtime
+ * (lib/runtime_cpu.h + lib/generate.h's KV-cached ptq_gen_step), see
+ * ptqc-run(1).  Both devices run the same loop: feed the prompt, then sample
+ * a token and feed it, one position at a time.  The prompt is tokenized with
+ * the bundle's own tokenizer; generated text is printed as it is produced, or
+ * with --print-ids one line "ID MARGIN" per generated token. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "formats/bundle.h"
+#include "formats/tokenizer.h"
+#include "lib/generate.h"
+#include "lib/runtime_cpu.h"
 #include "src/cli.h"
 
 #ifdef PTQC_HAVE_CUDA
-#include "formats/bundle.h"
-#include "formats/tokenizer.h"
 #include "lib/ptqrt.h"
 #endif
 
 static const char run_help[] =
     "Usage: ptqc run BUNDLE --prompt TEXT [-n N] [--temp T] [--top-p P] [--seed S]\n"
-    "                [--device D] [--max-seq L] [--no-verify]\n"
+    "                [--device D] [--max-seq L] [--no-verify] [--print-ids] [--ignore-eos]\n"
     "\n"
     "Generate text from a .ptq bundle on an NVIDIA GPU (sm_80 or later) with the\n"
-    "libptqrt runtime.  Prints the prompt and the continuation to stdout as it is\n"
-    "generated, and a timing line to stderr.\n"
+    "libptqrt runtime, or on the CPU reference runtime with --device cpu.  Prints\n"
+    "the prompt and the continuation to stdout as it is generated, and a timing\n"
+    "line to stderr.\n"
     "\n"
     "  -p, --prompt TEXT   the prompt (a BOS is added when the tokenizer asks for one)\n"
     "  -n, --tokens N      generate at most N tokens (default 128); stops at EOS\n"
     "      --temp T        sampling temperature (default 0 = greedy)\n"
     "      --top-p P       nucleus sampling mass in (0, 1] (default 1)\n"
     "      --seed S        random seed for sampling (default 0)\n"
-    "      --device D      CUDA device ordinal (default 0)\n"
+    "      --device D      cuda (default: CUDA device 0), cuda:N or N (CUDA device N),\n"
+    "                      or cpu (the CPU reference runtime)\n"
     "      --max-seq L     KV cache length (default min(max_position_embeddings, 2048))\n"
     "      --no-verify     skip the checksum verification of the bundle\n"
+    "      --print-ids     print one line \"ID MARGIN\" per generated token instead of\n"
+    "                      the text (MARGIN: largest minus second largest logit of\n"
+    "                      the step that chose it)\n"
+    "      --ignore-eos    do not stop at the EOS token\n"
     "  -h, --help          this text\n"
     "\n"
     "Exit status: 0 success, 2 usage, 3 BUNDLE unreadable, 4 malformed, 7 checksum\n"
     "mismatch, 8 out of memory, 9 no CUDA device or ptqc built without CUDA.\n"
     "See ptqc-run(1).\n";
 
+/* One model on one device: feed tokens, get the logits of the last one. */
+typedef struct runner {
+    int cuda;
+    int vocab, eos, max_seq;
+    char name[256];
 #ifdef PTQC_HAVE_CUDA
+    ptqrt_model *m;
+    ptqrt_rng grng;
+#endif
+    ptq_cpu_model cm;
+    int cpu_open;
+    ptq_weights w;
+    ptq_gen *g;
+    ptq_rng crng;
+} runner;
+
+static int runner_open(runner *r, const char *path, int cuda, int device, int max_seq, int need,
+                       int verify, uint64_t seed, ptq_err *e)
+{
+    r->cuda = cuda;
+    if (cuda) {
+#ifdef PTQC_HAVE_CUDA
+        if (ptqrt_device_count() < 1) return ptq_fail(e, PTQ_ENODEV, "no CUDA device");
+        ptqrt_options o;
+        ptqrt_options_default(&o);
+        o.device = device;
+        o.max_seq = max_seq;
+        o.verify = verify;
+        int rc = ptqrt_open(&r->m, path, &o, e);
+        if (rc) return rc;
+        ptqrt_info info;
+        ptqrt_get_info(r->m, &info);
+        r->vocab = info.vocab;
+        r->eos = info.eos_id;
+        r->max_seq = info.max_seq;
+        snprintf(r->name, sizeof r->name, "%s", info.device_name);
+        ptqrt_rng_seed(&r->grng, seed);
+        return PTQ_OK;
+#else
+        (void)path, (void)device, (void)max_seq, (void)need, (void)verify, (void)seed;
+        return ptq_fail(e, PTQ_ENODEV, "ptqc was built without CUDA");
+#endif
+    }
+    int rc = ptq_cpu_open(&r->cm, path, verify, e);
+    if (rc) return rc;
+    r->cpu_open = 1;
+    ptq_cpu_weights(&r->cm, &r->w);
+    const ptq_config *c = &r->cm.cfg;
+    r->vocab = c->vocab;
+    r->eos = c->eos_id;
+    r->max_seq = max_seq ? max_seq : (c->max_pos > 0 && c->max_pos < 2048 ? c->max_pos : 2048);
+    /* the CPU cache holds float32 keys and values: only the positions used */
+    int len = need < r->max_seq ? need : r->max_seq;
+    snprintf(r->name, sizeof r->name, "cpu");
+    ptq_rng_seed(&r->crng, seed);
+    return ptq_gen_create(&r->g, c, 1, len < 1 ? 1 : len, e);
+}
+
+static void runner_close(runner *r)
+{
+#ifdef PTQC_HAVE_CUDA
+    if (r->cuda) ptqrt_close(r->m);
+#endif
+    ptq_gen_free(r->g);
+    if (r->cpu_open) ptq_cpu_close(&r->cm);
+}
+
+/* Tokens t [n] at positions pos..pos+n-1; logits [vocab] of the last one. */
+static int runner_feed(runner *r, const int32_t *t, int n, int pos, float *logits, ptq_err *e)
+{
+#ifdef PTQC_HAVE_CUDA
+    if (r->cuda) return ptqrt_forward(r->m, t, 1, n, pos, logits, 0, e);
+#endif
+    for (int i = 0; i < n; i++) {
+        int rc = ptq_gen_step(r->g, &r->w, t + i, pos + i, logits, e);
+        if (rc) return rc;
+    }
+    return PTQ_OK;
+}
+
+static int runner_sample(runner *r, const float *logits, float temp, float top_p)
+{
+#ifdef PTQC_HAVE_CUDA
+    if (r->cuda) return ptqrt_sample(logits, r->vocab, temp, top_p, &r->grng);
+#endif
+    return ptq_sample(logits, r->vocab, temp, top_p, &r->crng);
+}
+
+/* Largest minus second largest logit (0 on a tie). */
+static double top2_margin(const float *l, int n)
+{
+    float a = l[0], b = -3.4e38f;
+    for (int i = 1; i < n; i++) {
+        if (l[i] > a) b = a, a = l[i];
+        else if (l[i] > b) b = l[i];
+    }
+    return n > 1 ? (double)a - (double)b : 0.0;
+}
+
 typedef struct stream_ctx {
     const ptq_tokenizer *tok;
     int32_t *ids;
@@ -46,24 +156,49 @@ typedef struct stream_ctx {
 } stream_ctx;
 
 /* Decode everything so far and print what is new (pieces can merge bytes). */
-static int on_token(void *ud, int32_t id)
+static void stream_token(stream_ctx *s, int32_t id)
 {
-    stream_ctx *s = ud;
     s->ids[s->n++] = id;
     char *text = NULL;
     size_t len = 0;
     ptq_err e;
-    if (ptq_tok_decode(s->tok, s->ids, (size_t)s->n, &text, &len, &e) == PTQ_OK) {
-        if (len > s->printed) {
-            fwrite(text + s->printed, 1, len - s->printed, stdout);
-            fflush(stdout);
-            s->printed = len;
-        }
+    if (ptq_tok_decode(s->tok, s->ids, (size_t)s->n, &text, &len, &e) == PTQ_OK && len > s->printed) {
+        fwrite(text + s->printed, 1, len - s->printed, stdout);
+        fflush(stdout);
+        s->printed = len;
     }
     free(text);
-    return 0;
 }
-#endif
+
+/* "cpu", "cuda", "cuda:N" or "N". */
+static int parse_device(const char *s, int *cuda, long *ordinal)
+{
+    *ordinal = 0;
+    if (!strcmp(s, "cpu")) {
+        *cuda = 0;
+        return PTQ_OK;
+    }
+    *cuda = 1;
+    if (!strcmp(s, "cuda")) return PTQ_OK;
+    const char *num = !strncmp(s, "cuda:", 5) ? s + 5 : s;
+    return cli_parse_long("run", "--device", num, 0, 1024, ordinal);
+}
+
+/* The bundle's tokenizer (read without verification: the model load verifies). */
+static int load_tokenizer(const char *path, ptq_tokenizer **tok, ptq_err *e)
+{
+    ptq_bundle b;
+    memset(&b, 0, sizeof b);
+    int rc = ptq_bundle_open(&b, path, 0, e);
+    if (rc) return rc;
+    uint64_t tl = 0, cl = 0;
+    const char *tj = ptq_bundle_member_data(&b, "tokenizer.json", &tl);
+    const char *tc = ptq_bundle_member_data(&b, "tokenizer_config.json", &cl);
+    if (!tj) rc = ptq_fail(e, PTQ_EFORMAT, "%s: no tokenizer.json member", path);
+    else rc = ptq_tok_load_mem(tok, tj, (size_t)tl, tc, tc ? (size_t)cl : 0, "tokenizer.json", e);
+    ptq_bundle_close(&b);
+    return rc;
+}
 
 int cmd_run(int argc, char **argv)
 {
@@ -72,12 +207,13 @@ int cmd_run(int argc, char **argv)
         {"temp", required_argument, NULL, 't'},   {"top-p", required_argument, NULL, 'P'},
         {"seed", required_argument, NULL, 's'},   {"device", required_argument, NULL, 'd'},
         {"max-seq", required_argument, NULL, 'L'}, {"no-verify", no_argument, NULL, 'V'},
+        {"print-ids", no_argument, NULL, 'I'},    {"ignore-eos", no_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     const char *prompt = NULL;
     long ntok = 128, seed = 0, device = 0, max_seq = 0;
     double temp = 0.0, top_p = 1.0;
-    int verify = 1, c;
+    int verify = 1, cuda = 1, print_ids = 0, ignore_eos = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "p:n:h", opts, NULL)) != -1) {
         switch (c) {
@@ -86,9 +222,11 @@ int cmd_run(int argc, char **argv)
         case 't': if (cli_parse_double("run", "--temp", optarg, 0.0, 100.0, &temp)) return PTQ_EUSAGE; break;
         case 'P': if (cli_parse_double("run", "--top-p", optarg, 1e-9, 1.0, &top_p)) return PTQ_EUSAGE; break;
         case 's': if (cli_parse_long("run", "--seed", optarg, 0, 0x7fffffffffffffffL, &seed)) return PTQ_EUSAGE; break;
-        case 'd': if (cli_parse_long("run", "--device", optarg, 0, 1024, &device)) return PTQ_EUSAGE; break;
+        case 'd': if (parse_device(optarg, &cuda, &device)) return PTQ_EUSAGE; break;
         case 'L': if (cli_parse_long("run", "--max-seq", optarg, 1, 1 << 20, &max_seq)) return PTQ_EUSAGE; break;
         case 'V': verify = 0; break;
+        case 'I': print_ids = 1; break;
+        case 'E': ignore_eos = 1; break;
         case 'h': fputs(run_help, stdout); return 0;
         default: return cli_usage_error("run", "unknown option");
         }
@@ -96,32 +234,20 @@ int cmd_run(int argc, char **argv)
     if (optind != argc - 1) return cli_usage_error("run", "expected one BUNDLE argument");
     if (!prompt) return cli_usage_error("run", "--prompt TEXT is required");
 #ifndef PTQC_HAVE_CUDA
-    (void)ntok; (void)seed; (void)device; (void)max_seq; (void)temp; (void)top_p; (void)verify;
-    fprintf(stderr, "ptqc: ptqc was built without CUDA\n");
-    return PTQ_ENODEV;
-#else
-    const char *path = argv[optind];
-    ptq_err e;
-    if (ptqrt_device_count() < 1) {
-        fprintf(stderr, "ptqc: no CUDA device\n");
+    if (cuda) {
+        fprintf(stderr, "ptqc: ptqc was built without CUDA (use --device cpu)\n");
         return PTQ_ENODEV;
     }
-    /* tokenizer from the bundle */
-    ptq_bundle b;
-    memset(&b, 0, sizeof b);
-    if (ptq_bundle_open(&b, path, 0, &e)) return cli_report(&e);
-    uint64_t tl = 0, cl = 0;
-    const char *tj = ptq_bundle_member_data(&b, "tokenizer.json", &tl);
-    const char *tc = ptq_bundle_member_data(&b, "tokenizer_config.json", &cl);
-    ptq_tokenizer *tok = NULL;
-    int rc;
-    if (!tj) {
-        ptq_fail(&e, PTQ_EFORMAT, "%s: no tokenizer.json member", path);
-        rc = PTQ_EFORMAT;
-    } else {
-        rc = ptq_tok_load_mem(&tok, tj, (size_t)tl, tc, tc ? (size_t)cl : 0, "tokenizer.json", &e);
+#else
+    if (cuda && ptqrt_device_count() < 1) {
+        fprintf(stderr, "ptqc: no CUDA device (use --device cpu)\n");
+        return PTQ_ENODEV;
     }
-    ptq_bundle_close(&b);
+#endif
+    const char *path = argv[optind];
+    ptq_err e;
+    ptq_tokenizer *tok = NULL;
+    int rc = load_tokenizer(path, &tok, &e);
     if (rc) return cli_report(&e);
     int32_t *ids = NULL;
     size_t nids = 0;
@@ -134,52 +260,68 @@ int cmd_run(int argc, char **argv)
         ptq_tok_free(tok);
         return cli_usage_error("run", "the prompt encodes to no tokens (and the tokenizer adds no BOS)");
     }
-    ptqrt_options o;
-    ptqrt_options_default(&o);
-    o.device = (int)device;
-    o.max_seq = (int)max_seq;
-    o.verify = verify;
-    ptqrt_model *m = NULL;
+    runner r;
+    memset(&r, 0, sizeof r);
     double t0 = cli_now();
-    if ((rc = ptqrt_open(&m, path, &o, &e))) {
+    rc = runner_open(&r, path, cuda, (int)device, (int)max_seq, (int)(nids + (size_t)ntok), verify,
+                     (uint64_t)seed, &e);
+    if (!rc && nids > (size_t)r.max_seq)
+        rc = ptq_fail(&e, PTQ_EUSAGE, "the prompt of %zu tokens is longer than the KV cache (%d)",
+                      nids, r.max_seq);
+    if (rc) {
+        runner_close(&r);
         free(ids);
         ptq_tok_free(tok);
         return cli_report(&e);
     }
     double t1 = cli_now();
     stream_ctx sc = {tok, malloc(sizeof(int32_t) * (nids + (size_t)ntok + 1)), 0, 0};
-    int32_t *out = malloc(sizeof(int32_t) * ((size_t)ntok + 1));
-    if (!sc.ids || !out) {
+    float *logits = malloc(sizeof(float) * (size_t)r.vocab);
+    int nout = 0;
+    if (!sc.ids || !logits) {
         rc = ptq_fail(&e, PTQ_ENOMEM, "out of memory");
     } else {
-        /* print the prompt as the tokenizer decodes it, then stream the rest */
-        for (size_t i = 0; i < nids; i++) sc.ids[sc.n++] = ids[i];
-        char *text = NULL;
-        size_t len = 0;
-        if (ptq_tok_decode(tok, ids, nids, &text, &len, &e) == PTQ_OK) {
-            fwrite(text, 1, len, stdout);
-            sc.printed = len;
+        if (!print_ids) {
+            /* print the prompt as the tokenizer decodes it, then stream the rest */
+            for (size_t i = 0; i < nids; i++) sc.ids[sc.n++] = ids[i];
+            char *text = NULL;
+            size_t len = 0;
+            if (ptq_tok_decode(tok, ids, nids, &text, &len, &e) == PTQ_OK) {
+                fwrite(text, 1, len, stdout);
+                sc.printed = len;
+            }
+            free(text);
+            fflush(stdout);
         }
-        free(text);
-        fflush(stdout);
-        ptqrt_sampling smp = {(float)temp, (float)top_p, (uint64_t)seed};
-        int nout = 0;
         double g0 = cli_now();
-        rc = ptqrt_generate(m, ids, (int)nids, (int)ntok, &smp, out, &nout, on_token, &sc, &e);
-        double g1 = cli_now();
-        printf("\n");
-        if (!rc) {
-            ptqrt_info info;
-            ptqrt_get_info(m, &info);
-            fprintf(stderr, "ptqc run: %s, load %.2f s, %zu prompt + %d generated tokens in %.3f s (%.1f tokens/s)\n",
-                    info.device_name, t1 - t0, nids, nout, g1 - g0, nout / (g1 - g0 > 0 ? g1 - g0 : 1e-9));
+        rc = ntok > 0 ? runner_feed(&r, ids, (int)nids, 0, logits, &e) : PTQ_OK;
+        int pos = (int)nids;
+        while (!rc && nout < ntok) {
+            int32_t t = runner_sample(&r, logits, (float)temp, (float)top_p);
+            if (t < 0) {
+                rc = ptq_fail(&e, PTQ_ENOMEM, "out of memory");
+                break;
+            }
+            nout++;
+            if (print_ids) {
+                printf("%d %.6f\n", (int)t, top2_margin(logits, r.vocab));
+                fflush(stdout);
+            } else {
+                stream_token(&sc, t);
+            }
+            if ((t == r.eos && !ignore_eos) || nout == ntok || pos >= r.max_seq) break;
+            rc = runner_feed(&r, &t, 1, pos++, logits, &e);
         }
+        double g1 = cli_now();
+        if (!print_ids) printf("\n");
+        if (!rc)
+            fprintf(stderr, "ptqc run: %s, load %.2f s, %zu prompt + %d generated tokens in %.3f s (%.1f tokens/s)\n",
+                    r.name, t1 - t0, nids, nout, g1 - g0, nout / (g1 - g0 > 0 ? g1 - g0 : 1e-9));
     }
-    free(out);
+    free(logits);
     free(sc.ids);
     free(ids);
-    ptqrt_close(m);
+    runner_close(&r);
     ptq_tok_free(tok);
     return rc ? cli_report(&e) : 0;
-#endif
 }

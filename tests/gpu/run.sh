@@ -1,6 +1,6 @@
 #!/bin/sh
 # tests/gpu/run.sh - the one prepared GPU check of libptqrt: build, correctness,
-# sanitizers, benchmarks.  POSIX sh; one command; under ten minutes on an H100.
+# sanitizers, benchmarks.  POSIX sh; one command; under nine minutes on an H100.
 #
 #   sh tests/gpu/run.sh [OUTDIR]        (default: $OUT, else ./gpu-results)
 #
@@ -9,9 +9,16 @@
 # LAPACKE, libarchive, cJSON, PCRE2, Check) and has no network, so the script
 # tries the full autotools build first and otherwise builds the kernels, the
 # GPU tests (tests/gpu/standalone.c, the same cases as tests/check_cuda) and
-# bench_kernels directly with nvcc, which need only CUDA.  `ptqc bench` needs
-# the full build (it links the tokenizer and bundle reader); without it that
-# step is reported as not run.
+# bench_kernels directly with nvcc, which need only CUDA.  `ptqc bench` and
+# the end-to-end comparison with the CPU runtime need the full build (ptqc
+# compile, eval and run); without it those steps are reported as not run.
+#
+# End to end (full build): a W4 GPTQ bundle of examples/stories260k; its
+# ptqc-ppl-v1 perplexity on examples/stories-eval.txt from `ptqc eval` on the
+# CPU and with --device cuda must agree within 0.1 %; 64 greedy ids of
+# `ptqc run --print-ids --ignore-eos` on the GPU and with --device cpu (the
+# CPU reference runtime) must be equal, else the first divergence is reported
+# with the top-2 logit margins of both at that step.
 set -u
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 OUTDIR=${1:-${OUT:-$PWD/gpu-results}}
@@ -27,9 +34,13 @@ T0=$(date +%s)
 status=0
 
 say() { printf '%s\n' "$*" | tee -a "$R"; }
+BUDGET=${PTQC_GPU_BUDGET:-520} # seconds for all steps: the script stays under nine minutes
 step() { # step NAME TIMEOUT CMD...: run, log to OUTDIR/NAME.log, record the status
     name=$1; lim=$2; shift 2
     s0=$(date +%s)
+    left=$(( BUDGET - (s0 - T0) ))
+    if [ $left -lt 15 ]; then say "- $name: not run (time budget of $BUDGET s spent)"; return 1; fi
+    [ $lim -gt $left ] && lim=$left
     timeout "$lim" "$@" > "$OUTDIR/$name.log" 2>&1
     rc=$?
     say "- $name: exit $rc ($(( $(date +%s) - s0 )) s), log $name.log"
@@ -51,7 +62,7 @@ say "## Steps"
 FULL=0
 if ( cd "$SRC" && { [ -x configure ] || autoreconf -fi; } ) > "$OUTDIR/autoreconf.log" 2>&1 &&
    ( cd "$B" && "$SRC/configure" -q --with-cuda ) > "$OUTDIR/configure.log" 2>&1; then
-    if step make 420 make -C "$B" -j16 all tests/check_cuda bench/bench_kernels; then FULL=1; fi
+    if step make 420 make -C "$B" -j16 all tests/check_cuda tests/check_cuda_decode bench/bench_kernels; then FULL=1; fi
 else
     say "- configure failed (see configure.log): direct nvcc build"
 fi
@@ -80,14 +91,43 @@ PTQC_SHARED="$SRC/../shared"; export PTQC_SHARED
 if [ $FULL = 1 ]; then step check_cuda 240 "$CHECK" || status=1
 else step check_cuda 240 "$CHECK" "$STORIES" || status=1; fi
 
-# ---- 3. compute-sanitizer on the GPU test binary
-if command -v compute-sanitizer > /dev/null 2>&1; then
-    ARGS=""; [ $FULL = 1 ] || ARGS="$STORIES"
-    CK_FORK=no; export CK_FORK
-    step memcheck 200 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 1 "$CHECK" $ARGS || status=1
-    step racecheck 200 compute-sanitizer --tool racecheck --error-exitcode 1 "$CHECK" $ARGS || status=1
+# ---- 3. end to end against the CPU runtime (full build only)
+E2E=""
+if [ -n "$PTQC" ]; then
+    W4="$OUTDIR/stories-w4.ptq"
+    PROMPT="Once upon a time"
+    rm -f "$W4"
+    if step e2e_compile 120 "$PTQC" compile "$SRC/examples/stories260k" -o "$W4" --method gptq --bits 4 \
+        --group 0 --calib "$SRC/examples/stories-calib.txt" --nsamples 16 --seqlen 128 --seed 1; then
+        step e2e_eval_cpu 120 sh -c "'$PTQC' eval '$W4' --text '$SRC/examples/stories-eval.txt' --json > '$OUTDIR/eval-cpu.json'"
+        step e2e_eval_gpu 120 sh -c "'$PTQC' eval '$W4' --text '$SRC/examples/stories-eval.txt' --device cuda --json > '$OUTDIR/eval-gpu.json'"
+        step e2e_run_cpu 120 sh -c "'$PTQC' run '$W4' --prompt '$PROMPT' -n 64 --temp 0 --print-ids --ignore-eos --device cpu > '$OUTDIR/ids-cpu.txt'"
+        step e2e_run_gpu 120 sh -c "'$PTQC' run '$W4' --prompt '$PROMPT' -n 64 --temp 0 --print-ids --ignore-eos --device cuda > '$OUTDIR/ids-gpu.txt'"
+        timeout 60 "$PTQC" run "$W4" --prompt "$PROMPT" -n 64 --temp 0 > "$OUTDIR/text-gpu.txt" 2>> "$OUTDIR/e2e_run_gpu.log"
+        timeout 60 "$PTQC" run "$W4" --prompt "$PROMPT" -n 64 --temp 0 --device cpu > "$OUTDIR/text-cpu.txt" 2>> "$OUTDIR/e2e_run_cpu.log"
+        # perplexity: "ppl":X of each JSON object, relative difference <= 0.1 %
+        pc=$(sed -n 's/.*"ppl":\([^,}]*\).*/\1/p' "$OUTDIR/eval-cpu.json")
+        pg=$(sed -n 's/.*"ppl":\([^,}]*\).*/\1/p' "$OUTDIR/eval-gpu.json")
+        E2E_PPL=$(awk -v c="$pc" -v g="$pg" 'BEGIN {
+            if (c == "" || g == "") { print "FAIL perplexity: missing (CPU \"" c "\", GPU \"" g "\")"; exit 1 }
+            d = (g - c) / c * 100; a = d < 0 ? -d : d
+            printf "%s perplexity: CPU %.6f, GPU %.6f, difference %+.4f %% (bound 0.1 %%)\n", a <= 0.1 ? "PASS" : "FAIL", c, g, d
+            exit a <= 0.1 ? 0 : 1 }') || status=1
+        # greedy ids: lines "ID MARGIN"; equal, or the first divergence with both margins
+        E2E_IDS=$(paste -d ' ' "$OUTDIR/ids-cpu.txt" "$OUTDIR/ids-gpu.txt" | awk '
+            NF == 4 { n++; if ($1 != $3 && !d) { d = n; ci = $1; cm = $2; gi = $3; gm = $4 } }
+            END {
+                if (n < 64) { printf "FAIL greedy ids: %d of 64 compared\n", n; exit 1 }
+                if (!d) { printf "PASS greedy ids: the first %d ids on the GPU equal the CPU reference\n", n; exit 0 }
+                printf "DIVERGE greedy ids: first difference at generated token %d: CPU %s (top-2 margin %s), GPU %s (top-2 margin %s)%s\n", d, ci, cm, gi, gm, (cm < 0.02 || gm < 0.02) ? ": a near-tie" : ": NOT a near-tie"
+                exit (cm < 0.02 || gm < 0.02) ? 0 : 1 }') || status=1
+        E2E="$E2E_PPL
+$E2E_IDS"
+    else
+        status=1; E2E="FAIL: ptqc compile of the stories260k bundle failed (e2e_compile.log)"
+    fi
 else
-    say "- compute-sanitizer not found: memcheck/racecheck not run"
+    E2E="not run (needs the full configure build)"
 fi
 
 # ---- 4. benchmarks
@@ -98,6 +138,16 @@ else
     say "- ptqc bench: not run (needs the full configure build)"
 fi
 
+# ---- 5. compute-sanitizer on the GPU test binary, in the time that is left
+if command -v compute-sanitizer > /dev/null 2>&1; then
+    ARGS=""; [ $FULL = 1 ] || ARGS="$STORIES"
+    CK_FORK=no; export CK_FORK
+    step memcheck 200 compute-sanitizer --tool memcheck --leak-check full --error-exitcode 1 "$CHECK" $ARGS || status=1
+    step racecheck 200 compute-sanitizer --tool racecheck --error-exitcode 1 "$CHECK" $ARGS || status=1
+else
+    say "- compute-sanitizer not found: memcheck/racecheck not run"
+fi
+
 say ""
 say "## Correctness"
 say '```'
@@ -106,6 +156,12 @@ say '```'
 for t in memcheck racecheck; do
     [ -f "$OUTDIR/$t.log" ] && { say "$t: $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUTDIR/$t.log" | tail -1)"; }
 done
+say ""
+say "## End to end (stories260k W4 GPTQ bundle, GPU vs CPU runtime)"
+say '```'
+say "$E2E"
+say '```'
+for f in text-cpu text-gpu; do [ -s "$OUTDIR/$f.txt" ] && say "$f: $(head -c 400 "$OUTDIR/$f.txt" | tr '\n' ' ')"; done
 say ""
 say "## Benchmarks"
 [ -f "$OUTDIR/bench_kernels.log" ] && cat "$OUTDIR/bench_kernels.log" >> "$R"
