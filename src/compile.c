@@ -380,6 +380,25 @@ static int skipped(const ptq_compile_opts *o, int l, int which)
     return 0;
 }
 
+/* Take the source pages of tensors whose name starts with prefix out of this
+ * process's resident set once they are no longer needed.  They are pages of
+ * the mmapped checkpoint (file-backed, clean): they stay in the page cache and
+ * a later read faults them back in.  Without this, peak RSS grows by one
+ * layer of source weights per layer compiled. */
+static void drop_source_pages(cstate *s, const char *prefix)
+{
+    const ptq_safetensors *st = &s->ck.st;
+    size_t n = strlen(prefix);
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int i = 0; i < st->ntensors; i++) {
+        const ptq_st_tensor *t = &st->tensors[i];
+        if (!t->data || strncmp(t->name, prefix, n)) continue;
+        uintptr_t a = ((uintptr_t)t->data + pg - 1) / pg * pg;
+        uintptr_t b = ((uintptr_t)t->data + t->nbytes) / pg * pg;
+        if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
+    }
+}
+
 /* ---------------------------------------------------------------- one layer */
 
 /* Fold max |k| and max |v| per kv head of n tokens (kv: keys [n, kv_dim] then
@@ -1245,6 +1264,7 @@ static int run(cstate *s, ptq_err *e)
         t = cli_now();
         if (!rc) rc = add_dense(s, "model.embed_tokens.weight", s->x32,
                                 (size_t)s->chunk * s->seqlen * s->cfg->hidden, e);
+        if (!rc) drop_source_pages(s, "model.embed_tokens.");
         s->t[T_WRITE] += elapsed(t);
     }
     journal_free(&j);
@@ -1268,6 +1288,11 @@ static int run(cstate *s, ptq_err *e)
             t = cli_now();
             rc = commit_layer(s, l, e);
             s->t[T_WRITE] += elapsed(t);
+        }
+        if (!rc) {
+            char pre[64];
+            snprintf(pre, sizeof pre, "model.layers.%d.", l);
+            drop_source_pages(s, pre);
         }
         if (!rc) progress_layer_done(&s->prog, l);
     }
