@@ -17,9 +17,12 @@ static const char usage_text[] =
     "and write a bundle.  See ptqc-compile(1).\n"
     "\n"
     "Quantization:\n"
-    "  --method M             rtn, gptq (default), or the 8-bit weight x 8-bit\n"
-    "                         activation methods smoothquant, smoothquant+gptq,\n"
-    "                         w8a8 (int8 without smoothing) and fp8 (E4M3)\n"
+    "  --method M             rtn, gptq (default), awq, awq+gptq, or the 8-bit\n"
+    "                         weight x 8-bit activation methods smoothquant,\n"
+    "                         smoothquant+gptq, w8a8 (int8 without smoothing)\n"
+    "                         and fp8 (E4M3)\n"
+    "  --awq-grid N           AWQ: points of the scale and clip searches (default 20)\n"
+    "  --recipe FILE          per-layer methods and settings (JSON; ptqc-compile(1))\n"
     "  --alpha X              SmoothQuant migration strength in [0, 1] (default 0.5)\n"
     "  --act-scales MODE      8-bit methods: dynamic (per token, default) or static\n"
     "                         (per tensor, calibrated)\n"
@@ -28,7 +31,8 @@ static const char usage_text[] =
     "  --group N              columns per group: 32, 64, 128, ... dividing every\n"
     "                         input size, or 0 = one group per output channel\n"
     "                         (default 128, or 0 when 128 does not divide)\n"
-    "  --sym / --asym         symmetric (default) or asymmetric grid\n"
+    "  --sym / --asym         symmetric or asymmetric grid (default symmetric;\n"
+    "                         asymmetric for awq and awq+gptq)\n"
     "  --mse                  clipping search for each group's range\n"
     "  --act-order            GPTQ: columns in order of decreasing Hessian diagonal\n"
     "  --static-groups        with --act-order: groups fixed before the permutation\n"
@@ -58,14 +62,15 @@ static const char usage_text[] =
     "  -h, --help             this text\n"
     "\n"
     "Exit status: 0 success, 1 internal error, 2 usage (bad flag, --group not\n"
-    "dividing, --alpha outside [0, 1], journal mismatch on --resume), 3 input\n"
-    "unreadable, 4 input malformed, 5 data unusable (zero calibration tokens,\n"
+    "dividing, --alpha outside [0, 1], journal mismatch on --resume, a recipe\n"
+    "pattern matching no linear), 3 input unreadable, 4 input malformed (also\n"
+    "a recipe file), 5 data unusable (zero calibration tokens,\n"
     "NaN/Inf weights or calibration activations, singular Hessian), 6 output unwritable, 7 resume state corrupt, 8 out of memory.\n";
 
 enum {
     O_METHOD = 256, O_BITS, O_GROUP, O_SYM, O_ASYM, O_MSE, O_ACTORDER, O_STATIC, O_DAMP, O_BLOCK,
     O_SKIP, O_CALIB, O_FIELD, O_NSAMPLES, O_SEQLEN, O_SEED, O_CHUNK, O_REPORT, O_TMPDIR, O_RESUME,
-    O_THREADS, O_PROGRESS, O_QUIET, O_ALPHA, O_ACTSCALES, O_KVCACHE
+    O_THREADS, O_PROGRESS, O_QUIET, O_ALPHA, O_ACTSCALES, O_KVCACHE, O_AWQGRID, O_RECIPE
 };
 
 static const struct option longopts[] = {
@@ -83,6 +88,7 @@ static const struct option longopts[] = {
     {"quiet", no_argument, 0, O_QUIET},             {"output", required_argument, 0, 'o'},
     {"help", no_argument, 0, 'h'},                  {"alpha", required_argument, 0, O_ALPHA},
     {"act-scales", required_argument, 0, O_ACTSCALES}, {"kv-cache", required_argument, 0, O_KVCACHE},
+    {"awq-grid", required_argument, 0, O_AWQGRID},  {"recipe", required_argument, 0, O_RECIPE},
     {0, 0, 0, 0},
 };
 
@@ -145,6 +151,8 @@ int cmd_compile(int argc, char **argv)
     o.progress = PROG_AUTO;
     o.alpha = 0.5f; /* SmoothQuant's default */
     int threads = 0, quiet = 0, bits_set = 0, group_set = 0, alpha_set = 0, acts_set = 0;
+    int awq_grid_set = 0;
+    o.awq_grid = 20; /* AWQ's n_grid (llm-awq) */
     const char **calib = calloc((size_t)argc + 1, sizeof *calib);
     const char **skip = calloc((size_t)argc + 1, sizeof *skip);
     if (!calib || !skip) {
@@ -171,9 +179,16 @@ int cmd_compile(int argc, char **argv)
             else if (!strcmp(optarg, "smoothquant+gptq")) o.method = PTQ_METHOD_SQ_GPTQ;
             else if (!strcmp(optarg, "w8a8")) o.method = PTQ_METHOD_W8A8;
             else if (!strcmp(optarg, "fp8")) o.method = PTQ_METHOD_FP8;
-            else rc = cli_usage_error(cmd, "--method: '%s' is not rtn, gptq, smoothquant, "
-                                      "smoothquant+gptq, w8a8 or fp8", optarg);
+            else if (!strcmp(optarg, "awq")) o.method = PTQ_METHOD_AWQ;
+            else if (!strcmp(optarg, "awq+gptq")) o.method = PTQ_METHOD_AWQ_GPTQ;
+            else rc = cli_usage_error(cmd, "--method: '%s' is not rtn, gptq, awq, awq+gptq, "
+                                      "smoothquant, smoothquant+gptq, w8a8 or fp8", optarg);
             break;
+        case O_AWQGRID:
+            awq_grid_set = 1;
+            if (!(rc = cli_parse_long(cmd, "--awq-grid", optarg, 1, 1000, &v))) o.awq_grid = (int)v;
+            break;
+        case O_RECIPE: o.recipe = optarg; break;
         case O_ALPHA:
             alpha_set = 1;
             if (!(rc = cli_parse_double(cmd, "--alpha", optarg, 0, 1, &d))) o.alpha = (float)d;
@@ -197,8 +212,8 @@ int cmd_compile(int argc, char **argv)
             group_set = 1;
             if (!(rc = cli_parse_long(cmd, "--group", optarg, 0, 1 << 20, &v))) o.q.group = (int)v;
             break;
-        case O_SYM: o.q.q.sym = 1; break;
-        case O_ASYM: o.q.q.sym = 0; break;
+        case O_SYM: o.q.q.sym = 1, o.sym_set = 1; break;
+        case O_ASYM: o.q.q.sym = 0, o.sym_set = 1; break;
         case O_MSE: o.q.q.mse = 1; break;
         case O_ACTORDER: o.q.act_order = 1; break;
         case O_STATIC: o.q.static_groups = 1; break;
@@ -251,7 +266,19 @@ int cmd_compile(int argc, char **argv)
         rc = cli_usage_error(cmd, "--static-groups needs --act-order");
     if (!rc && o.method == PTQ_METHOD_RTN && o.q.act_order)
         rc = cli_usage_error(cmd, "--act-order is a GPTQ option");
-    int a8 = o.method >= PTQ_METHOD_SQ;
+    int a8 = o.method >= PTQ_METHOD_SQ && o.method <= PTQ_METHOD_FP8;
+    int awq = o.method == PTQ_METHOD_AWQ || o.method == PTQ_METHOD_AWQ_GPTQ;
+    if (!rc && o.method == PTQ_METHOD_AWQ && o.q.act_order)
+        rc = cli_usage_error(cmd, "--act-order is a GPTQ option (use awq+gptq)");
+    if (!rc && awq && o.q.q.mse)
+        rc = cli_usage_error(cmd, "--mse does not apply to --method %s (AWQ searches its own "
+                                  "clipping)", ptq_method_name(o.method));
+    if (!rc && awq_grid_set && !awq && !o.recipe)
+        rc = cli_usage_error(cmd, "--awq-grid is an awq / awq+gptq option");
+    if (!rc && a8 && o.recipe)
+        rc = cli_usage_error(cmd, "--recipe mixes the weight-only methods (rtn, gptq, awq, "
+                                  "awq+gptq); it does not combine with --method %s",
+                             ptq_method_name(o.method));
     if (!rc && a8 && (bits_set || group_set || o.q.act_order || o.q.q.mse))
         rc = cli_usage_error(cmd, "--bits, --group, --act-order and --mse do not apply to "
                                   "--method %s (8 bits, one scale per output channel)",

@@ -46,6 +46,8 @@
 #include "src/cli.h"
 #include "src/journal.h"
 #include "src/progress.h"
+#include "src/compile_awq.h"
+#include "src/recipe.h"
 
 #define PTQ_MAX_WORKERS 64
 
@@ -59,9 +61,20 @@ static const int group_first[4] = {PTQ_Q, PTQ_O, PTQ_GATE, PTQ_DOWN};
 static const int group_count[4] = {3, 1, 2, 1};
 static const char *const group_step[4] = {"qkv", "o", "mlp", "down"};
 
+/* What happens to one linear: the command line's settings, then --recipe. */
+typedef struct lin_plan {
+    int method;                 /* enum ptq_method */
+    ptq_gptq_opts q;            /* bits, sym, group, ... */
+    int skip;                   /* kept dense */
+} lin_plan;
+
 typedef struct cstate {
     const ptq_compile_opts *o;
     ptq_gptq_opts q;            /* o->q with the group resolved */
+    lin_plan *plan;             /* [n_layers * PTQ_NLINEAR] */
+    recipe rec;                 /* --recipe, or empty */
+    float *wclip;               /* [max rows*cols] weights clamped to the AWQ clips */
+    awq_layer_res awq;          /* the AWQ step of the current layer */
     progress prog;
     ptq_checkpoint ck;
     int ck_open;
@@ -100,8 +113,8 @@ typedef struct cstate {
 const char *ptq_method_name(int m)
 {
     static const char *const names[] = {"rtn", "gptq", "smoothquant", "smoothquant+gptq",
-                                        "w8a8", "fp8"};
-    return m >= 0 && m <= PTQ_METHOD_FP8 ? names[m] : "?";
+                                        "w8a8", "fp8", "awq", "awq+gptq"};
+    return m >= 0 && m <= PTQ_METHOD_AWQ_GPTQ ? names[m] : "?";
 }
 
 /* activation-quantized output format of a method, or 0 */
@@ -370,7 +383,16 @@ static void weight_name(char *buf, size_t n, int l, int which, const char *what)
     snprintf(buf, n, "model.layers.%d.%s.%s", l, ptq_linear_name(which), what);
 }
 
-static int skipped(const ptq_compile_opts *o, int l, int which)
+static int is_awq(int m) { return m == PTQ_METHOD_AWQ || m == PTQ_METHOD_AWQ_GPTQ; }
+
+static const lin_plan *plan_of(const cstate *s, int l, int which)
+{
+    return &s->plan[(size_t)l * PTQ_NLINEAR + which];
+}
+static int skipped(const cstate *s, int l, int which) { return plan_of(s, l, which)->skip; }
+
+/* --skip patterns */
+static int skip_flag(const ptq_compile_opts *o, int l, int which)
 {
     char full[256], mod[256];
     weight_name(full, sizeof full, l, which, "weight");
@@ -586,15 +608,24 @@ static int quantize_linear(cstate *s, int l, int which, ptq_layer_w *lw, ptq_qte
 {
     const ptq_compile_opts *o = s->o;
     if (a8_format(o->method)) return quantize_a8(s, which, lw, out, entry, e);
+    const lin_plan *pl = plan_of(s, l, which);
     int rows, cols;
     ptq_linear_shape(s->cfg, which, &rows, &cols);
     float *W = lw->w[which];
     size_t n = (size_t)rows * cols;
+    /* AWQ: what is rounded is W clamped to the searched clips; the errors are
+     * measured against W itself */
+    const float *Wr = W;
+    if (s->awq.clip[which]) {
+        memcpy(s->wclip, W, n * sizeof *W);
+        ptq_awq_clip_apply(s->wclip, rows, cols, pl->q.group, s->awq.clip[which]);
+        Wr = s->wclip;
+    }
     float *dbuf = s->errbuf, *pbuf = s->errbuf + (size_t)64 * cols;
     double t0 = cli_now();
     ptq_qtensor qr;
     memset(&qr, 0, sizeof qr);
-    int rc = ptq_rtn(W, rows, cols, &s->q, &qr, e);
+    int rc = ptq_rtn(W, rows, cols, &pl->q, &qr, e);
     if (!rc) rc = ptq_qtensor_dequant(&qr, s->wq, e);
     if (rc) {
         ptq_qtensor_free(&qr);
@@ -606,9 +637,23 @@ static int quantize_linear(cstate *s, int l, int which, ptq_layer_w *lw, ptq_qte
     double err_rtn = den > 0 ? quad_form(W, s->wq, rows, cols, s->H, dbuf, pbuf) / den : 0;
     s->t[T_ERROR] += elapsed(t0);
     cJSON_AddNumberToObject(entry, "err_rtn", err_rtn);
-    if (o->method == PTQ_METHOD_RTN) {
+    if (pl->method == PTQ_METHOD_RTN || (pl->method == PTQ_METHOD_AWQ && Wr == W)) {
         cJSON_AddNumberToObject(entry, "err", err_rtn);
         *out = qr;
+    } else if (pl->method == PTQ_METHOD_AWQ) {
+        ptq_qtensor_free(&qr);
+        t0 = cli_now();
+        rc = ptq_rtn(Wr, rows, cols, &pl->q, out, e);
+        if (!rc) rc = ptq_qtensor_dequant(out, s->wq, e);
+        if (rc) {
+            ptq_qtensor_free(out);
+            return rc;
+        }
+        s->t[T_QUANT] += elapsed(t0);
+        t0 = cli_now();
+        double err = den > 0 ? quad_form(W, s->wq, rows, cols, s->H, dbuf, pbuf) / den : 0;
+        s->t[T_ERROR] += elapsed(t0);
+        cJSON_AddNumberToObject(entry, "err", err);
     } else {
         t0 = cli_now();
         memcpy(s->Hw, s->H, (size_t)cols * cols * sizeof *s->Hw);
@@ -616,7 +661,7 @@ static int quantize_linear(cstate *s, int l, int which, ptq_layer_w *lw, ptq_qte
         memset(&rep, 0, sizeof rep);
         ptq_qtensor qg;
         memset(&qg, 0, sizeof qg);
-        rc = ptq_gptq(W, s->Hw, rows, cols, &s->q, &qg, &rep, e);
+        rc = ptq_gptq(Wr, s->Hw, rows, cols, &pl->q, &qg, &rep, e);
         if (!rc) rc = ptq_qtensor_dequant(&qg, s->wq, e);
         ptq_qtensor_free(&qr);
         if (rc) {
@@ -661,6 +706,34 @@ static int add_f32(cstate *s, const char *name, const float *x, int rows, int co
     return ptq_bw_add_tensor(s->bw, name, method, &q, NULL, e);
 }
 
+/* The AWQ step of layer l when any of its linears is awq / awq+gptq: scales
+ * searched and folded into lw, clips kept in s->awq (src/compile_awq.h). */
+static int awq_step(cstate *s, int l, ptq_layer_w *lw, ptq_err *e)
+{
+    awq_layer_ctx c;
+    memset(&c, 0, sizeof c);
+    int any = 0;
+    for (int i = 0; i < PTQ_NLINEAR; i++) {
+        const lin_plan *p = plan_of(s, l, i);
+        c.q[i] = p->skip ? NULL : &p->q;
+        c.awq[i] = !p->skip && is_awq(p->method);
+        any |= c.awq[i];
+    }
+    if (!any) return PTQ_OK;
+    progress_step(&s->prog, l, "awq");
+    c.cfg = s->cfg;
+    c.fwd = s->fwds[0];
+    c.x32 = s->x32;
+    c.hidden = s->hidden;
+    c.T = s->seqlen;
+    c.nsamp = PTQ_AWQ_TOKENS / s->seqlen;
+    if (c.nsamp < 1) c.nsamp = 1;
+    if (c.nsamp > s->nsamples) c.nsamp = s->nsamples;
+    c.chunk = s->chunk;
+    c.n_grid = s->o->awq_grid > 0 ? s->o->awq_grid : PTQ_AWQ_GRID;
+    return awq_layer(&c, lw, &s->awq, e);
+}
+
 static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e)
 {
     const ptq_compile_opts *o = s->o;
@@ -671,19 +744,27 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
     double t0 = cli_now();
     int rc = s->src.layer(s->src.ctx, l, lw, e);
     s->t[T_CAPTURE] += elapsed(t0);
+    const char *fold_method = smoothing(o->method) ? "smoothquant" : "awq";
+    if (!rc) {
+        t0 = cli_now();
+        rc = awq_step(s, l, lw, e);
+        s->t[T_QUANT] += elapsed(t0);
+        folded[0] |= s->awq.scale[0] != NULL;
+        folded[1] |= s->awq.scale[2] != NULL;
+    }
     for (int g = 0; g < 4 && !rc; g++) {
         progress_step(&s->prog, l, group_step[g]);
         int rows, cols;
         ptq_linear_shape(s->cfg, group_first[g], &rows, &cols);
         int all_skipped = 1;
         for (int k = 0; k < group_count[g]; k++)
-            if (!skipped(o, l, group_first[g] + k)) all_skipped = 0;
+            if (!skipped(s, l, group_first[g] + k)) all_skipped = 0;
         t0 = cli_now();
         if (!all_skipped) rc = layer_pass(s, lw, g, cols, 0, e);
         s->t[T_CAPTURE] += elapsed(t0);
         int none_skipped = 1;
         for (int k = 0; k < group_count[g]; k++)
-            if (skipped(o, l, group_first[g] + k)) none_skipped = 0;
+            if (skipped(s, l, group_first[g] + k)) none_skipped = 0;
         if (!rc && smoothing(o->method) && (g == 0 || g == 2) && none_skipped) {
             t0 = cli_now();
             rc = smooth_group(s, group_first[g], group_count[g], g ? lw->mlp_norm : lw->attn_norm,
@@ -701,13 +782,16 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
             ptq_linear_shape(s->cfg, which, &rows, &cols);
             cJSON_AddNumberToObject(ent, "rows", rows);
             cJSON_AddNumberToObject(ent, "cols", cols);
-            if (skipped(o, l, which)) {
+            if (skipped(s, l, which)) {
                 cJSON_AddStringToObject(ent, "method", "fp16");
                 continue;
             }
-            cJSON_AddStringToObject(ent, "method", ptq_method_name(o->method));
-            cJSON_AddNumberToObject(ent, "bits", s->q.q.bits);
-            cJSON_AddNumberToObject(ent, "group", s->q.group);
+            const lin_plan *pl = plan_of(s, l, which);
+            cJSON_AddStringToObject(ent, "method", ptq_method_name(pl->method));
+            cJSON_AddNumberToObject(ent, "bits", pl->q.q.bits);
+            cJSON_AddNumberToObject(ent, "group", pl->q.group);
+            if (pl->q.q.sym != s->q.q.sym) cJSON_AddBoolToObject(ent, "sym", pl->q.q.sym);
+            if (is_awq(pl->method)) awq_report(&s->awq, which, ent);
             double tl = cli_now();
             rc = quantize_linear(s, l, which, lw, &qt[which], ent, e);
             if (rc) ptq_fail_prefix(e, "%s: ", nm);
@@ -735,13 +819,13 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
     size_t nscratch = (size_t)s->chunk * s->seqlen * s->cfg->hidden;
     if (!rc) {
         snprintf(nm, sizeof nm, "model.layers.%d.input_layernorm.weight", l);
-        rc = folded[0] ? add_f32(s, nm, lw->attn_norm, 1, s->cfg->hidden, "smoothquant", e)
+        rc = folded[0] ? add_f32(s, nm, lw->attn_norm, 1, s->cfg->hidden, fold_method, e)
                        : add_dense(s, nm, scratch, nscratch, e);
     }
     for (int which = 0; which < PTQ_NLINEAR && !rc; which++) {
         if (which == PTQ_GATE) {
             snprintf(nm, sizeof nm, "model.layers.%d.post_attention_layernorm.weight", l);
-            rc = folded[1] ? add_f32(s, nm, lw->mlp_norm, 1, s->cfg->hidden, "smoothquant", e)
+            rc = folded[1] ? add_f32(s, nm, lw->mlp_norm, 1, s->cfg->hidden, fold_method, e)
                            : add_dense(s, nm, scratch, nscratch, e);
             if (rc) break;
         }
@@ -752,14 +836,19 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
                                                "cols",    "bits", "group"};
             for (size_t k = 0; k < sizeof drop / sizeof *drop; k++)
                 cJSON_DeleteItemFromObject(extra, drop[k]);
-            rc = ptq_bw_add_tensor(s->bw, nm, ptq_method_name(o->method), &qt[which], extra, e);
+            rc = ptq_bw_add_tensor(s->bw, nm, ptq_method_name(plan_of(s, l, which)->method),
+                                   &qt[which], extra, e);
             cJSON_Delete(extra);
         } else {
             rc = add_dense(s, nm, scratch, nscratch, e);
         }
         if (!rc && which <= PTQ_V && s->cfg->qkv_bias) {
             snprintf(nm, sizeof nm, "model.layers.%d.self_attn.%s.bias", l, biases[which]);
-            rc = add_dense(s, nm, scratch, nscratch, e);
+            if (which == PTQ_V && s->awq.scale[1]) /* o's AWQ scales folded into v */
+                rc = add_f32(s, nm, lw->bias[PTQ_V], 1, s->cfg->n_kv_heads * s->cfg->head_dim,
+                             "awq", e);
+            else
+                rc = add_dense(s, nm, scratch, nscratch, e);
         }
     }
     if (!rc && s->kvmax) {
@@ -771,12 +860,14 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
         lw->aq[i] = NULL;
         ptq_qtensor_free(&qt[i]);
     }
+    awq_layer_res_free(&s->awq);
     return rc;
 }
 
 /* ---------------------------------------------------------------- driver */
 
-static cJSON *settings_json(const ptq_compile_opts *o, const ptq_gptq_opts *qo)
+static cJSON *settings_json(const ptq_compile_opts *o, const ptq_gptq_opts *qo,
+                            const cJSON *recipe_json)
 {
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "method", ptq_method_name(o->method));
@@ -792,7 +883,11 @@ static cJSON *settings_json(const ptq_compile_opts *o, const ptq_gptq_opts *qo)
     if (a8_format(o->method))
         cJSON_AddStringToObject(q, "act_scales", o->act_static ? "static" : "dynamic");
     if (o->kv_int8) cJSON_AddStringToObject(q, "kv_cache", "int8");
-    if (o->method == PTQ_METHOD_GPTQ || o->method == PTQ_METHOD_SQ_GPTQ) {
+    if (is_awq(o->method) || recipe_json)
+        cJSON_AddNumberToObject(q, "awq_grid", o->awq_grid > 0 ? o->awq_grid : PTQ_AWQ_GRID);
+    if (recipe_json) cJSON_AddItemToObject(q, "recipe", cJSON_Duplicate(recipe_json, 1));
+    if (o->method == PTQ_METHOD_GPTQ || o->method == PTQ_METHOD_SQ_GPTQ ||
+        o->method == PTQ_METHOD_AWQ_GPTQ || recipe_json) {
         cJSON_AddBoolToObject(q, "act_order", qo->act_order);
         cJSON_AddBoolToObject(q, "static_groups", qo->static_groups);
         char d[32];
@@ -823,7 +918,7 @@ static cJSON *make_key(cstate *s, const ptq_text *txt)
     } else {
         cJSON_AddStringToObject(k, "calibration_sha256", "data-free");
     }
-    cJSON_AddItemToObject(k, "settings", settings_json(o, &s->q));
+    cJSON_AddItemToObject(k, "settings", settings_json(o, &s->q, s->rec.json));
     cJSON_AddNumberToObject(k, "chunk_tokens", o->chunk_tokens);
     cJSON *cl = cJSON_AddArrayToObject(k, "command_line");
     for (int i = 0; i < o->ncmdline; i++) cJSON_AddItemToArray(cl, cJSON_CreateString(o->cmdline[i]));
@@ -836,7 +931,7 @@ static int divides_all(cstate *s, int group, char *nm, size_t nmlen, int *bad_co
         for (int w = 0; w < PTQ_NLINEAR; w++) {
             int rows, cols;
             ptq_linear_shape(s->cfg, w, &rows, &cols);
-            if (cols % group && !skipped(s->o, l, w)) {
+            if (cols % group && !skip_flag(s->o, l, w)) {
                 weight_name(nm, nmlen, l, w, "weight");
                 *bad_cols = cols;
                 return 0;
@@ -872,6 +967,60 @@ static int check_flags(cstate *s, ptq_err *e)
                         "(use a divisor, 0 for per channel, or --skip it)",
                         s->q.group, cols, nm);
     return PTQ_OK;
+}
+
+/* Settings of every linear: the command line's (s->q, --method, --skip),
+ * then --recipe.  AWQ defaults to an asymmetric grid unless --sym/--asym or
+ * the recipe says otherwise. */
+static int build_plan(cstate *s, ptq_err *e)
+{
+    const ptq_compile_opts *o = s->o;
+    const ptq_config *c = s->cfg;
+    int rc = PTQ_OK;
+    if (is_awq(o->method) && !o->sym_set) s->q.q.sym = 0;
+    if (o->recipe && (rc = recipe_load(&s->rec, o->recipe, e))) return rc;
+    size_t n = (size_t)c->n_layers * PTQ_NLINEAR;
+    s->plan = calloc(n, sizeof *s->plan);
+    int *used = calloc((size_t)s->rec.nrules + 1, sizeof *used);
+    if (!s->plan || !used) {
+        free(used);
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    }
+    for (int l = 0; l < c->n_layers && !rc; l++)
+        for (int w = 0; w < PTQ_NLINEAR && !rc; w++) {
+            lin_plan *p = &s->plan[(size_t)l * PTQ_NLINEAR + w];
+            p->method = o->method;
+            p->q = s->q;
+            p->skip = skip_flag(o, l, w);
+            if (!o->recipe) continue;
+            char full[256], mod[256];
+            weight_name(full, sizeof full, l, w, "weight");
+            snprintf(mod, sizeof mod, "model.layers.%d.%s", l, ptq_linear_name(w));
+            recipe_set rs = {-1, -1, -1, -1, -1};
+            recipe_apply(&s->rec, full, mod, &rs, used);
+            if (rs.method >= 0) p->method = rs.method;
+            if (rs.bits >= 0) p->q.q.bits = rs.bits;
+            if (rs.group >= 0) p->q.group = rs.group;
+            if (rs.skip >= 0) p->skip = p->skip || rs.skip;
+            if (rs.sym >= 0) p->q.q.sym = rs.sym;
+            else if (!o->sym_set) p->q.q.sym = !is_awq(p->method);
+            int rows, cols;
+            ptq_linear_shape(c, w, &rows, &cols);
+            if (a8_format(o->method))
+                rc = ptq_fail(e, PTQ_EUSAGE, "--recipe does not combine with --method %s",
+                              ptq_method_name(o->method));
+            else if (!p->skip && p->q.group > 0 && cols % p->q.group)
+                rc = ptq_fail(e, PTQ_EUSAGE, "recipe %s: group %d does not divide the input size %d "
+                              "of %s", o->recipe, p->q.group, cols, full);
+            else if (!p->skip && is_awq(p->method) && p->q.q.mse)
+                rc = ptq_fail(e, PTQ_EUSAGE, "recipe %s: %s: --mse does not apply to %s (AWQ "
+                              "searches its own clipping)", o->recipe, full, ptq_method_name(p->method));
+            else if (!p->skip && p->method == PTQ_METHOD_RTN && p->q.act_order)
+                p->q.act_order = p->q.static_groups = 0; /* act-order is GPTQ's */
+        }
+    if (!rc && o->recipe) rc = recipe_check_used(&s->rec, used, o->model, e);
+    free(used);
+    return rc;
 }
 
 static int alloc_hidden(cstate *s, ptq_err *e)
@@ -946,6 +1095,8 @@ static int alloc_work(cstate *s, ptq_err *e)
     s->H = malloc(maxcols * maxcols * sizeof(float));
     s->Hw = malloc(maxcols * maxcols * sizeof(float));
     s->wq = malloc(maxw * sizeof(float));
+    s->wclip = malloc(maxw * sizeof(float));
+    if (!s->wclip) return ptq_fail(e, PTQ_ENOMEM, "out of memory for the layer's work buffers");
     s->errbuf = malloc(2 * 64 * maxcols * sizeof(float));
     s->amax = malloc(maxcols * sizeof(float));
     if (!s->H || !s->Hw || !s->wq || !s->errbuf || !s->amax)
@@ -1041,7 +1192,7 @@ static cJSON *manifest_top(cstate *s)
     cJSON *cl = cJSON_AddArrayToObject(prov, "command_line");
     for (int i = 0; i < o->ncmdline; i++) cJSON_AddItemToArray(cl, cJSON_CreateString(o->cmdline[i]));
     cJSON_AddNumberToObject(prov, "seed", (double)o->seed);
-    cJSON_AddItemToObject(top, "quantization", settings_json(o, &s->q));
+    cJSON_AddItemToObject(top, "quantization", settings_json(o, &s->q, s->rec.json));
     cJSON *rep = cJSON_AddObjectToObject(top, "report");
     const cJSON *layers = cJSON_GetObjectItem(s->state, "layers");
     cJSON_AddItemToObject(rep, "summary", summary(layers));
@@ -1054,7 +1205,7 @@ static int write_report(cstate *s, double t0, ptq_err *e)
     const ptq_compile_opts *o = s->o;
     cJSON *r = cJSON_CreateObject();
     cJSON_AddStringToObject(r, "output", o->out);
-    cJSON_AddItemToObject(r, "settings", settings_json(o, &s->q));
+    cJSON_AddItemToObject(r, "settings", settings_json(o, &s->q, s->rec.json));
     cJSON_AddItemToObject(r, "calibration",
                           cJSON_Duplicate(cJSON_GetObjectItem(s->state, "calibration"), 1));
     cJSON_AddStringToObject(r, "hessian_precision",
@@ -1138,6 +1289,10 @@ static void cleanup(cstate *s, int failed)
     free(s->H);
     free(s->Hw);
     free(s->wq);
+    free(s->wclip);
+    free(s->plan);
+    recipe_free(&s->rec);
+    awq_layer_res_free(&s->awq);
     free(s->errbuf);
     free(s->amax);
     free(s->kvmax);
@@ -1165,6 +1320,7 @@ static int run(cstate *s, ptq_err *e)
     s->cfg = &s->ck.cfg;
     ptq_ckpt_weights(&s->ck, &s->src);
     if ((rc = check_flags(s, e))) return rc;
+    if ((rc = build_plan(s, e))) return rc;
     s->seqlen = o->seqlen;
     if (s->seqlen > s->cfg->max_pos) {
         progress_warn(&s->prog, "--seqlen %d clipped to the model's context %d", o->seqlen,

@@ -25,8 +25,12 @@ enum ptq_method {
     PTQ_METHOD_SQ_GPTQ = 3, /* smoothquant+gptq: smoothing + int8 GPTQ weights */
     PTQ_METHOD_W8A8 = 4,    /* w8a8: int8 without smoothing (the naive baseline) */
     PTQ_METHOD_FP8 = 5,     /* fp8: E4M3 weights and activations */
+    /* weight-only AWQ (lib/awq.h, src/compile_awq.h): scales folded into the
+     * op before, clipping, then round-to-nearest or GPTQ */
+    PTQ_METHOD_AWQ = 6,      /* awq */
+    PTQ_METHOD_AWQ_GPTQ = 7, /* awq+gptq */
 };
-/* "rtn", "gptq", "smoothquant", "smoothquant+gptq", "w8a8", "fp8" */
+/* "rtn", "gptq", "smoothquant", "smoothquant+gptq", "w8a8", "fp8", "awq", "awq+gptq" */
 const char *ptq_method_name(int method);
 
 typedef struct ptq_compile_opts {
@@ -51,6 +55,9 @@ typedef struct ptq_compile_opts {
     int act_static;             /* 8-bit methods: 1 per-tensor static activation
                                    scales from the calibration set, 0 per-token dynamic */
     int kv_int8;                /* 1: calibrate int8 KV-cache scales (any method) */
+    int awq_grid;               /* AWQ: points of the scale and clip searches (20) */
+    int sym_set;                /* 1: --sym/--asym given (else awq defaults to asym) */
+    const char *recipe;         /* --recipe FILE (src/recipe.h) or NULL */
     const char *const *cmdline; /* the command line recorded as provenance */
     int ncmdline;
 } ptq_compile_opts;
