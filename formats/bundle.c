@@ -1136,6 +1136,25 @@ static void expect_tensor(checker *ck, const char *name, int rows, int cols)
                 ck->b->path, name, r, c, rows, cols);
 }
 
+/* The int8 KV-cache scales of a layer, when present: F32 dense, 2 rows (keys,
+ * values) of one scale per kv head and head-dim channel, or, as written
+ * before, one per kv head. */
+static void expect_kv_scale(checker *ck, const char *name, const ptq_config *c)
+{
+    const cJSON *ent = find_entry(ck->b, name);
+    double r = -1, k = -1;
+    if (!ent) return;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(ent, "format");
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(ent, "dtype");
+    int kvd = c->n_kv_heads * c->head_dim;
+    if (!cJSON_IsString(f) || strcmp(f->valuestring, "dense") || !cJSON_IsString(d) ||
+        strcmp(d->valuestring, "F32") || !get_int(ent, "rows", 0, 2147483647.0, &r) ||
+        !get_int(ent, "cols", 0, 2147483647.0, &k) || (int)r != 2 ||
+        ((int)k != kvd && (int)k != c->n_kv_heads))
+        problem(ck, PTQ_EVERIFY, "%s: tensor %s is not dense F32 2 x %d (per channel) or 2 x %d "
+                "(per head)", ck->b->path, name, kvd, c->n_kv_heads);
+}
+
 static int config_names(const ptq_config *c, const char *name)
 {
     char buf[160];
@@ -1190,6 +1209,8 @@ static void check_against_config(checker *ck)
         expect_tensor(ck, name, 1, c.hidden);
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
         expect_tensor(ck, name, 1, c.hidden);
+        snprintf(name, sizeof name, "model.layers.%d.self_attn.kv_scale", l);
+        expect_kv_scale(ck, name, &c);
         for (int i = 0; i < PTQ_NLINEAR; i++) {
             int r, k;
             ptq_linear_shape(&c, i, &r, &k);

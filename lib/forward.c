@@ -30,6 +30,7 @@
 #include "lib/model.h"
 
 #include <cblas.h>
+#include "lib/forward_ops.h"
 #include "lib/w8a8.h"
 #include <math.h>
 #include <stdlib.h>
@@ -72,6 +73,19 @@ static double rope_inv_freq(const ptq_config *c, int i)
         return (1.0 - smooth) * inv / factor + smooth * inv;
     }
     return inv;
+}
+
+void ptq_rope_tables(const ptq_config *c, int n_pos, float *cos_t, float *sin_t)
+{
+    size_t hd2 = (size_t)c->head_dim / 2;
+    for (size_t i = 0; i < hd2; i++) {
+        double inv = rope_inv_freq(c, (int)i);
+        for (int p = 0; p < n_pos; p++) {
+            double a = (double)p * inv;
+            cos_t[(size_t)p * hd2 + i] = (float)cos(a);
+            sin_t[(size_t)p * hd2 + i] = (float)sin(a);
+        }
+    }
 }
 
 void ptq_fwd_free(ptq_fwd *f)
@@ -140,20 +154,12 @@ int ptq_fwd_create(ptq_fwd **out, const ptq_config *c, int max_tokens, int max_T
         return ptq_fail(e, PTQ_ENOMEM,
                         "out of memory allocating forward scratch for %d tokens", max_tokens);
     }
-    for (size_t i = 0; i < hd2; i++) {
-        double inv = rope_inv_freq(c, (int)i);
-        for (int p = 0; p < max_T; p++) {
-            double a = (double)p * inv;
-            f->cos_t[(size_t)p * hd2 + i] = (float)cos(a);
-            f->sin_t[(size_t)p * hd2 + i] = (float)sin(a);
-        }
-    }
+    ptq_rope_tables(c, max_T, f->cos_t, f->sin_t);
     *out = f;
     return PTQ_OK;
 }
 
-/* out[n, D] = rmsnorm(x[n, D]) * w */
-static void rmsnorm(float *out, const float *x, const float *w, int n, int D, float eps)
+void ptq_rmsnorm(float *out, const float *x, const float *w, int n, int D, float eps)
 {
     for (int r = 0; r < n; r++) {
         const float *xr = x + (size_t)r * D;
@@ -178,9 +184,7 @@ static void linear(float *y, const float *x, const float *W, const float *bias, 
         }
 }
 
-/* Linear i of layer w: the float32 sgemm, or lib/w8a8.h's 8-bit product when
- * the provider set w->aq[i] (an activation-quantized tensor). */
-static int layer_linear(const ptq_layer_w *w, int i, float *y, const float *x, int N, int rows,
+int ptq_layer_linear(const ptq_layer_w *w, int i, float *y, const float *x, int N, int rows,
                         int cols, ptq_err *e)
 {
     if (!w->aq[i]) {
@@ -194,19 +198,29 @@ static int layer_linear(const ptq_layer_w *w, int i, float *y, const float *x, i
     return rc;
 }
 
-/* int8 KV cache: round x [N, nh*hd] to the int8 codes of each head's scale
- * s[h] (clamp(rint(x / s), -127, 127) * s), what an int8 cache stores. */
-static void kv_int8(float *x, const float *s, int N, int nh, int hd)
+void ptq_kv_int8(float *x, const float *s, int N, int kv_dim)
 {
-    for (size_t r = 0; r < (size_t)N; r++)
-        for (int h = 0; h < nh; h++) {
-            float *v = x + (r * nh + h) * hd, sc = s[h];
-            for (int i = 0; i < hd; i++) {
-                float q = rintf(v[i] / sc);
-                q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-                v[i] = q * sc;
-            }
+    for (size_t r = 0; r < (size_t)N; r++) {
+        float *v = x + r * kv_dim;
+        for (int i = 0; i < kv_dim; i++) {
+            float q = rintf(v[i] / s[i]);
+            q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+            v[i] = q * s[i];
         }
+    }
+}
+
+void ptq_rope_row(float *row, int nh, int hd, const float *cs, const float *sn)
+{
+    int h2 = hd / 2;
+    for (int h = 0; h < nh; h++) {
+        float *v = row + (size_t)h * hd;
+        for (int i = 0; i < h2; i++) {
+            float x0 = v[i], x1 = v[i + h2];
+            v[i] = x0 * cs[i] - x1 * sn[i];
+            v[i + h2] = x1 * cs[i] + x0 * sn[i];
+        }
+    }
 }
 
 /* Rotate every head of x [B*T, nh*hd] in place; token t of a sequence is at
@@ -216,16 +230,8 @@ static void rope(const ptq_fwd *f, float *x, int B, int T, int nh)
     int hd = f->c.head_dim, h2 = hd / 2;
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
-            const float *cs = f->cos_t + (size_t)t * h2, *sn = f->sin_t + (size_t)t * h2;
             float *row = x + ((size_t)b * T + t) * (size_t)nh * hd;
-            for (int h = 0; h < nh; h++) {
-                float *v = row + (size_t)h * hd;
-                for (int i = 0; i < h2; i++) {
-                    float x0 = v[i], x1 = v[i + h2];
-                    v[i] = x0 * cs[i] - x1 * sn[i];
-                    v[i + h2] = x1 * cs[i] + x0 * sn[i];
-                }
-            }
+            ptq_rope_row(row, nh, hd, f->cos_t + (size_t)t * h2, f->sin_t + (size_t)t * h2);
         }
 }
 
@@ -280,31 +286,31 @@ int ptq_fwd_layer(ptq_fwd *f, const ptq_layer_w *w, float *x, int B, int T, ptq_
     size_t ND = (size_t)N * D;
 
     /* attention block */
-    rmsnorm(f->xb, x, w->attn_norm, N, D, c->rms_eps);
+    ptq_rmsnorm(f->xb, x, w->attn_norm, N, D, c->rms_eps);
     if (cap) copy_rows(cap->attn_in, f->xb, ND);
     int rc;
-    if ((rc = layer_linear(w, PTQ_Q, f->q, f->xb, N, f->q_dim, D, e)) ||
-        (rc = layer_linear(w, PTQ_K, f->k, f->xb, N, f->kv_dim, D, e)) ||
-        (rc = layer_linear(w, PTQ_V, f->v, f->xb, N, f->kv_dim, D, e)))
+    if ((rc = ptq_layer_linear(w, PTQ_Q, f->q, f->xb, N, f->q_dim, D, e)) ||
+        (rc = ptq_layer_linear(w, PTQ_K, f->k, f->xb, N, f->kv_dim, D, e)) ||
+        (rc = ptq_layer_linear(w, PTQ_V, f->v, f->xb, N, f->kv_dim, D, e)))
         return rc;
     rope(f, f->q, B, T, c->n_heads);
     rope(f, f->k, B, T, c->n_kv_heads);
     if (cap) copy_rows(cap->k_rot, f->k, (size_t)N * f->kv_dim);
     if (cap) copy_rows(cap->v_out, f->v, (size_t)N * f->kv_dim);
     if (w->kv_scale) {
-        kv_int8(f->k, w->kv_scale, N, c->n_kv_heads, c->head_dim);
-        kv_int8(f->v, w->kv_scale + c->n_kv_heads, N, c->n_kv_heads, c->head_dim);
+        ptq_kv_int8(f->k, w->kv_scale, N, f->kv_dim);
+        ptq_kv_int8(f->v, w->kv_scale + f->kv_dim, N, f->kv_dim);
     }
     attention(f, B, T);
     if (cap) copy_rows(cap->o_in, f->ao, (size_t)N * f->q_dim);
-    if ((rc = layer_linear(w, PTQ_O, f->tmp, f->ao, N, D, f->q_dim, e))) return rc;
+    if ((rc = ptq_layer_linear(w, PTQ_O, f->tmp, f->ao, N, D, f->q_dim, e))) return rc;
     for (size_t i = 0; i < ND; i++) x[i] += f->tmp[i];
 
     /* MLP block */
-    rmsnorm(f->xb, x, w->mlp_norm, N, D, c->rms_eps);
+    ptq_rmsnorm(f->xb, x, w->mlp_norm, N, D, c->rms_eps);
     if (cap) copy_rows(cap->mlp_in, f->xb, ND);
-    if ((rc = layer_linear(w, PTQ_GATE, f->hb, f->xb, N, I_, D, e)) ||
-        (rc = layer_linear(w, PTQ_UP, f->hb2, f->xb, N, I_, D, e)))
+    if ((rc = ptq_layer_linear(w, PTQ_GATE, f->hb, f->xb, N, I_, D, e)) ||
+        (rc = ptq_layer_linear(w, PTQ_UP, f->hb2, f->xb, N, I_, D, e)))
         return rc;
     size_t NI = (size_t)N * I_;
     for (size_t i = 0; i < NI; i++) {
@@ -312,7 +318,7 @@ int ptq_fwd_layer(ptq_fwd *f, const ptq_layer_w *w, float *x, int B, int T, ptq_
         f->hb[i] = g / (1.0f + expf(-g)) * f->hb2[i];
     }
     if (cap) copy_rows(cap->down_in, f->hb, NI);
-    if ((rc = layer_linear(w, PTQ_DOWN, f->tmp, f->hb, N, D, I_, e))) return rc;
+    if ((rc = ptq_layer_linear(w, PTQ_DOWN, f->tmp, f->hb, N, D, I_, e))) return rc;
     for (size_t i = 0; i < ND; i++) x[i] += f->tmp[i];
     return PTQ_OK;
 }
@@ -320,7 +326,7 @@ int ptq_fwd_layer(ptq_fwd *f, const ptq_layer_w *w, float *x, int B, int T, ptq_
 void ptq_fwd_logits(const ptq_config *c, const float *norm, const float *lm_head, const float *x,
                     int n, float *logits, float *scratch)
 {
-    rmsnorm(scratch, x, norm, n, c->hidden, c->rms_eps);
+    ptq_rmsnorm(scratch, x, norm, n, c->hidden, c->rms_eps);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, c->vocab, c->hidden, 1.0f, scratch,
                 c->hidden, lm_head, c->hidden, 0.0f, logits, c->vocab);
 }

@@ -1,11 +1,15 @@
 /* generate.c - KV-cached decoding, sampling, data-free calibration samples.
- * See generate.h.  Mirrors lib/forward.c one position at a time. */
+ * See generate.h.  Mirrors lib/forward.c one position at a time, with its
+ * own pieces (lib/forward_ops.h): RMSNorm, the RoPE tables, every linear
+ * through the same dispatch (float32 sgemm, or the 8-bit product of W8A8 /
+ * FP8 tensors), and the int8 KV-cache rounding of keys and values. */
 #include "lib/generate.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lib/forward_ops.h"
 
 struct ptq_gen {
     ptq_config cfg;
@@ -21,71 +25,8 @@ struct ptq_gen {
     float *h1, *h2;   /* [batch, I] */
     float *scores;    /* [max_len] */
     float *scratch;   /* [batch, D] for ptq_fwd_logits */
-    double *inv_freq; /* [head_dim / 2] */
+    float *cos_t, *sin_t; /* [max_len, head_dim / 2] RoPE tables */
 };
-
-/* RoPE inverse frequencies of the HF convention, with linear or llama3
- * scaling (Llama 3.1 reference: wavelengths above original_max/low_freq_factor
- * are divided by factor, below original_max/high_freq_factor kept, smooth in
- * between). */
-static void rope_inv_freq(const ptq_config *c, double *inv)
-{
-    int half = c->head_dim / 2;
-    for (int i = 0; i < half; i++) {
-        double f = pow((double)c->rope_theta, -2.0 * i / (double)c->head_dim);
-        if (c->rope_scaling == PTQ_ROPE_LINEAR) {
-            f /= c->rope_factor;
-        } else if (c->rope_scaling == PTQ_ROPE_LLAMA3) {
-            double orig = c->rope_orig_max_pos;
-            double low_wl = orig / c->rope_low_freq_factor;
-            double high_wl = orig / c->rope_high_freq_factor;
-            double wl = 2.0 * M_PI / f;
-            if (wl > low_wl) {
-                f /= c->rope_factor;
-            } else if (wl >= high_wl) {
-                double smooth = (orig / wl - c->rope_low_freq_factor) /
-                                (c->rope_high_freq_factor - c->rope_low_freq_factor);
-                f = (1.0 - smooth) * f / c->rope_factor + smooth * f;
-            }
-        }
-        inv[i] = f;
-    }
-}
-
-/* Rotate each head of x [nheads * hd] at position pos (rotate_half pairs). */
-static void rope(float *x, int nheads, int hd, int pos, const double *inv)
-{
-    int half = hd / 2;
-    for (int i = 0; i < half; i++) {
-        double a = pos * inv[i];
-        float c = (float)cos(a), s = (float)sin(a);
-        for (int h = 0; h < nheads; h++) {
-            float *p = x + (size_t)h * hd;
-            float x1 = p[i], x2 = p[i + half];
-            p[i] = x1 * c - x2 * s;
-            p[i + half] = x2 * c + x1 * s;
-        }
-    }
-}
-
-static void rmsnorm(float *out, const float *x, const float *w, int n, float eps)
-{
-    double ss = 0.0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
-    float r = (float)(1.0 / sqrt(ss / n + eps));
-    for (int i = 0; i < n; i++) out[i] = x[i] * r * w[i];
-}
-
-/* y [n, rows] = x [n, cols] W^T (+ bias) */
-static void linear(float *y, const float *x, const float *W, const float *bias, int n, int rows,
-                   int cols)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x, cols, W, cols,
-                0.0f, y, rows);
-    if (bias)
-        for (int t = 0; t < n; t++)
-            for (int r = 0; r < rows; r++) y[(size_t)t * rows + r] += bias[r];
-}
 
 int ptq_gen_create(ptq_gen **out, const ptq_config *c, int batch, int max_len, ptq_err *e)
 {
@@ -120,14 +61,16 @@ int ptq_gen_create(ptq_gen **out, const ptq_config *c, int batch, int max_len, p
     g->h1 = malloc(sizeof(float) * batch * NI);
     g->h2 = malloc(sizeof(float) * batch * NI);
     g->scores = malloc(sizeof(float) * max_len);
-    g->inv_freq = malloc(sizeof(double) * (c->head_dim / 2 + 1));
+    g->cos_t = malloc(sizeof(float) * max_len * (c->head_dim / 2 + 1));
+    g->sin_t = malloc(sizeof(float) * max_len * (c->head_dim / 2 + 1));
     if (!g->norm || !g->lm_head || !g->kcache || !g->vcache || !g->x || !g->xn || !g->scratch ||
-        !g->q || !g->att || !g->k || !g->v || !g->h1 || !g->h2 || !g->scores || !g->inv_freq) {
+        !g->q || !g->att || !g->k || !g->v || !g->h1 || !g->h2 || !g->scores || !g->cos_t ||
+        !g->sin_t) {
         ptq_gen_free(g);
         return ptq_fail(e, PTQ_ENOMEM, "out of memory for a KV cache of %d x %d tokens", batch,
                         max_len);
     }
-    rope_inv_freq(c, g->inv_freq);
+    ptq_rope_tables(c, max_len, g->cos_t, g->sin_t);
     *out = g;
     return PTQ_OK;
 }
@@ -138,7 +81,8 @@ void ptq_gen_free(ptq_gen *g)
     ptq_layer_w_free(&g->w);
     free(g->norm); free(g->lm_head); free(g->kcache); free(g->vcache);
     free(g->x); free(g->xn); free(g->scratch); free(g->q); free(g->att);
-    free(g->k); free(g->v); free(g->h1); free(g->h2); free(g->scores); free(g->inv_freq);
+    free(g->k); free(g->v); free(g->h1); free(g->h2); free(g->scores);
+    free(g->cos_t); free(g->sin_t);
     free(g);
 }
 
@@ -161,19 +105,25 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
     for (int l = 0; l < c->n_layers; l++) {
         ptq_layer_w *w = &g->w;
         if ((rc = src->layer(src->ctx, l, w, e))) return rc;
-        for (int b = 0; b < B; b++)
-            rmsnorm(g->xn + (size_t)b * D, g->x + (size_t)b * D, w->attn_norm, D, c->rms_eps);
-        linear(g->q, g->xn, w->w[PTQ_Q], w->bias[PTQ_Q], B, qd, D);
-        linear(g->k, g->xn, w->w[PTQ_K], w->bias[PTQ_K], B, kvd, D);
-        linear(g->v, g->xn, w->w[PTQ_V], w->bias[PTQ_V], B, kvd, D);
+        ptq_rmsnorm(g->xn, g->x, w->attn_norm, B, D, c->rms_eps);
+        if ((rc = ptq_layer_linear(w, PTQ_Q, g->q, g->xn, B, qd, D, e)) ||
+            (rc = ptq_layer_linear(w, PTQ_K, g->k, g->xn, B, kvd, D, e)) ||
+            (rc = ptq_layer_linear(w, PTQ_V, g->v, g->xn, B, kvd, D, e)))
+            return rc;
+        const float *cs = g->cos_t + (size_t)pos * (hd / 2), *sn = g->sin_t + (size_t)pos * (hd / 2);
         for (int b = 0; b < B; b++) {
             float *q = g->q + (size_t)b * qd;
             float *kc = g->kcache + (((size_t)l * B + b) * g->max_len) * kvd;
             float *vc = g->vcache + (((size_t)l * B + b) * g->max_len) * kvd;
-            rope(q, H, hd, pos, g->inv_freq);
-            memcpy(kc + (size_t)pos * kvd, g->k + (size_t)b * kvd, sizeof(float) * kvd);
-            memcpy(vc + (size_t)pos * kvd, g->v + (size_t)b * kvd, sizeof(float) * kvd);
-            rope(kc + (size_t)pos * kvd, KV, hd, pos, g->inv_freq);
+            float *kp = kc + (size_t)pos * kvd, *vp = vc + (size_t)pos * kvd;
+            ptq_rope_row(q, H, hd, cs, sn);
+            memcpy(kp, g->k + (size_t)b * kvd, sizeof(float) * kvd);
+            memcpy(vp, g->v + (size_t)b * kvd, sizeof(float) * kvd);
+            ptq_rope_row(kp, KV, hd, cs, sn);
+            if (w->kv_scale) { /* the int8 cache's values */
+                ptq_kv_int8(kp, w->kv_scale, 1, kvd);
+                ptq_kv_int8(vp, w->kv_scale + kvd, 1, kvd);
+            }
             for (int h = 0; h < H; h++) {
                 int kh = h / (H / KV);
                 const float *qh = q + (size_t)h * hd;
@@ -200,17 +150,17 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
                 }
             }
         }
-        linear(g->xn, g->att, w->w[PTQ_O], NULL, B, D, qd);
+        if ((rc = ptq_layer_linear(w, PTQ_O, g->xn, g->att, B, D, qd, e))) return rc;
         for (size_t i = 0; i < (size_t)B * D; i++) g->x[i] += g->xn[i];
-        for (int b = 0; b < B; b++)
-            rmsnorm(g->xn + (size_t)b * D, g->x + (size_t)b * D, w->mlp_norm, D, c->rms_eps);
-        linear(g->h1, g->xn, w->w[PTQ_GATE], NULL, B, NI, D);
-        linear(g->h2, g->xn, w->w[PTQ_UP], NULL, B, NI, D);
+        ptq_rmsnorm(g->xn, g->x, w->mlp_norm, B, D, c->rms_eps);
+        if ((rc = ptq_layer_linear(w, PTQ_GATE, g->h1, g->xn, B, NI, D, e)) ||
+            (rc = ptq_layer_linear(w, PTQ_UP, g->h2, g->xn, B, NI, D, e)))
+            return rc;
         for (size_t i = 0; i < (size_t)B * NI; i++) {
             float a = g->h1[i];
             g->h1[i] = a / (1.0f + expf(-a)) * g->h2[i];
         }
-        linear(g->xn, g->h1, w->w[PTQ_DOWN], NULL, B, D, NI);
+        if ((rc = ptq_layer_linear(w, PTQ_DOWN, g->xn, g->h1, B, D, NI, e))) return rc;
         for (size_t i = 0; i < (size_t)B * D; i++) g->x[i] += g->xn[i];
     }
     if ((rc = src->head(src->ctx, g->norm, g->lm_head, e))) return rc;

@@ -34,9 +34,10 @@ typedef struct ptq_layer_w {
      * aq[i]: linear i runs as the 8-bit x 8-bit product of lib/w8a8.h
      * (W8A8 / FP8 tensors) instead of the float32 sgemm over w[i]. */
     const struct ptq_qtensor *aq[PTQ_NLINEAR];
-    /* int8 KV cache: [2][n_kv_heads] static scales, keys then values; the
-     * keys (after RoPE) and values are rounded to int8 codes of their head's
-     * scale before attention, exactly as an int8 cache holds them. */
+    /* int8 KV cache: [2][n_kv_heads * head_dim] static scales, keys then
+     * values, one per kv head and head-dim channel (element h * head_dim + i);
+     * the keys (after RoPE) and values are rounded to int8 codes of their
+     * channel's scale before attention, exactly as an int8 cache holds them. */
     const float *kv_scale;
 } ptq_layer_w;
 

@@ -23,10 +23,14 @@ static int load(ptq_cpu_model *m, const char *name, int rows, int cols, float *o
 }
 
 /* The int8 KV-cache scales of layer l (tensor model.layers.L.self_attn.kv_scale,
- * F32 [2, kv heads], keys then values), when the bundle has them. */
+ * F32, keys then values), when the bundle has them: [2, kv heads * head_dim]
+ * (one scale per kv head and head-dim channel), or the per-head [2, kv heads]
+ * of earlier bundles, whose scale then holds for every channel of its head. */
 static int kv_scales(ptq_cpu_model *m, int l, ptq_layer_w *w, ptq_err *e)
 {
     char name[160], member[200];
+    const ptq_config *c = &m->cfg;
+    int kvd = c->n_kv_heads * c->head_dim;
     w->kv_scale = NULL;
     snprintf(name, sizeof name, "model.layers.%d.self_attn.kv_scale", l);
     snprintf(member, sizeof member, "tensors/%s.data", name);
@@ -35,15 +39,19 @@ static int kv_scales(ptq_cpu_model *m, int l, ptq_layer_w *w, ptq_err *e)
     int rc = ptq_bundle_tensor(&m->b, name, &q, e);
     if (rc) return rc;
     if (q.format != PTQ_QF_DENSE || q.dtype != PTQ_DT_F32 || q.rows != 2 ||
-        q.cols != m->cfg.n_kv_heads)
-        return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s is not F32 2 x %d", m->b.path, name,
-                        m->cfg.n_kv_heads);
+        (q.cols != kvd && q.cols != c->n_kv_heads))
+        return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s is not F32 2 x %d (per channel) or 2 x %d "
+                        "(per head)", m->b.path, name, kvd, c->n_kv_heads);
     const float *s = q.data;
     for (int i = 0; i < 2 * q.cols; i++)
         if (!(isfinite(s[i]) && s[i] > 0))
             return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s: scale %g is not finite and positive",
                             m->b.path, name, (double)s[i]);
-    w->kv_scale = s;
+    if (!m->kv_scale && !(m->kv_scale = malloc(2 * (size_t)kvd * sizeof(float))))
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory for the KV-cache scales");
+    int per = q.cols == kvd ? 1 : c->head_dim; /* channels per stored scale */
+    for (int i = 0; i < 2 * kvd; i++) m->kv_scale[i] = s[i / per];
+    w->kv_scale = m->kv_scale;
     return PTQ_OK;
 }
 
@@ -126,6 +134,7 @@ int ptq_cpu_open(ptq_cpu_model *m, const char *path, int verify, ptq_err *e)
 void ptq_cpu_close(ptq_cpu_model *m)
 {
     ptq_bundle_close(&m->b);
+    free(m->kv_scale);
     memset(m, 0, sizeof *m);
 }
 

@@ -23,6 +23,9 @@ typedef struct ptq_cpu_model {
     /* the current layer's W8A8 / FP8 tensors (views into the map), which
      * ptq_layer_w.aq points at: such linears run as 8-bit products */
     ptq_qtensor aq[PTQ_NLINEAR];
+    /* the current layer's int8 KV-cache scales [2][kv heads * head_dim],
+     * which ptq_layer_w.kv_scale points at (allocated on first use) */
+    float *kv_scale;
 } ptq_cpu_model;
 
 /* Open path (a .ptq bundle); verify=1 checks every checksum first.  m must not

@@ -107,7 +107,8 @@ typedef struct cstate {
     /* 8-bit methods and the int8 KV cache (src/compile.c's a8 part) */
     float *amax;                /* [maxcols] max |x| per input channel of the last capture */
     float *kvcaps[PTQ_MAX_WORKERS]; /* [chunk*seqlen, 2 kv_dim] keys, values per worker */
-    float *kvmax;               /* [2 n_kv_heads] max |k|, max |v| per head; NULL: no KV */
+    float *kvmax;               /* [2 kv_dim] max |k|, max |v| per channel; NULL: no KV */
+    float *kvscale;             /* [2 kv_dim] the layer's KV scales, keys then values */
 } cstate;
 
 const char *ptq_method_name(int m)
@@ -423,25 +424,35 @@ static void drop_source_pages(cstate *s, const char *prefix)
 
 /* ---------------------------------------------------------------- one layer */
 
-/* Fold max |k| and max |v| per kv head of n tokens (kv: keys [n, kv_dim] then
- * values [n, kv_dim]) into s->kvmax. */
+/* Fold max |k| and max |v| per kv channel (kv head and head-dim channel) of n
+ * tokens (kv: keys [n, kv_dim] then values [n, kv_dim]) into s->kvmax. */
 static int kv_absmax(cstate *s, const float *kv, int n, ptq_err *e)
 {
-    int nh = s->cfg->n_kv_heads, hd = s->cfg->head_dim;
-    size_t kvd = (size_t)nh * hd;
+    size_t kvd = (size_t)s->cfg->n_kv_heads * s->cfg->head_dim;
     for (int part = 0; part < 2; part++)
-        for (size_t r = 0; r < (size_t)n; r++)
-            for (int h = 0; h < nh; h++) {
-                const float *x = kv + (size_t)part * n * kvd + r * kvd + (size_t)h * hd;
-                float *m = &s->kvmax[part * nh + h];
-                for (int i = 0; i < hd; i++) {
-                    if (!isfinite(x[i]))
-                        return ptq_fail(e, PTQ_EDATA, "calibration %s of kv head %d are not "
-                                        "finite (%g)", part ? "values" : "keys", h, (double)x[i]);
-                    if (fabsf(x[i]) > *m) *m = fabsf(x[i]);
-                }
+        for (size_t r = 0; r < (size_t)n; r++) {
+            const float *x = kv + ((size_t)part * n + r) * kvd;
+            float *m = s->kvmax + part * kvd;
+            for (size_t i = 0; i < kvd; i++) {
+                if (!isfinite(x[i]))
+                    return ptq_fail(e, PTQ_EDATA, "calibration %s of kv head %d are not finite "
+                                    "(%g)", part ? "values" : "keys",
+                                    (int)(i / (size_t)s->cfg->head_dim), (double)x[i]);
+                if (fabsf(x[i]) > m[i]) m[i] = fabsf(x[i]);
             }
+        }
     return PTQ_OK;
+}
+
+static size_t kv_dim(const cstate *s) { return (size_t)s->cfg->n_kv_heads * s->cfg->head_dim; }
+
+/* int8 KV cache: static scales, keys then values, one per kv head and
+ * head-dim channel, max |x| / 127 of the channel over the calibration tokens
+ * (keys after RoPE) of the quantized layer; a channel that stayed zero gets 1. */
+static void kv_scales(const cstate *s, float *kvs)
+{
+    size_t n = 2 * kv_dim(s);
+    for (size_t i = 0; i < n; i++) kvs[i] = s->kvmax[i] > 0 ? s->kvmax[i] / 127.0f : 1.0f;
 }
 
 /* One chunk of samples through the layer on one worker. */
@@ -716,7 +727,7 @@ static int awq_step(cstate *s, int l, ptq_layer_w *lw, ptq_err *e)
     for (int i = 0; i < PTQ_NLINEAR; i++) {
         const lin_plan *p = plan_of(s, l, i);
         c.q[i] = p->skip ? NULL : &p->q;
-        c.awq[i] = !p->skip && is_awq(p->method);
+        c.awq[i] = p->skip || !is_awq(p->method) ? 0 : p->method == PTQ_METHOD_AWQ ? 1 : 2;
         any |= c.awq[i];
     }
     if (!any) return PTQ_OK;
@@ -801,16 +812,14 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
     if (!rc) {
         progress_step(&s->prog, l, "output");
         t0 = cli_now();
-        if (s->kvmax) memset(s->kvmax, 0, 2 * (size_t)s->cfg->n_kv_heads * sizeof *s->kvmax);
+        if (s->kvmax) memset(s->kvmax, 0, 2 * kv_dim(s) * sizeof *s->kvmax);
         rc = layer_pass(s, lw, -1, 0, 1, e);
         s->t[T_FORWARD] += elapsed(t0);
     }
-    /* int8 KV cache: static per-head scales max |k| / 127 (keys after RoPE)
-     * and max |v| / 127 over the calibration tokens of the quantized layer */
-    float kvs[2 * 1024];
-    if (!rc && s->kvmax)
-        for (int i = 0; i < 2 * s->cfg->n_kv_heads; i++)
-            kvs[i] = s->kvmax[i] > 0 ? s->kvmax[i] / 127.0f : 1.0f;
+    /* int8 KV cache: static scales from the calibration tokens of the
+     * quantized layer (kv_scales) */
+    float *kvs = s->kvscale;
+    if (!rc && s->kvmax) kv_scales(s, kvs);
     /* into the bundle, in a fixed order */
     t0 = cli_now();
     static const char *const biases[3] = {"q_proj", "k_proj", "v_proj"};
@@ -853,7 +862,7 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
     }
     if (!rc && s->kvmax) {
         snprintf(nm, sizeof nm, "model.layers.%d.self_attn.kv_scale", l);
-        rc = add_f32(s, nm, kvs, 2, s->cfg->n_kv_heads, "int8-kv", e);
+        rc = add_f32(s, nm, kvs, 2, (int)kv_dim(s), "int8-kv", e);
     }
     s->t[T_WRITE] += elapsed(t0);
     for (int i = 0; i < PTQ_NLINEAR; i++) {
@@ -1103,10 +1112,9 @@ static int alloc_work(cstate *s, ptq_err *e)
         return ptq_fail(e, PTQ_ENOMEM, "out of memory for the layer's work buffers");
     if (s->o->kv_int8) {
         size_t kvd = (size_t)c->n_kv_heads * c->head_dim;
-        if (c->n_kv_heads > 1024)
-            return ptq_fail(e, PTQ_EFORMAT, "--kv-cache int8: more than 1024 kv heads");
-        s->kvmax = calloc(2 * (size_t)c->n_kv_heads, sizeof(float));
-        if (!s->kvmax) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+        s->kvmax = calloc(2 * kvd, sizeof(float));
+        s->kvscale = calloc(2 * kvd, sizeof(float));
+        if (!s->kvmax || !s->kvscale) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
         for (int i = 0; i < s->nworkers; i++)
             if (!(s->kvcaps[i] = malloc(2 * ctok * kvd * sizeof(float))))
                 return ptq_fail(e, PTQ_ENOMEM, "out of memory for the KV-cache statistics");
@@ -1296,6 +1304,7 @@ static void cleanup(cstate *s, int failed)
     free(s->errbuf);
     free(s->amax);
     free(s->kvmax);
+    free(s->kvscale);
     for (int i = 0; i < PTQ_MAX_WORKERS; i++) free(s->kvcaps[i]);
     ptq_samples_free(&s->smp);
     cJSON_Delete(s->key);

@@ -418,11 +418,12 @@ START_TEST(quality_kv_int8)
         printf("%s: int8 KV ppl %.4f (%+.2f %%), smoothquant + int8 KV %.4f (%+.2f %%), FP16 %.4f\n",
                m ? "babyllama-105" : "stories260k", pk, 100 * (pk / p16 - 1), ps,
                100 * (ps / p16 - 1), p16);
-        /* babyllama-105 (head_dim 16): within 0.5 %.  stories260k (head_dim 8,
-         * 4 kv heads) pays +0.7 % for per-head int8 rounding; its bound is 1 %. */
-        double bound = m ? 1.005 : 1.01;
-        ck_assert_msg(pk < p16 * bound, "int8 KV: ppl %.4f vs %.4f", pk, p16);
-        ck_assert_msg(ps < p16 * (bound + 0.005), "smoothquant + int8 KV: ppl %.4f vs %.4f", ps, p16);
+        /* int8 KV within 0.5 % of FP16 on both models (measured with the
+         * per-head, per-channel scales: stories260k -0.05 %, babyllama-105
+         * +0.04 %; one scale per head gave +0.71 % on stories260k, head_dim 8).
+         * SmoothQuant W8A8 adds its own error: 1 %, as for SmoothQuant alone. */
+        ck_assert_msg(fabs(pk / p16 - 1) < 0.005, "int8 KV: ppl %.4f vs %.4f", pk, p16);
+        ck_assert_msg(ps < p16 * 1.01, "smoothquant + int8 KV: ppl %.4f vs %.4f", ps, p16);
         free(model);
     }
     tu_rmrf(dir);
@@ -581,6 +582,7 @@ START_TEST(bundle_payloads)
     ck_assert_int_eq(q.dtype, PTQ_DT_F32); /* folded */
     ck_assert_int_eq(ptq_bundle_tensor(&b, "model.layers.4.self_attn.kv_scale", &q, &e), 0);
     ck_assert_int_eq(q.rows, 2);
+    ck_assert_int_eq(q.cols, 4 * 8); /* per kv head (4) and head-dim channel (8) */
     int nbad = 0;
     ck_assert_int_eq(ptq_bundle_verify(&b, &nbad, NULL, NULL, &e), 0);
     ptq_bundle_close(&b);
