@@ -236,8 +236,11 @@ static int source_files(cstate *s, metafiles *m, ptq_err *e)
         add_file_hash(s->files, base_name(st->index_path), d, n);
         free(d);
     }
-    for (int i = 0; i < st->nfiles; i++)
+    for (int i = 0; i < st->nfiles; i++) {
         add_file_hash(s->files, base_name(st->paths[i]), st->maps[i], st->sizes[i]);
+        /* hashing read every page: let them go (see drop_source_pages) */
+        madvise(st->maps[i], st->sizes[i], MADV_DONTNEED);
+    }
     return PTQ_OK;
 }
 
