@@ -73,6 +73,32 @@ int ptq_awq_fake_quant(const float *W, int rows, int cols, const float *s, const
     return PTQ_OK;
 }
 
+/* out = GPTQ(W diag(s), diag(1/s) H diag(1/s)) diag(1/s) */
+static int gptq_round(const ptq_awq_lin *l, int cols, const float *s, float *out, ptq_err *e)
+{
+    size_t n = (size_t)l->rows * cols;
+    float *Ws = malloc(n * sizeof *Ws), *Hs = malloc((size_t)cols * cols * sizeof *Hs);
+    int rc = (!Ws || !Hs) ? ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ+GPTQ search") : 0;
+    ptq_qtensor qt;
+    memset(&qt, 0, sizeof qt);
+    if (!rc) {
+        memcpy(Ws, l->W, n * sizeof *Ws);
+        ptq_awq_scale_cols(Ws, l->rows, cols, s);
+        for (int i = 0; i < cols; i++)
+            for (int j = 0; j < cols; j++)
+                Hs[(size_t)i * cols + j] = l->H[(size_t)i * cols + j] / (s[i] * s[j]);
+        ptq_gptq_report rep;
+        rc = ptq_gptq(Ws, Hs, l->rows, cols, l->q, &qt, &rep, e);
+    }
+    if (!rc) rc = ptq_qtensor_dequant(&qt, out, e);
+    if (!rc)
+        for (int r = 0; r < l->rows; r++)
+            for (int j = 0; j < cols; j++) out[(size_t)r * cols + j] /= s[j];
+    ptq_qtensor_free(&qt);
+    free(Ws), free(Hs);
+    return rc;
+}
+
 int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw, int n_grid,
                    ptq_awq_loss_fn fn, void *ctx, float *const *Wq, float *s_best,
                    ptq_awq_result *res, ptq_err *e)
@@ -93,8 +119,9 @@ int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw
         ptq_awq_scales(xmean, cols, ratio, s);
         for (int k = 0; k < nw && !rc; k++) {
             size_t n = (size_t)lins[k].rows * cols;
-            if (lins[k].q) rc = ptq_awq_fake_quant(lins[k].W, lins[k].rows, cols, s, NULL, lins[k].q,
-                                                   Wq[k], e);
+            if (lins[k].q && lins[k].H) rc = gptq_round(&lins[k], cols, s, Wq[k], e);
+            else if (lins[k].q) rc = ptq_awq_fake_quant(lins[k].W, lins[k].rows, cols, s, NULL,
+                                                        lins[k].q, Wq[k], e);
             else memcpy(Wq[k], lins[k].W, n * sizeof *Wq[k]);
         }
         double loss = 0;
@@ -156,7 +183,7 @@ static int quad_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
 }
 
 int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
-                          const float *xmean, const ptq_gptq_opts *q, int n_grid,
+                          const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
                           float *s_best, ptq_awq_result *res, ptq_awq_timing *timing,
                           ptq_err *e)
 {
@@ -167,7 +194,7 @@ int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
     int rc;
     if (!wq || !c.buf) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
     else {
-        ptq_awq_lin lin = {W, rows, q};
+        ptq_awq_lin lin = {W, rows, q, gptq ? H : NULL};
         rc = ptq_awq_search(xmean, cols, &lin, 1, n_grid, quad_fn, &c, &wq, s_best, res, e);
     }
     free(wq);

@@ -36,11 +36,15 @@
 
 /* One linear of a group reading the same input: W [rows, cols]; q its grid
  * (bits, sym, group; q.mse must be 0), or NULL to keep it unquantized in
- * the search (W' = W). */
+ * the search (W' = W).  H: NULL to round to nearest (awq), or the Hessian
+ * [cols, cols] (full, symmetric) of the unscaled inputs to round with GPTQ
+ * (awq+gptq): W' = GPTQ(W diag(s), diag(1/s) H diag(1/s)) diag(1/s), so the
+ * search judges the rounding that will be used and ratio 0 is plain GPTQ. */
 typedef struct ptq_awq_lin {
     const float *W;
     int rows;
     const ptq_gptq_opts *q;
+    const float *H;
 } ptq_awq_lin;
 
 /* The block objective of a candidate: Wq[i] [rows_i, cols] are the
@@ -82,9 +86,10 @@ int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw
  * tokens whose Gram matrix is H [cols, cols] (H = sum x x^T up to a
  * factor): loss = sum over rows of (W' - W) H (W' - W)^T, computed with one
  * sgemm per block of 256 rows: the candidate evaluations are GEMM-bound.
+ * gptq: round with GPTQ on H (as ptq_awq_lin.H; H must then be full). 
  * timing may be NULL. */
 int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
-                          const float *xmean, const ptq_gptq_opts *q, int n_grid,
+                          const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
                           float *s_best, ptq_awq_result *res, ptq_awq_timing *timing,
                           ptq_err *e);
 

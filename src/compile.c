@@ -845,7 +845,7 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
         if (qt[which].rows) { /* quantized (else kept: --skip) */
             cJSON *extra = cJSON_Duplicate(cJSON_GetArrayItem(lin, which), 1);
             static const char *const drop[] = {"seconds", "name", "method", "rows",
-                                               "cols",    "bits", "group"};
+                                               "cols",    "bits", "group", "sym"};
             for (size_t k = 0; k < sizeof drop / sizeof *drop; k++)
                 cJSON_DeleteItemFromObject(extra, drop[k]);
             rc = ptq_bw_add_tensor(s->bw, nm, ptq_method_name(plan_of(s, l, which)->method),

@@ -180,8 +180,10 @@ static int search_group(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
                         cols);
             tblas += now() - tt;
             ptq_awq_timing tm = {0, 0};
-            rc = ptq_awq_search_linear(lw->w[which], rows, cols, H, xmean, c->q[which], c->n_grid,
-                                       s, &r, &tm, e);
+            for (int i = 0; i < cols; i++) /* lower triangle for GPTQ */
+                for (int j = 0; j < i; j++) H[(size_t)i * cols + j] = H[(size_t)j * cols + i];
+            rc = ptq_awq_search_linear(lw->w[which], rows, cols, H, xmean, c->q[which],
+                                       c->awq[which] == 2, c->n_grid, s, &r, &tm, e);
             tblas += tm.blas;
         }
         free(H);
@@ -192,13 +194,28 @@ static int search_group(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
         b.lw = *lw;
         int n = grp_count[g];
         ptq_awq_lin lins[3];
-        float *Wq[3] = {NULL, NULL, NULL};
-        for (int k = 0; k < n; k++) {
+        float *Wq[3] = {NULL, NULL, NULL}, *H = NULL;
+        int gptq = 0;
+        for (int k = 0; k < n; k++) gptq |= c->awq[grp_first[g] + k] == 2;
+        if (gptq) { /* the Hessian of the search tokens, for awq+gptq's rounding */
+            H = malloc((size_t)cols * cols * sizeof *H);
+            if (!H) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ Hessian");
+            else {
+                double tt = now();
+                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, (int)N, 2.0f / (float)N,
+                            X, cols, 0.0f, H, cols);
+                tblas += now() - tt;
+                for (int i = 0; i < cols; i++)
+                    for (int j = 0; j < i; j++) H[(size_t)i * cols + j] = H[(size_t)j * cols + i];
+            }
+        }
+        for (int k = 0; k < n && !rc; k++) {
             int which = grp_first[g] + k, rows;
             ptq_linear_shape(cfg, which, &rows, &(int){0});
             lins[k].W = lw->w[which];
             lins[k].rows = rows;
             lins[k].q = c->q[which];
+            lins[k].H = c->awq[which] == 2 ? H : NULL;
             Wq[k] = malloc((size_t)rows * cols * sizeof(float));
             if (!Wq[k]) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
         }
@@ -226,7 +243,7 @@ static int search_group(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
             if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, mlp_fn, &b, Wq, s, &r, e);
         }
         tblas += b.blas;
-        free(b.out), free(b.hb), free(b.hb2), free(ref), free(zero);
+        free(b.out), free(b.hb), free(b.hb2), free(ref), free(zero), free(H);
         for (int k = 0; k < n; k++) free(Wq[k]);
     }
     res->seconds += now() - t0;
@@ -298,14 +315,14 @@ int awq_layer(const awq_layer_ctx *c, ptq_layer_w *lw, awq_layer_res *res, ptq_e
         int any = 0;
         for (int k = 0; k < grp_count[g]; k++) {
             int which = grp_first[g] + k;
-            any |= c->awq[which] && which != PTQ_Q && which != PTQ_K;
+            any |= c->awq[which] == 1 && which != PTQ_Q && which != PTQ_K;
         }
         if (!any) continue;
         const int cols = cols_of(cfg, g);
         rc = capture(c, lw, g, X, e);
         for (int k = 0; k < grp_count[g] && !rc; k++) {
             int which = grp_first[g] + k, rows;
-            if (!c->awq[which] || which == PTQ_Q || which == PTQ_K) continue;
+            if (c->awq[which] != 1 || which == PTQ_Q || which == PTQ_K) continue;
             ptq_linear_shape(cfg, which, &rows, &(int){0});
             int ng = c->q[which]->group ? cols / c->q[which]->group : 1;
             res->clip[which] = malloc((size_t)rows * ng * sizeof(float));

@@ -13,6 +13,14 @@
  * then quantizes the scaled weights clamped to the clips (RTN for awq,
  * GPTQ for awq+gptq) in its usual sequential passes.
  *
+ * awq+gptq: the candidates of the scale search are rounded with GPTQ on the
+ * Hessian of the search tokens (scaled as the inputs are), so each group's
+ * ratio is chosen for the rounding that will be used and ratio 0 (no
+ * scaling) is plain GPTQ: on the block objective of the search tokens
+ * awq+gptq is never worse than GPTQ.  Its linears are not clipped: clamping
+ * before GPTQ would throw away the clamped part instead of letting GPTQ's
+ * updates compensate it.
+ *
  * Objectives:
  *   q/k/v    the attention block's output o_proj(attention(q, k, v)) with
  *            o_proj unquantized: the layer run with a zero down_proj, whose
@@ -52,7 +60,7 @@ typedef struct awq_layer_ctx {
     int nsamp, T, chunk;
     int n_grid;
     const ptq_gptq_opts *q[PTQ_NLINEAR]; /* grid of linear i; NULL: kept dense */
-    int awq[PTQ_NLINEAR];      /* 1: linear i is awq or awq+gptq */
+    int awq[PTQ_NLINEAR];      /* linear i is 0: not AWQ, 1: awq, 2: awq+gptq */
 } awq_layer_ctx;
 
 typedef struct awq_layer_res {
