@@ -31,11 +31,11 @@
  * PASS when the wait4 peak RSS is below the bound.
  *
  * Usage: bench_compile [--ptqc PATH] [--shared DIR] [--layers N]
- *                      [--nsamples N] [--seqlen N] [--threads N] [--keep]
+ *                      [--nsamples N] [--seqlen N] [--threads N] [--chunk-tokens N] [--keep]
  *   --ptqc: the ptqc binary (default src/ptqc, i.e. run from the build
  *   directory); --shared: default $PTQC_SHARED, else ../shared; --layers:
- *   default 4; --threads: passed to ptqc compile (default: its own, = CPUs);
- *   --keep: leave the temporary directory.
+ *   default 4; --threads and --chunk-tokens: passed to ptqc compile (default:
+ *   its own, = CPUs and 2048); --keep: leave the temporary directory.
  * Exit status 0 PASS, 2 FAIL, 1 when something could not run.
  */
 #include <cJSON.h>
@@ -318,7 +318,7 @@ static void rm_tree(const char *dir)
 
 int main(int argc, char **argv)
 {
-    const char *ptqc = "src/ptqc", *shared = getenv("PTQC_SHARED"), *threads = NULL;
+    const char *ptqc = "src/ptqc", *shared = getenv("PTQC_SHARED"), *threads = NULL, *chunk = NULL;
     if (!shared || !*shared) shared = "../shared";
     int layers = 4, nsamples = 32, seqlen = 512, keep = 0;
     for (int i = 1; i < argc; i++) {
@@ -328,10 +328,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--nsamples") && i + 1 < argc) nsamples = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seqlen") && i + 1 < argc) seqlen = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = argv[++i];
+        else if (!strcmp(argv[i], "--chunk-tokens") && i + 1 < argc) chunk = argv[++i];
         else if (!strcmp(argv[i], "--keep")) keep = 1;
         else {
             fprintf(stderr, "usage: bench_compile [--ptqc PATH] [--shared DIR] [--layers N] "
-                            "[--nsamples N] [--seqlen N] [--threads N] [--keep]\n");
+                            "[--nsamples N] [--seqlen N] [--threads N] [--chunk-tokens N] [--keep]\n");
             return 1;
         }
     }
@@ -376,6 +377,10 @@ int main(int argc, char **argv)
     if (threads) {
         av[n++] = "--threads";
         av[n++] = (char *)threads;
+    }
+    if (chunk) {
+        av[n++] = "--chunk-tokens";
+        av[n++] = (char *)chunk;
     }
     av[n] = NULL;
     printf("run:");

@@ -1,6 +1,8 @@
 #!/bin/sh
 # results-compile.sh - the quality table of bench/RESULTS-compile.md.
-#   bench/results-compile.sh [PTQC] [SHARED] > bench/quality.md
+#   bench/results-compile.sh [PTQC] [SHARED] > quality.md
+# Its output is the "Quality" section of bench/RESULTS-compile.md (the speed
+# and memory section above it comes from bench/bench_compile).
 # For both real models: perplexity (ptqc-ppl-v1, ctx 128, tinystories-eval.txt),
 # mean KL(FP16 || quantized) and top-1 agreement with the FP16 model, of RTN and
 # GPTQ at W8/W4/W3/W2 for every group size that divides all of the model's
