@@ -35,7 +35,7 @@
  *   --ptqc: the ptqc binary (default src/ptqc, i.e. run from the build
  *   directory); --shared: default $PTQC_SHARED, else ../shared; --layers:
  *   default 4; --threads and --chunk-tokens: passed to ptqc compile (default:
- *   its own, = CPUs and 2048); --keep: leave the temporary directory.
+ *   its own, = CPUs and 512); --keep: leave the temporary directory.
  * Exit status 0 PASS, 2 FAIL, 1 when something could not run.
  */
 #include <cJSON.h>

@@ -50,7 +50,7 @@ static const char usage_text[] =
     "  --nsamples N           calibration windows (default 128)\n"
     "  --seqlen N             tokens per window (default 2048, clipped to the context)\n"
     "  --seed N               seed of window offsets / data-free sampling (default 0)\n"
-    "  --chunk-tokens N       tokens per forward chunk (default 2048)\n"
+    "  --chunk-tokens N       tokens per forward chunk (default 512)\n"
     "Run:\n"
     "  -o, --output OUT.ptq   the bundle to write (required)\n"
     "  --report FILE.json     per-linear errors, memory and time by step\n"

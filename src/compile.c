@@ -1078,7 +1078,7 @@ static int alloc_hidden(cstate *s, ptq_err *e)
 static int alloc_work(cstate *s, ptq_err *e)
 {
     const ptq_config *c = s->cfg;
-    int ct = s->o->chunk_tokens > 0 ? s->o->chunk_tokens : 2048;
+    int ct = s->o->chunk_tokens > 0 ? s->o->chunk_tokens : 512;
     s->chunk = ct / s->seqlen;
     if (s->chunk < 1) s->chunk = 1;
     if (s->chunk > s->nsamples) s->chunk = s->nsamples;

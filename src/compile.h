@@ -49,7 +49,7 @@ typedef struct ptq_compile_opts {
     const char *tmpdir;         /* activations and resume states here, or NULL */
     int resume;
     int progress;               /* enum prog_mode (src/progress.h) */
-    int chunk_tokens;           /* tokens per forward chunk (0 = 2048) */
+    int chunk_tokens;           /* tokens per forward chunk (0 = 512) */
     int threads;                /* workers running chunks in parallel (0 = 1) */
     float alpha;                /* SmoothQuant migration strength in [0, 1] (0.5) */
     int act_static;             /* 8-bit methods: 1 per-tensor static activation
