@@ -31,6 +31,7 @@
 
 #include <cblas.h>
 #include "lib/forward_ops.h"
+#include "lib/kvq.h"
 #include "lib/w8a8.h"
 #include <math.h>
 #include <stdlib.h>
@@ -203,9 +204,7 @@ void ptq_kv_int8(float *x, const float *s, int N, int kv_dim)
     for (size_t r = 0; r < (size_t)N; r++) {
         float *v = x + r * kv_dim;
         for (int i = 0; i < kv_dim; i++) {
-            float q = rintf(v[i] / s[i]);
-            q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
-            v[i] = q * s[i];
+            v[i] = ptq_kv_value(ptq_kv_code(v[i], s[i]), s[i]);
         }
     }
 }

@@ -27,7 +27,8 @@ void ptq_rope_row(float *row, int nh, int hd, const float *cs, const float *sn);
 
 /* int8 KV cache: round x [N, kv_dim] in place to the int8 codes of its
  * column's scale s [kv_dim] (one scale per kv head and head-dim channel):
- * clamp(rint(x / s), -127, 127) * s, what an int8 cache holds. */
+ * clamp(rint(x / s), -127, 127) * s, what an int8 cache holds (lib/kvq.h's
+ * ptq_kv_code, which the KV-cached decoder and the CUDA kernels store). */
 void ptq_kv_int8(float *x, const float *s, int N, int kv_dim);
 
 #endif

@@ -2,7 +2,10 @@
  * See generate.h.  Mirrors lib/forward.c one position at a time, with its
  * own pieces (lib/forward_ops.h): RMSNorm, the RoPE tables, every linear
  * through the same dispatch (float32 sgemm, or the 8-bit product of W8A8 /
- * FP8 tensors), and the int8 KV-cache rounding of keys and values. */
+ * FP8 tensors), and the int8 KV cache: a layer with kv_scale keeps its keys
+ * and values as int8 codes (lib/kvq.h) and reads code * scale, the values
+ * ptq_kv_int8 gives ptq_forward; other layers keep float32.  A layer's cache
+ * is allocated at its first step, when the provider says which kind it is. */
 #include "lib/generate.h"
 
 #include <math.h>
@@ -10,6 +13,7 @@
 #include <string.h>
 
 #include "lib/forward_ops.h"
+#include "lib/kvq.h"
 
 struct ptq_gen {
     ptq_config cfg;
@@ -17,8 +21,10 @@ struct ptq_gen {
     ptq_layer_w w;    /* one widened layer, reused */
     float *norm;      /* [D] final norm */
     float *lm_head;   /* [V, D] */
-    float *kcache;    /* [layers][batch][max_len][kv_dim] */
-    float *vcache;
+    /* per layer [batch][max_len][kv_dim]: float32 (kf, vf) or, for layers
+     * with kv_scale, int8 codes (kq, vq); NULL until the layer's first step */
+    float **kf, **vf;
+    int8_t **kq, **vq;
     float *x, *xn;    /* [batch, D] */
     float *q, *att;   /* [batch, q_dim] */
     float *k, *v;     /* [batch, kv_dim] */
@@ -46,11 +52,12 @@ int ptq_gen_create(ptq_gen **out, const ptq_config *c, int batch, int max_len, p
     }
     size_t D = c->hidden, V = c->vocab, NI = c->intermediate;
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
-    size_t cache = (size_t)c->n_layers * batch * max_len * kvd;
     g->norm = malloc(sizeof(float) * D);
     g->lm_head = malloc(sizeof(float) * V * D);
-    g->kcache = malloc(sizeof(float) * cache);
-    g->vcache = malloc(sizeof(float) * cache);
+    g->kf = calloc((size_t)c->n_layers, sizeof *g->kf);
+    g->vf = calloc((size_t)c->n_layers, sizeof *g->vf);
+    g->kq = calloc((size_t)c->n_layers, sizeof *g->kq);
+    g->vq = calloc((size_t)c->n_layers, sizeof *g->vq);
     g->x = malloc(sizeof(float) * batch * D);
     g->xn = malloc(sizeof(float) * batch * D);
     g->scratch = malloc(sizeof(float) * batch * D);
@@ -63,7 +70,7 @@ int ptq_gen_create(ptq_gen **out, const ptq_config *c, int batch, int max_len, p
     g->scores = malloc(sizeof(float) * max_len);
     g->cos_t = malloc(sizeof(float) * max_len * (c->head_dim / 2 + 1));
     g->sin_t = malloc(sizeof(float) * max_len * (c->head_dim / 2 + 1));
-    if (!g->norm || !g->lm_head || !g->kcache || !g->vcache || !g->x || !g->xn || !g->scratch ||
+    if (!g->norm || !g->lm_head || !g->kf || !g->vf || !g->kq || !g->vq || !g->x || !g->xn || !g->scratch ||
         !g->q || !g->att || !g->k || !g->v || !g->h1 || !g->h2 || !g->scores || !g->cos_t ||
         !g->sin_t) {
         ptq_gen_free(g);
@@ -79,11 +86,40 @@ void ptq_gen_free(ptq_gen *g)
 {
     if (!g) return;
     ptq_layer_w_free(&g->w);
-    free(g->norm); free(g->lm_head); free(g->kcache); free(g->vcache);
+    for (int l = 0; l < g->cfg.n_layers; l++) {
+        if (g->kf) free(g->kf[l]);
+        if (g->vf) free(g->vf[l]);
+        if (g->kq) free(g->kq[l]);
+        if (g->vq) free(g->vq[l]);
+    }
+    free(g->kf); free(g->vf); free(g->kq); free(g->vq);
+    free(g->norm); free(g->lm_head);
     free(g->x); free(g->xn); free(g->scratch); free(g->q); free(g->att);
     free(g->k); free(g->v); free(g->h1); free(g->h2); free(g->scores);
     free(g->cos_t); free(g->sin_t);
     free(g);
+}
+
+/* The cache of layer l, allocated at its first step: int8 when the layer has
+ * kv_scale, float32 otherwise; a layer that changes kind is refused. */
+static int layer_cache(ptq_gen *g, int l, int int8, ptq_err *e)
+{
+    size_t n = (size_t)g->batch * g->max_len * g->cfg.n_kv_heads * g->cfg.head_dim;
+    if (!g->kf[l] && !g->kq[l]) {
+        if (int8) {
+            g->kq[l] = malloc(n);
+            g->vq[l] = malloc(n);
+        } else {
+            g->kf[l] = malloc(sizeof(float) * n);
+            g->vf[l] = malloc(sizeof(float) * n);
+        }
+        if (!(g->kf[l] && g->vf[l]) && !(g->kq[l] && g->vq[l]))
+            return ptq_fail(e, PTQ_ENOMEM, "out of memory for the KV cache of layer %d", l);
+    }
+    if (!g->kq[l] != !int8)
+        return ptq_fail(e, PTQ_EINTERNAL, "generate: layer %d %s int8 KV scales between steps", l,
+                        int8 ? "gained" : "lost");
+    return PTQ_OK;
 }
 
 int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int pos,
@@ -104,7 +140,9 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
     float scale = 1.0f / sqrtf((float)hd);
     for (int l = 0; l < c->n_layers; l++) {
         ptq_layer_w *w = &g->w;
-        if ((rc = src->layer(src->ctx, l, w, e))) return rc;
+        if ((rc = src->layer(src->ctx, l, w, e)) || (rc = layer_cache(g, l, w->kv_scale != NULL, e)))
+            return rc;
+        const float *ks = w->kv_scale, *vs = ks ? ks + kvd : NULL;
         ptq_rmsnorm(g->xn, g->x, w->attn_norm, B, D, c->rms_eps);
         if ((rc = ptq_layer_linear(w, PTQ_Q, g->q, g->xn, B, qd, D, e)) ||
             (rc = ptq_layer_linear(w, PTQ_K, g->k, g->xn, B, kvd, D, e)) ||
@@ -113,25 +151,33 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
         const float *cs = g->cos_t + (size_t)pos * (hd / 2), *sn = g->sin_t + (size_t)pos * (hd / 2);
         for (int b = 0; b < B; b++) {
             float *q = g->q + (size_t)b * qd;
-            float *kc = g->kcache + (((size_t)l * B + b) * g->max_len) * kvd;
-            float *vc = g->vcache + (((size_t)l * B + b) * g->max_len) * kvd;
-            float *kp = kc + (size_t)pos * kvd, *vp = vc + (size_t)pos * kvd;
+            size_t row0 = (size_t)b * g->max_len * kvd, at = row0 + (size_t)pos * kvd;
+            float *kc = ks ? NULL : g->kf[l] + row0, *vc = ks ? NULL : g->vf[l] + row0;
+            const int8_t *kqc = ks ? g->kq[l] + row0 : NULL, *vqc = ks ? g->vq[l] + row0 : NULL;
+            float *kn = g->k + (size_t)b * kvd, *vn = g->v + (size_t)b * kvd;
             ptq_rope_row(q, H, hd, cs, sn);
-            memcpy(kp, g->k + (size_t)b * kvd, sizeof(float) * kvd);
-            memcpy(vp, g->v + (size_t)b * kvd, sizeof(float) * kvd);
-            ptq_rope_row(kp, KV, hd, cs, sn);
-            if (w->kv_scale) { /* the int8 cache's values */
-                ptq_kv_int8(kp, w->kv_scale, 1, kvd);
-                ptq_kv_int8(vp, w->kv_scale + kvd, 1, kvd);
+            ptq_rope_row(kn, KV, hd, cs, sn);
+            if (ks) { /* int8 codes */
+                for (int i = 0; i < kvd; i++) {
+                    g->kq[l][at + i] = ptq_kv_code(kn[i], ks[i]);
+                    g->vq[l][at + i] = ptq_kv_code(vn[i], vs[i]);
+                }
+            } else {
+                memcpy(g->kf[l] + at, kn, sizeof(float) * kvd);
+                memcpy(g->vf[l] + at, vn, sizeof(float) * kvd);
             }
             for (int h = 0; h < H; h++) {
                 int kh = h / (H / KV);
                 const float *qh = q + (size_t)h * hd;
                 float mx = -INFINITY;
+                const float *ksh = ks ? ks + (size_t)kh * hd : NULL;
                 for (int t = 0; t <= pos; t++) {
-                    const float *kt = kc + (size_t)t * kvd + (size_t)kh * hd;
+                    size_t off = (size_t)t * kvd + (size_t)kh * hd;
                     float s = 0.0f;
-                    for (int i = 0; i < hd; i++) s += qh[i] * kt[i];
+                    if (ks)
+                        for (int i = 0; i < hd; i++) s += qh[i] * ptq_kv_value(kqc[off + i], ksh[i]);
+                    else
+                        for (int i = 0; i < hd; i++) s += qh[i] * kc[off + i];
                     s *= scale;
                     g->scores[t] = s;
                     if (s > mx) mx = s;
@@ -143,10 +189,14 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
                 }
                 float *o = g->att + (size_t)b * qd + (size_t)h * hd;
                 memset(o, 0, sizeof(float) * hd);
+                const float *vsh = vs ? vs + (size_t)kh * hd : NULL;
                 for (int t = 0; t <= pos; t++) {
-                    const float *vt = vc + (size_t)t * kvd + (size_t)kh * hd;
+                    size_t off = (size_t)t * kvd + (size_t)kh * hd;
                     float p = g->scores[t] / sum;
-                    for (int i = 0; i < hd; i++) o[i] += p * vt[i];
+                    if (vs)
+                        for (int i = 0; i < hd; i++) o[i] += p * ptq_kv_value(vqc[off + i], vsh[i]);
+                    else
+                        for (int i = 0; i < hd; i++) o[i] += p * vc[off + i];
                 }
             }
         }

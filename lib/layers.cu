@@ -1,5 +1,6 @@
 /* layers.cu - the layers around the linears: embedding, RMSNorm, bias,
- * residual, RoPE (HF rotate_half), the fp16 KV cache, causal grouped-query
+ * residual, RoPE (HF rotate_half), the fp16 or int8 KV cache (int8 codes of
+ * lib/kvq.h with static per-channel scales), causal grouped-query
  * attention, SwiGLU, row gathering, and deterministic random fills for the
  * synthetic benchmark models.  Straightforward kernels: these are a small
  * part of a decode step next to the weight reads.  Float32 arithmetic
@@ -8,6 +9,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "lib/kvq.h"
 #include "lib/ptqrt_kernels.h"
 
 static int last_error(void) { return (int)cudaGetLastError(); }
@@ -213,12 +215,46 @@ extern "C" int ptqk_kv_store(const float *k, const float *v, int kvdim, int B, i
     return last_error();
 }
 
+/* int8 cache: the codes of k, v under the scales ks, vs [kvdim] (lib/kvq.h) */
+__global__ void kv_store_i8_kernel(const float *k, const float *v, const float *ks, const float *vs,
+                                   int kvdim, int T, int pos, int S, int8_t *kc, int8_t *vc)
+{
+    int tokidx = blockIdx.y, b = tokidx / T, t = tokidx % T;
+    size_t dst = ((size_t)b * S + pos + t) * kvdim;
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < kvdim; i += gridDim.x * blockDim.x) {
+        kc[dst + i] = ptq_kv_code(k[(size_t)tokidx * kvdim + i], ks[i]);
+        vc[dst + i] = ptq_kv_code(v[(size_t)tokidx * kvdim + i], vs[i]);
+    }
+}
+
+extern "C" int ptqk_kv_store_i8(const float *k, const float *v, const float *kv_scale, int kvdim, int B,
+                                int T, int pos, int S, int8_t *kc, int8_t *vc, ptqk_stream s)
+{
+    if (B < 1 || T < 1 || B * T > 65535 || pos < 0 || pos + T > S || kvdim < 1) return (int)cudaErrorInvalidValue;
+    dim3 grid((kvdim + NTHREADS - 1) / NTHREADS, B * T);
+    kv_store_i8_kernel<<<grid, NTHREADS, 0, (cudaStream_t)s>>>(k, v, kv_scale, kv_scale + kvdim, kvdim, T, pos,
+                                                               S, kc, vc);
+    return last_error();
+}
+
 #define ATT_THREADS 128
 
+/* A cached key or value as float: fp16 decoded, or int8 code * scale. */
+__device__ __forceinline__ float kv_load(const __half *c, size_t i, const float *, int)
+{
+    return __half2float(c[i]);
+}
+__device__ __forceinline__ float kv_load(const int8_t *c, size_t i, const float *sc, int d)
+{
+    return ptq_kv_value(c[i], sc[d]);
+}
+
 /* One block per (head, token).  Scores of positions 0..pos+t in shared
- * memory, softmax in float, then each thread sums one output dimension. */
-__global__ void attention_kernel(const float *q, const __half *kc, const __half *vc, int nh, int nkv,
-                                 int hd, int T, int pos, int S, __half *out)
+ * memory, softmax in float, then each thread sums one output dimension.
+ * Cache is __half (ks, vs unused) or int8_t (ks, vs: scales [kvdim]). */
+template <typename Cache>
+__global__ void attention_kernel(const float *q, const Cache *kc, const Cache *vc, const float *ks,
+                                 const float *vs, int nh, int nkv, int hd, int T, int pos, int S, __half *out)
 {
     extern __shared__ float sm[]; /* [hd] scaled query, then [L] scores */
     __shared__ float red[32];
@@ -228,13 +264,14 @@ __global__ void attention_kernel(const float *q, const __half *kc, const __half 
     const float scale = 1.0f / sqrtf((float)hd);
     for (int d = threadIdx.x; d < hd; d += blockDim.x) qs[d] = q[((size_t)tokidx * nh + h) * hd + d] * scale;
     __syncthreads();
-    const __half *kb = kc + (size_t)b * S * kvdim + (size_t)kvh * hd;
-    const __half *vb = vc + (size_t)b * S * kvdim + (size_t)kvh * hd;
+    const Cache *kb = kc + (size_t)b * S * kvdim + (size_t)kvh * hd;
+    const Cache *vb = vc + (size_t)b * S * kvdim + (size_t)kvh * hd;
+    const float *ksh = ks ? ks + (size_t)kvh * hd : NULL, *vsh = vs ? vs + (size_t)kvh * hd : NULL;
     float mx = -INFINITY;
     for (int p = threadIdx.x; p < L; p += blockDim.x) {
-        const __half *kp = kb + (size_t)p * kvdim;
+        const Cache *kp = kb + (size_t)p * kvdim;
         float a = 0.0f;
-        for (int d = 0; d < hd; d++) a = fmaf(qs[d], __half2float(kp[d]), a);
+        for (int d = 0; d < hd; d++) a = fmaf(qs[d], kv_load(kp, d, ksh, d), a);
         sc[p] = a;
         mx = fmaxf(mx, a);
     }
@@ -249,27 +286,44 @@ __global__ void attention_kernel(const float *q, const __half *kc, const __half 
     const float inv = 1.0f / sum;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         float a = 0.0f;
-        for (int p = 0; p < L; p++) a = fmaf(sc[p], __half2float(vb[(size_t)p * kvdim + d]), a);
+        for (int p = 0; p < L; p++) a = fmaf(sc[p], kv_load(vb, (size_t)p * kvdim + d, vsh, d), a);
         out[((size_t)tokidx * nh + h) * hd + d] = __float2half_rn(a * inv);
     }
 }
 
-extern "C" int ptqk_attention(const float *q, const uint16_t *kc, const uint16_t *vc, int nh, int nkv,
-                              int hd, int B, int T, int pos, int S, uint16_t *out, ptqk_stream s)
+template <typename Cache>
+static int attention(const float *q, const Cache *kc, const Cache *vc, const float *kv_scale, int nh,
+                     int nkv, int hd, int B, int T, int pos, int S, uint16_t *out, ptqk_stream s)
 {
     if (B < 1 || T < 1 || B * T > 65535 || nh < 1 || nkv < 1 || nh % nkv || hd < 1 || pos < 0 ||
         pos + T > S || S > PTQK_ATT_MAX_S)
         return (int)cudaErrorInvalidValue;
     size_t smem = (size_t)(hd + pos + T) * sizeof(float);
     if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaError_t e = cudaFuncSetAttribute(attention_kernel<Cache>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             (int)smem);
         if (e != cudaSuccess) return (int)e;
     }
     dim3 grid(nh, B * T);
-    attention_kernel<<<grid, ATT_THREADS, smem, (cudaStream_t)s>>>(
-        q, reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc), nh, nkv, hd, T, pos, S,
-        reinterpret_cast<__half *>(out));
+    const float *vs = kv_scale ? kv_scale + (size_t)nkv * hd : NULL;
+    attention_kernel<Cache><<<grid, ATT_THREADS, smem, (cudaStream_t)s>>>(
+        q, kc, vc, kv_scale, vs, nh, nkv, hd, T, pos, S, reinterpret_cast<__half *>(out));
     return last_error();
+}
+
+extern "C" int ptqk_attention(const float *q, const uint16_t *kc, const uint16_t *vc, int nh, int nkv,
+                              int hd, int B, int T, int pos, int S, uint16_t *out, ptqk_stream s)
+{
+    return attention(q, reinterpret_cast<const __half *>(kc), reinterpret_cast<const __half *>(vc),
+                     (const float *)NULL, nh, nkv, hd, B, T, pos, S, out, s);
+}
+
+extern "C" int ptqk_attention_i8(const float *q, const int8_t *kc, const int8_t *vc, const float *kv_scale,
+                                 int nh, int nkv, int hd, int B, int T, int pos, int S, uint16_t *out,
+                                 ptqk_stream s)
+{
+    if (!kv_scale) return (int)cudaErrorInvalidValue;
+    return attention(q, kc, vc, kv_scale, nh, nkv, hd, B, T, pos, S, out, s);
 }
 
 /* ---------------------------------------------------------------- random fills */

@@ -30,7 +30,11 @@ typedef struct layer {
     float *attn_norm, *mlp_norm;
     lin w[7]; /* q k v o gate up down */
     float *bias[3];
-    uint16_t *kc, *vc; /* [max_batch][max_seq][kvdim] */
+    /* KV cache [max_batch][max_seq][kvdim]: fp16 (kc, vc), or int8 codes
+     * (kq, vq) when the bundle has the layer's kv_scale [2][kvdim] */
+    uint16_t *kc, *vc;
+    int8_t *kq, *vq;
+    float *kv_scale;
 } layer;
 
 struct ptqrt_model {
@@ -317,16 +321,73 @@ static int model_begin(ptqrt_model **out, const ptq_config *c, const ptqrt_optio
         return rc;
     m->layers = calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!m->layers) return ptq_fail(e, PTQ_ENOMEM, "out of host memory");
-    size_t kvbytes = 2 * (size_t)opt.max_batch * opt.max_seq * KVD;
-    for (int l = 0; l < c->n_layers; l++)
-        if ((rc = dalloc(m, (void **)&m->layers[l].kc, kvbytes, &m->bytes_kv, e)) ||
-            (rc = dalloc(m, (void **)&m->layers[l].vc, kvbytes, &m->bytes_kv, e)))
-            return rc;
     float *inv = malloc(sizeof *inv * (size_t)(c->head_dim / 2));
     if (!inv) return ptq_fail(e, PTQ_ENOMEM, "out of host memory");
     rope_inv_freq(c, inv);
     rc = upload(m, (void **)&m->inv_freq, inv, sizeof *inv * (size_t)(c->head_dim / 2), e);
     free(inv);
+    return rc;
+}
+
+/* The KV cache of layer l (after its kv_scale is known): int8 or fp16. */
+static int alloc_kv(ptqrt_model *m, layer *L, ptq_err *e)
+{
+    size_t n = (size_t)m->opt.max_batch * m->opt.max_seq * m->cfg.n_kv_heads * m->cfg.head_dim;
+    int rc;
+    if (L->kv_scale) {
+        if ((rc = dalloc(m, (void **)&L->kq, n, &m->bytes_kv, e)) ||
+            (rc = dalloc(m, (void **)&L->vq, n, &m->bytes_kv, e)))
+            return rc;
+        return PTQ_OK;
+    }
+    if ((rc = dalloc(m, (void **)&L->kc, 2 * n, &m->bytes_kv, e)) ||
+        (rc = dalloc(m, (void **)&L->vc, 2 * n, &m->bytes_kv, e)))
+        return rc;
+    return PTQ_OK;
+}
+
+/* The int8 KV-cache scales of layer l when the source has them (tensor
+ * model.layers.L.self_attn.kv_scale, F32, keys then values): [2, kv heads *
+ * head_dim] per channel, or the per-head [2, kv heads] of earlier bundles,
+ * expanded to every channel of its head; finite and positive. */
+static int upload_kv_scale(ptqrt_model *m, ptqrt_tensor_fn get, void *ctx, int l, float **dst,
+                           ptq_err *e)
+{
+    const ptq_config *c = &m->cfg;
+    int kvd = c->n_kv_heads * c->head_dim;
+    char name[160];
+    *dst = NULL;
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.kv_scale", l);
+    if (!get(ctx, name, NULL, e)) return PTQ_OK;
+    ptq_qtensor q;
+    memset(&q, 0, sizeof q);
+    int rc = get(ctx, name, &q, e);
+    if (rc) return rc;
+    if ((rc = ptq_qtensor_check(&q, name, e))) goto out;
+    if (q.format != PTQ_QF_DENSE || q.dtype != PTQ_DT_F32 || q.rows != 2 ||
+        (q.cols != kvd && q.cols != c->n_kv_heads)) {
+        rc = ptq_fail(e, PTQ_EFORMAT, "tensor %s is not F32 2 x %d (per channel) or 2 x %d (per head)",
+                      name, kvd, c->n_kv_heads);
+        goto out;
+    }
+    float *h = malloc(sizeof *h * 2 * (size_t)kvd);
+    if (!h) {
+        rc = ptq_fail(e, PTQ_ENOMEM, "out of host memory");
+        goto out;
+    }
+    int per = q.cols == kvd ? 1 : c->head_dim; /* channels per stored scale */
+    for (int i = 0; i < 2 * kvd; i++) {
+        h[i] = dense_at(&q, (size_t)(i / per));
+        if (!(isfinite(h[i]) && h[i] > 0)) {
+            rc = ptq_fail(e, PTQ_EFORMAT, "tensor %s: scale %g is not finite and positive", name,
+                          (double)h[i]);
+            break;
+        }
+    }
+    if (!rc) rc = upload(m, (void **)dst, h, sizeof *h * 2 * (size_t)kvd, e);
+    free(h);
+out:
+    ptq_qtensor_free(&q);
     return rc;
 }
 
@@ -357,6 +418,8 @@ int ptqrt_open_tensors(ptqrt_model **out, const ptq_config *c, ptqrt_tensor_fn g
             snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
             rc = upload_vec(m, get, ctx, name, D, &L->mlp_norm, e);
         }
+        if (!rc) rc = upload_kv_scale(m, get, ctx, l, &L->kv_scale, e);
+        if (!rc) rc = alloc_kv(m, L, e);
     }
     if (!rc) rc = upload_lin(m, get, ctx, "model.embed_tokens.weight", c->vocab, D, &m->embed, e);
     if (!rc) rc = upload_vec(m, get, ctx, "model.norm.weight", D, &m->final_norm, e);
@@ -375,6 +438,11 @@ int ptqrt_open_tensors(ptqrt_model **out, const ptq_config *c, ptqrt_tensor_fn g
 /* ---------------------------------------------------------------- bundles */
 static int bundle_get(void *ctx, const char *name, ptq_qtensor *q, ptq_err *e)
 {
+    if (!q) {
+        char member[200];
+        snprintf(member, sizeof member, "tensors/%s.data", name);
+        return ptq_bundle_member_data((const ptq_bundle *)ctx, member, NULL) != NULL;
+    }
     return ptq_bundle_tensor((const ptq_bundle *)ctx, name, q, e);
 }
 
@@ -470,6 +538,7 @@ int ptqrt_open_synthetic(ptqrt_model **out, const ptqrt_synth *s, const ptqrt_op
         layer *L = &m->layers[l];
         int shp[7][2] = {{QD, D}, {KVD, D}, {KVD, D}, {D, QD}, {I, D}, {I, D}, {D, I}};
         for (int j = 0; !rc && j < 7; j++) rc = synth_lin(m, s, shp[j][0], shp[j][1], seed += 17, &L->w[j], e);
+        if (!rc) rc = alloc_kv(m, L, e);
         if (!rc && !(rc = dalloc(m, (void **)&L->attn_norm, 4 * (size_t)D, &m->bytes_weights, e)) &&
             !(rc = dalloc(m, (void **)&L->mlp_norm, 4 * (size_t)D, &m->bytes_weights, e))) {
             int r1 = ptqk_fill_f32(L->attn_norm, (size_t)D, 1.0f, m->stream);
@@ -576,9 +645,16 @@ static int forward_chunk(ptqrt_model *m, int B, int T, int pos, ptq_err *e)
         }
         CK(ptqk_rope(m->q, c->n_heads, hd, m->inv_freq, B, T, pos, s), "rope");
         CK(ptqk_rope(m->k, c->n_kv_heads, hd, m->inv_freq, B, T, pos, s), "rope");
-        CK(ptqk_kv_store(m->k, m->v, KVD, B, T, pos, S, L->kc, L->vc, s), "kv cache");
-        CK(ptqk_attention(m->q, L->kc, L->vc, c->n_heads, c->n_kv_heads, hd, B, T, pos, S, m->att, s),
-           "attention");
+        if (L->kv_scale) {
+            CK(ptqk_kv_store_i8(m->k, m->v, L->kv_scale, KVD, B, T, pos, S, L->kq, L->vq, s), "kv cache");
+            CK(ptqk_attention_i8(m->q, L->kq, L->vq, L->kv_scale, c->n_heads, c->n_kv_heads, hd, B, T,
+                                 pos, S, m->att, s),
+               "attention");
+        } else {
+            CK(ptqk_kv_store(m->k, m->v, KVD, B, T, pos, S, L->kc, L->vc, s), "kv cache");
+            CK(ptqk_attention(m->q, L->kc, L->vc, c->n_heads, c->n_kv_heads, hd, B, T, pos, S, m->att, s),
+               "attention");
+        }
         CK(linear(m, &L->w[3], m->att, m->t1, n), "o_proj");
         CK(ptqk_residual(m->x, m->t1, (size_t)n * D, s), "residual");
         CK(ptqk_rmsnorm(m->x, L->mlp_norm, D, c->rms_eps, n, m->xb, s), "rmsnorm");

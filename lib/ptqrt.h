@@ -83,7 +83,7 @@ void ptqrt_get_info(const ptqrt_model *m, ptqrt_info *info);
 
 typedef struct ptqrt_mem {
     size_t weights;   /* device bytes of weights, scales, zeros, norms */
-    size_t kv_cache;  /* device bytes of the fp16 KV cache */
+    size_t kv_cache;  /* device bytes of the KV cache (fp16, int8 for int8-KV layers) */
     size_t scratch;   /* device bytes of activations and logits */
     size_t device_free, device_total; /* cudaMemGetInfo */
 } ptqrt_mem;

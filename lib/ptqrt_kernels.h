@@ -11,7 +11,7 @@
  * Layouts: activations are row-major [n tokens][features]; a linear computes
  * y[t][r] = sum_k W[r][k] * x[t][k] with x fp16 ("A16") and y float32; the
  * residual stream, norms, RoPE and softmax run in float32; the KV cache is
- * fp16.  Every launcher returns a cudaError_t value as int (0 = success) and
+ * fp16, or int8 codes (lib/kvq.h) for layers with static kv_scale.  Every launcher returns a cudaError_t value as int (0 = success) and
  * launches on the given stream.
  */
 #ifndef PTQC_PTQRT_KERNELS_H
@@ -150,6 +150,14 @@ int ptqk_kv_store(const float *k, const float *v, int kvdim, int B, int T, int p
 #define PTQK_ATT_MAX_S 8192
 int ptqk_attention(const float *q, const uint16_t *kc, const uint16_t *vc, int nh, int nkv,
                    int hd, int B, int T, int pos, int S, uint16_t *out, ptqk_stream s);
+/* The int8 KV cache: kv_scale [2][kvdim] (keys then values, one scale per kv
+ * head and channel); the store writes ptq_kv_code (lib/kvq.h) of k and v,
+ * the attention reads ptq_kv_value (code * scale, float32). */
+int ptqk_kv_store_i8(const float *k, const float *v, const float *kv_scale, int kvdim, int B, int T,
+                     int pos, int S, int8_t *kc, int8_t *vc, ptqk_stream s);
+int ptqk_attention_i8(const float *q, const int8_t *kc, const int8_t *vc, const float *kv_scale,
+                      int nh, int nkv, int hd, int B, int T, int pos, int S, uint16_t *out,
+                      ptqk_stream s);
 /* out[i] = fp16(silu(g[i]) * u[i]) over count elements */
 int ptqk_swiglu(const float *g, const float *u, size_t count, uint16_t *out, ptqk_stream s);
 /* dst[i][:] = src[idx[i]][:] for i < n, rows of dim floats */
@@ -165,7 +173,9 @@ int ptqk_fill_f32(float *p, size_t n, float value, ptqk_stream s);
 /* lib/ptqrt.c: load a model from any tensor source (the bundle is one; tests
  * feed checkpoint tensors).  get fills q with the tensor of that HF name
  * (model.layers.0.self_attn.q_proj.weight ...); the loader calls
- * ptq_qtensor_free on it after uploading. */
+ * ptq_qtensor_free on it after uploading.  With q NULL, get answers whether
+ * the source has an optional tensor (model.layers.L.self_attn.kv_scale): 1
+ * or 0, never an error. */
 struct ptq_config;
 struct ptq_qtensor;
 struct ptqrt_options;

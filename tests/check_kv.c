@@ -1,6 +1,10 @@
 /* check_kv.c - the int8 KV cache and the KV-cached decoder over every format.
  *
  * - ptq_kv_int8 rounds to the codes of its column's scale (the definition).
+ * - lib/kvq.h's ptq_kv_code, which the int8 caches of the KV-cached decoder
+ *   and of the CUDA runtime store, is clamp(nearbyint(x / s), -127, 127) bit
+ *   for bit (hand-worked codes, then 10^6 random values against the formula),
+ *   and ptq_kv_int8 is ptq_kv_code(x, s) * s exactly.
  * - lib/generate.c's KV-cached steps give ptq_forward's logits (within 1e-4)
  *   on bundles that ptqc compile wrote from examples/stories260k: W8A8 with
  *   dynamic activation scales, int8 KV alone, FP8 with static activation
@@ -24,6 +28,7 @@
 #include "formats/bundle.h"
 #include "lib/forward_ops.h"
 #include "lib/generate.h"
+#include "lib/kvq.h"
 #include "lib/model.h"
 #include "lib/qtensor.h"
 #include "lib/runtime_cpu.h"
@@ -49,6 +54,45 @@ START_TEST(kv_int8_definition)
     for (int i = 0; i < 8; i++) { /* and every value is code * scale exactly */
         float c = rintf(x[i] / s[i % 4]);
         ck_assert(x[i] == c * s[i % 4] && fabsf(c) <= 127.0f);
+    }
+}
+END_TEST
+
+/* The formula of the issue, written out here with nearbyintf. */
+static int code_formula(float x, float s)
+{
+    float q = nearbyintf(x / s);
+    if (isnan(q)) return 0;
+    return q > 127.0f ? 127 : q < -127.0f ? -127 : (int)q;
+}
+
+START_TEST(kv_code_shared)
+{
+    /* hand-worked: ties to even, the clamp at both ends, infinities, NaN */
+    struct { float x, s; int code; } hand[] = {
+        {2.5f, 1.0f, 2},     {3.5f, 1.0f, 4},      {-2.5f, 1.0f, -2},   {0.49f, 1.0f, 0},
+        {126.5f, 1.0f, 126}, {127.49f, 1.0f, 127}, {127.5f, 1.0f, 127}, {1e30f, 1e-3f, 127},
+        {-500.0f, 2.0f, -127}, {-253.0f, 2.0f, -126}, {INFINITY, 0.5f, 127},
+        {-INFINITY, 0.5f, -127}, {NAN, 0.5f, 0},    {0.3f, 0.01f, 30},  {-0.0f, 1.0f, 0},
+    };
+    for (size_t i = 0; i < sizeof hand / sizeof *hand; i++)
+        ck_assert_msg(ptq_kv_code(hand[i].x, hand[i].s) == hand[i].code, "code(%g, %g) = %d, want %d",
+                      (double)hand[i].x, (double)hand[i].s, ptq_kv_code(hand[i].x, hand[i].s),
+                      hand[i].code);
+    uint64_t st = 0x243f6a8885a308d3ull;
+    for (int i = 0; i < 1000000; i++) {
+        st = st * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t r1 = (uint32_t)(st >> 32), r2 = (uint32_t)st;
+        float s = ldexpf(1.0f + (float)(r2 & 0xffff) / 65536.0f, (int)((r2 >> 16) % 24) - 16);
+        /* x spans about +-200 codes, with exact ties in a quarter of the draws */
+        float c = (float)((int)(r1 % 400001) - 200000) / 1000.0f;
+        if ((r1 >> 30) == 0) c = (float)((int)(r1 % 401) - 200) + 0.5f;
+        float x = c * s, v = x;
+        int8_t q = ptq_kv_code(x, s);
+        ck_assert_msg(q == code_formula(x, s), "code(%a, %a) = %d, formula %d", (double)x, (double)s,
+                      q, code_formula(x, s));
+        ptq_kv_int8(&v, &s, 1, 1);
+        ck_assert(v == ptq_kv_value(q, s) && ptq_kv_value(q, s) == (float)q * s);
     }
 }
 END_TEST
@@ -342,6 +386,7 @@ int main(void)
     TCase *tc = tcase_create("kv");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, kv_int8_definition);
+    tcase_add_test(tc, kv_code_shared);
     tcase_add_test(tc, step_w8a8);
     tcase_add_test(tc, step_kv_int8);
     tcase_add_test(tc, step_fp8_static_kv_int8);
