@@ -7,6 +7,7 @@
  * max_position_embeddings 2048 (llama), 131072 (mistral), 32768 (qwen2).
  */
 #include "formats/config.h"
+#include "lib/file.h"
 
 #include <cJSON.h>
 #include <errno.h>
@@ -283,32 +284,10 @@ done:
 int ptq_config_load(ptq_config *c, const char *path, ptq_err *e)
 {
     memset(c, 0, sizeof *c);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ptq_fail(e, PTQ_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return ptq_fail(e, PTQ_EIO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > MAX_CONFIG_BYTES) {
-        fclose(f);
-        return ptq_fail(e, PTQ_EFORMAT, "%s: %lld bytes, larger than the %u-byte limit", path,
-                        (long long)sb.st_size, MAX_CONFIG_BYTES);
-    }
-    size_t n = (size_t)sb.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", path);
-    }
-    size_t got = fread(buf, 1, n, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (got != n || bad) {
-        free(buf);
-        return ptq_fail(e, PTQ_EIO, "%s: read error", path);
-    }
-    buf[n] = 0;
+    char *buf;
+    size_t n;
+    int rc0 = ptq_read_file(path, MAX_CONFIG_BYTES, &buf, &n, e);
+    if (rc0) return rc0;
     int rc = ptq_config_parse(c, buf, n, path, e);
     free(buf);
     return rc;

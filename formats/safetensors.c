@@ -6,6 +6,7 @@
  * section.  Everything in the header is checked before a tensor byte is read.
  */
 #include "formats/safetensors.h"
+#include "lib/file.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -409,45 +410,12 @@ static int add_file(ptq_safetensors *st, const char *path, ptq_err *e)
     return PTQ_OK;
 }
 
-/* Whole small file into memory (NUL-terminated). */
-static int slurp(const char *path, size_t limit, char **out, size_t *len, ptq_err *e)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) return ptq_fail(e, PTQ_EIO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return ptq_fail(e, PTQ_EIO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > limit) {
-        fclose(f);
-        return ptq_fail(e, PTQ_EFORMAT, "%s: %lld bytes, larger than the %zu-byte limit", path,
-                        (long long)sb.st_size, limit);
-    }
-    size_t n = (size_t)sb.st_size;
-    char *buf = malloc(n + 1);
-    if (!buf) {
-        fclose(f);
-        return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", path);
-    }
-    size_t got = fread(buf, 1, n, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (got != n || bad) {
-        free(buf);
-        return ptq_fail(e, PTQ_EIO, "%s: read error", path);
-    }
-    buf[n] = 0;
-    *out = buf;
-    *len = n;
-    return PTQ_OK;
-}
 
 static int open_index(ptq_safetensors *st, const char *index, ptq_err *e)
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = slurp(index, PTQ_ST_MAX_HEADER, &text, &len, e);
+    int rc = ptq_read_file(index, PTQ_ST_MAX_HEADER, &text, &len, e);
     if (rc) return rc;
     st->index_path = strdup(index);
     cJSON *root = cJSON_ParseWithLength(text, len);

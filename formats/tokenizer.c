@@ -21,6 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "formats/tokenizer_impl.h"
+#include "lib/file.h"
 
 #define META "\xe2\x96\x81" /* U+2581 "▁" */
 
@@ -752,34 +753,9 @@ done:
 
 static char *read_all(const char *path, size_t *len, ptq_err *e, int *rc)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        *rc = ptq_fail(e, PTQ_EIO, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) break;
-        char *nb = cap > ((size_t)1 << 40) ? NULL : realloc(buf, cap *= 2);
-        if (!nb) free(buf);
-        buf = nb;
-    }
-    int err = ferror(f);
-    fclose(f);
-    if (!buf) {
-        *rc = ptq_fail(e, PTQ_ENOMEM, "%s: out of memory reading it", path);
-        return NULL;
-    }
-    if (err) {
-        free(buf);
-        *rc = ptq_fail(e, PTQ_EIO, "%s: read error", path);
-        return NULL;
-    }
-    *len = n;
-    return buf;
+    char *buf;
+    *rc = ptq_read_file(path, (size_t)1 << 32, &buf, len, e);
+    return *rc ? NULL : buf;
 }
 
 int ptq_tok_load(ptq_tokenizer **t, const char *json_path, const char *config_path, ptq_err *e)

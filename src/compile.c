@@ -37,6 +37,7 @@
 #include "formats/bundle.h"
 #include "formats/checkpoint.h"
 #include "formats/tokenizer.h"
+#include "lib/file.h"
 #include "lib/generate.h"
 #include "lib/half.h"
 #include "lib/hessian.h"
@@ -151,34 +152,7 @@ static char *path_cat(const char *a, const char *b)
 
 static int read_whole(const char *path, char **data, size_t *len, ptq_err *e)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ptq_fail(e, PTQ_EIO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 > cap) {
-            cap = cap ? 2 * cap : 1 << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", path);
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, 65536, f);
-        n += r;
-        if (r < 65536) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return ptq_fail(e, PTQ_EIO, "%s: read error", path);
-    }
-    *data = buf;
-    *len = n;
-    return PTQ_OK;
+    return ptq_read_file(path, (size_t)1 << 40, data, len, e);
 }
 
 static const char *base_name(const char *p)

@@ -1,6 +1,8 @@
 /* journal.c - see journal.h */
 #include "src/journal.h"
 
+#include "lib/file.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -104,37 +106,10 @@ void journal_free(journal *j)
 int journal_read(const char *path, journal *j, ptq_err *e)
 {
     memset(j, 0, sizeof *j);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ptq_fail(e, PTQ_EIO, "%s: cannot open: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            cap = cap ? cap * 2 : 65536;
-            if (cap > (64u << 20)) {
-                free(buf);
-                fclose(f);
-                return ptq_fail(e, PTQ_EFORMAT, "%s: journal larger than 64 MiB", path);
-            }
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", path);
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + len, 1, 4096, f);
-        len += r;
-        if (r < 4096) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return ptq_fail(e, PTQ_EIO, "%s: read error", path);
-    }
-    buf[len] = 0;
+    char *buf;
+    size_t len;
+    int rc0 = ptq_read_file(path, (size_t)64 << 20, &buf, &len, e);
+    if (rc0) return rc0;
     j->root = cJSON_ParseWithLength(buf, len);
     free(buf);
     if (!j->root) return ptq_fail(e, PTQ_EFORMAT, "%s: journal is not valid JSON", path);

@@ -1,6 +1,8 @@
 /* recipe.c - per-layer recipes (src/recipe.h). */
 #include "src/recipe.h"
 
+#include "lib/file.h"
+
 #include <errno.h>
 #include <fnmatch.h>
 #include <stdio.h>
@@ -15,32 +17,10 @@ static const int method_ids[] = {PTQ_METHOD_RTN, PTQ_METHOD_GPTQ, PTQ_METHOD_AWQ
 
 static int read_file(const char *path, char **out, ptq_err *e)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) return ptq_fail(e, PTQ_EIO, "recipe %s: cannot open: %s", path, strerror(errno));
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *nb = cap > (64u << 20) ? NULL : realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb, cap *= 2;
-        }
-        size_t k = fread(buf + n, 1, cap - 1 - n, f);
-        n += k;
-        if (k == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (!buf) return ptq_fail(e, PTQ_EFORMAT, "recipe %s: larger than 64 MB or out of memory", path);
-    if (bad) {
-        free(buf);
-        return ptq_fail(e, PTQ_EIO, "recipe %s: read error", path);
-    }
-    buf[n] = 0;
+    char *buf;
+    size_t n;
+    int rc = ptq_read_file(path, (size_t)64 << 20, &buf, &n, e);
+    if (rc) return ptq_fail_prefix(e, "recipe");
     if (strlen(buf) != n) {
         free(buf);
         return ptq_fail(e, PTQ_EFORMAT, "recipe %s: contains a NUL byte", path);
