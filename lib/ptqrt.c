@@ -190,6 +190,15 @@ static int upload_lin(ptqrt_model *m, ptqrt_tensor_fn get, void *ctx, const char
     if ((rc = ptq_qtensor_check(&q, name, e)) || (rc = expect_shape(&q, name, rows, cols, e))) goto out;
     l->rows = rows;
     l->cols = cols;
+    if (q.format != PTQ_QF_INT && q.format != PTQ_QF_DENSE) {
+        /* W8A8 / FP8 (activation-quantized) bundles run on the CPU reference
+         * runtime; their kernels are not written yet. */
+        rc = ptq_fail(e, PTQ_EFORMAT,
+                      "%s: 8-bit activation formats (w8a8, fp8) are not supported by the CUDA "
+                      "runtime yet; evaluate this bundle with --device cpu",
+                      name);
+        goto out;
+    }
     if (q.format == PTQ_QF_INT) {
         size_t nw = (size_t)rows * (size_t)ptq_pack_row_words(cols, q.bits);
         size_t ng = (size_t)rows * (size_t)q.ngroups;
