@@ -625,10 +625,12 @@ static int quantize_linear(cstate *s, int l, int which, ptq_layer_w *lw, ptq_qte
     double err_rtn = den > 0 ? quad_form(W, s->wq, rows, cols, s->H, dbuf, pbuf) / den : 0;
     s->t[T_ERROR] += elapsed(t0);
     cJSON_AddNumberToObject(entry, "err_rtn", err_rtn);
-    if (pl->method == PTQ_METHOD_RTN || (pl->method == PTQ_METHOD_AWQ && Wr == W)) {
+    /* awq+gptq linears whose group kept the AWQ result round as awq does */
+    int awq_rtn = pl->method == PTQ_METHOD_AWQ || s->awq.rtn[which];
+    if (pl->method == PTQ_METHOD_RTN || (awq_rtn && Wr == W)) {
         cJSON_AddNumberToObject(entry, "err", err_rtn);
         *out = qr;
-    } else if (pl->method == PTQ_METHOD_AWQ) {
+    } else if (awq_rtn) {
         ptq_qtensor_free(&qr);
         t0 = cli_now();
         rc = ptq_rtn(Wr, rows, cols, &pl->q, out, e);

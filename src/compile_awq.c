@@ -125,7 +125,98 @@ static int mlp_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
     return PTQ_OK;
 }
 
+/* one linear's own output through the Gram matrix H of its inputs */
+typedef struct lin_ctx {
+    const float *W, *H;
+    int rows, cols;
+    float *buf;
+} lin_ctx;
+
+static int lin_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
+{
+    (void)e;
+    lin_ctx *l = ctx;
+    *loss = ptq_awq_quad_loss(Wq[0], l->W, l->rows, l->cols, l->H, l->buf, NULL);
+    return PTQ_OK;
+}
+
 /* ---------------------------------------------------------------- the step */
+
+/* awq+gptq: the AWQ result of group g as --method awq makes it (the search
+ * with round-to-nearest, then the clips of its linears but q/k on the
+ * inputs X [N, cols] divided by the scales), judged by fn: r->loss is the
+ * loss of the clipped, rounded weights; sa [cols] the scales; clip[k] the
+ * clips of linear k (NULL for q/k). */
+static int awq_alt(const awq_layer_ctx *c, int g, const ptq_awq_lin *lins0, int n,
+                   const float *xmean, const float *X, int cols, size_t N, ptq_awq_loss_fn fn,
+                   void *ctx, float *const *Wq, float *sa, float **clip, ptq_awq_result *r,
+                   ptq_err *e)
+{
+    ptq_awq_lin lins[3];
+    for (int k = 0; k < n; k++) {
+        lins[k] = lins0[k];
+        lins[k].H = NULL;
+    }
+    int rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, fn, ctx, Wq, sa, r, e);
+    float *Xs = NULL;
+    if (!rc) {
+        Xs = malloc(N * cols * sizeof *Xs);
+        if (!Xs) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ clip search");
+        else
+            for (size_t t = 0; t < N; t++)
+                for (int j = 0; j < cols; j++) Xs[t * cols + j] = X[t * cols + j] / sa[j];
+    }
+    for (int k = 0; k < n && !rc; k++) {
+        int which = grp_first[g] + k, rows = lins[k].rows;
+        if (which == PTQ_Q || which == PTQ_K) continue;
+        const ptq_gptq_opts *q = lins[k].q;
+        int ng = q->group ? cols / q->group : 1;
+        float *Ws = malloc((size_t)rows * cols * sizeof *Ws);
+        clip[k] = malloc((size_t)rows * ng * sizeof *clip[k]);
+        if (!Ws || !clip[k]) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ clip search");
+        if (!rc) {
+            memcpy(Ws, lins[k].W, (size_t)rows * cols * sizeof *Ws);
+            ptq_awq_scale_cols(Ws, rows, cols, sa);
+            rc = ptq_awq_clip_search(Ws, rows, cols, q, Xs, (int)N, c->n_grid,
+                                     PTQ_AWQ_MAX_SHRINK, clip[k], NULL, e);
+        }
+        free(Ws);
+    }
+    free(Xs);
+    for (int k = 0; k < n && !rc; k++)
+        rc = ptq_awq_fake_quant(lins[k].W, lins[k].rows, cols, sa, clip[k], lins[k].q, Wq[k], e);
+    if (!rc) rc = fn(ctx, Wq, &r->loss, e);
+    if (!rc && !isfinite(r->loss))
+        rc = ptq_fail(e, PTQ_EDATA, "AWQ: the block output error of the clipped weights is %g",
+                      r->loss);
+    return rc;
+}
+
+/* awq+gptq: keep the better of the GPTQ-rounded search r (scales s) and the
+ * AWQ result ra (scales sa, clips clip[k], taken over when chosen). */
+static void keep_better(const awq_layer_ctx *c, int g, awq_layer_res *res, ptq_awq_result *r,
+                        float *s, const ptq_awq_result *ra, const float *sa, float **clip,
+                        int cols)
+{
+    res->loss_gptq[g] = r->loss;
+    res->loss_awq[g] = ra->loss;
+    res->choice[g] = ra->loss < r->loss ? 2 : 1;
+    for (int k = 0; k < grp_count[g]; k++) {
+        int which = grp_first[g] + k;
+        if (res->choice[g] == 2 && c->awq[which] == 2) {
+            res->rtn[which] = 1;
+            res->clip[which] = clip[k];
+            clip[k] = NULL;
+        }
+        free(clip[k]);
+        clip[k] = NULL;
+    }
+    if (res->choice[g] == 2) {
+        r->ratio = ra->ratio;
+        r->loss = ra->loss;
+        memcpy(s, sa, (size_t)cols * sizeof *s);
+    }
+}
 
 void awq_layer_res_free(awq_layer_res *r)
 {
@@ -135,6 +226,22 @@ void awq_layer_res_free(awq_layer_res *r)
 }
 
 static int group_of(int which) { return which < PTQ_O ? 0 : which == PTQ_O ? 1 : which < PTQ_DOWN ? 2 : 3; }
+
+/* awq+gptq on a block objective: the AWQ result of group g, the better kept */
+static int alt_block(const awq_layer_ctx *c, int g, awq_layer_res *res, const ptq_awq_lin *lins,
+                     int n, const float *xmean, const float *X, int cols, size_t N,
+                     ptq_awq_loss_fn fn, void *ctx, float *const *Wq, float *s, ptq_awq_result *r,
+                     ptq_err *e)
+{
+    float *sa = malloc((size_t)cols * sizeof *sa), *clip[3] = {NULL, NULL, NULL};
+    ptq_awq_result ra;
+    int rc = sa ? PTQ_OK : ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    if (!rc) rc = awq_alt(c, g, lins, n, xmean, X, cols, N, fn, ctx, Wq, sa, clip, &ra, e);
+    if (!rc) keep_better(c, g, res, r, s, &ra, sa, clip, cols);
+    for (int k = 0; k < 3; k++) free(clip[k]);
+    free(sa);
+    return rc;
+}
 
 /* The scale search of group g on X [N, cols]; s [cols] out.  0 with
  * res->scale[g] set, or PTQ_OK without when the group is not scaled. */
@@ -186,6 +293,18 @@ static int search_group(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
                                        c->awq[which] == 2, c->n_grid, s, &r, &tm, e);
             tblas += tm.blas;
         }
+        if (!rc && c->awq[which] == 2) {
+            lin_ctx lc = {lw->w[which], H, rows, cols, NULL};
+            ptq_awq_lin lin = {lw->w[which], rows, c->q[which], NULL};
+            float *wq = malloc((size_t)rows * cols * sizeof *wq), *sa = malloc(cols * sizeof *sa);
+            float *clip[1] = {NULL};
+            lc.buf = malloc(2 * (size_t)256 * cols * sizeof *lc.buf);
+            ptq_awq_result ra;
+            if (!wq || !sa || !lc.buf) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+            if (!rc) rc = awq_alt(c, g, &lin, 1, xmean, X, cols, N, lin_fn, &lc, &wq, sa, clip, &ra, e);
+            if (!rc) keep_better(c, g, res, &r, s, &ra, sa, clip, cols);
+            free(clip[0]), free(wq), free(sa), free(lc.buf);
+        }
         free(H);
     } else if (!rc) {
         block_ctx b;
@@ -230,6 +349,7 @@ static int search_group(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
             if (!rc) rc = attn_run(&b, ref, NULL, &l, e);
             b.ref = ref;
             if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, attn_fn, &b, Wq, s, &r, e);
+            if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, attn_fn, &b, Wq, s, &r, e);
         } else if (!rc) {
             size_t step = (size_t)c->chunk * T;
             b.X = X;
@@ -241,6 +361,7 @@ static int search_group(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
             if (!rc) mlp_run(&b, lw->w[PTQ_GATE], lw->w[PTQ_UP], ref, &l);
             b.ref = ref;
             if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, mlp_fn, &b, Wq, s, &r, e);
+            if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, mlp_fn, &b, Wq, s, &r, e);
         }
         tblas += b.blas;
         free(b.out), free(b.hb), free(b.hb2), free(ref), free(zero), free(H);
@@ -351,6 +472,11 @@ void awq_report(const awq_layer_res *res, int which, cJSON *entry)
         cJSON_AddNumberToObject(entry, "awq_ratio", strtod(d, NULL));
         cJSON_AddNumberToObject(entry, "awq_block_loss", res->loss[g]);
         cJSON_AddNumberToObject(entry, "awq_block_loss_rtn", res->loss_rtn[g]);
+        if (res->choice[g]) {
+            cJSON_AddStringToObject(entry, "awq_gptq_choice", res->choice[g] == 2 ? "awq" : "gptq");
+            cJSON_AddNumberToObject(entry, "awq_block_loss_gptq", res->loss_gptq[g]);
+            cJSON_AddNumberToObject(entry, "awq_block_loss_awq", res->loss_awq[g]);
+        }
     } else {
         cJSON_AddBoolToObject(entry, "awq_scaled", 0);
     }

@@ -16,10 +16,14 @@
  * awq+gptq: the candidates of the scale search are rounded with GPTQ on the
  * Hessian of the search tokens (scaled as the inputs are), so each group's
  * ratio is chosen for the rounding that will be used and ratio 0 (no
- * scaling) is plain GPTQ: on the block objective of the search tokens
- * awq+gptq is never worse than GPTQ.  Its linears are not clipped: clamping
- * before GPTQ would throw away the clamped part instead of letting GPTQ's
- * updates compensate it.
+ * scaling) is plain GPTQ.  The group's AWQ result (the RTN search, then the
+ * clip search of its linears but q/k on the search tokens divided by the
+ * scales) is judged on the same objective; the lower of the two is kept:
+ * GPTQ-rounded linears are not clipped (clamping before GPTQ would throw
+ * away the clamped part instead of letting GPTQ's updates compensate it),
+ * AWQ-chosen ones are rounded to nearest from the clamped weights.  On the
+ * block objective of the search tokens awq+gptq is never worse than GPTQ
+ * or AWQ.
  *
  * Objectives:
  *   q/k/v    the attention block's output o_proj(attention(q, k, v)) with
@@ -68,6 +72,12 @@ typedef struct awq_layer_res {
     float *scale[4];           /* [cols] scales folded for group g, or NULL */
     float ratio[4];
     double loss[4], loss_rtn[4];
+    /* awq+gptq: loss_gptq the best GPTQ-rounded candidate, loss_awq the AWQ
+     * result (RTN search, clips); choice 1 gptq, 2 awq (0: not awq+gptq);
+     * rtn[i]: awq+gptq linear i follows AWQ (round to nearest, clipped) */
+    double loss_gptq[4], loss_awq[4];
+    int choice[4];
+    int rtn[PTQ_NLINEAR];
     double seconds, blas_seconds;
 } awq_layer_res;
 
