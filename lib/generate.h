@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "lib/model.h"
+#include "lib/sample.h"
 
 typedef struct ptq_gen ptq_gen;
 
@@ -23,16 +24,7 @@ void ptq_gen_free(ptq_gen *g);
 int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int pos,
                  float *logits, ptq_err *e);
 
-/* xoshiro256** seeded with splitmix64: same seed, same stream, everywhere. */
-typedef struct ptq_rng { uint64_t s[4]; } ptq_rng;
-void ptq_rng_seed(ptq_rng *r, uint64_t seed);
-uint64_t ptq_rng_next(ptq_rng *r);
-double ptq_rng_uniform(ptq_rng *r); /* [0, 1) with 53 random bits */
-
-/* Sample from logits [vocab]: temp <= 0 is greedy argmax (lowest id on ties);
- * else softmax(logits / temp) restricted to the smallest set of top tokens
- * whose mass reaches top_p (1 = all).  scratch: 2 * vocab floats or NULL. */
-int ptq_sample(const float *logits, int vocab, float temp, float top_p, ptq_rng *rng);
+/* Random numbers and sampling: lib/sample.h. */
 
 /* Data-free calibration: nsamples sequences of seqlen tokens, each starting
  * with bos and continued by sampling the model (temperature 1, top_p 1) with

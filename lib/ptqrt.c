@@ -15,6 +15,7 @@
 
 #include "formats/bundle.h"
 #include "formats/config.h"
+#include "lib/sample.h"
 #include "lib/dtype.h"
 #include "lib/ptqrt_kernels.h"
 #include "lib/qtensor.h"
@@ -785,86 +786,31 @@ int ptqrt_eval_nll(ptqrt_model *m, const int32_t *ids, size_t n_ids, int ctx, do
 }
 
 /* ---------------------------------------------------------------- sampling */
-static uint64_t splitmix64(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
+/* The RNG and sampler are lib/sample.c's (shared with the CPU decoder, so
+ * equal logits and seeds give equal tokens); ptqrt_rng is its public twin. */
 void ptqrt_rng_seed(ptqrt_rng *r, uint64_t seed)
 {
-    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+    ptq_rng g;
+    ptq_rng_seed(&g, seed);
+    memcpy(r->s, g.s, sizeof r->s);
 }
 
-static uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_next(ptqrt_rng *r)
+double ptqrt_rng_uniform(ptqrt_rng *r)
 {
-    uint64_t *s = r->s, result = rotl64(s[1] * 5, 7) * 9, t = s[1] << 17;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl64(s[3], 45);
-    return result;
-}
-
-double ptqrt_rng_uniform(ptqrt_rng *r) { return (double)(rng_next(r) >> 11) * 0x1.0p-53; }
-
-static int argmax_f(const float *x, int n)
-{
-    int best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
-}
-
-typedef struct { double p; int id; } prob;
-
-static int prob_desc(const void *a, const void *b)
-{
-    const prob *x = a, *y = b;
-    if (x->p != y->p) return x->p < y->p ? 1 : -1;
-    return x->id - y->id;
+    ptq_rng g;
+    memcpy(g.s, r->s, sizeof g.s);
+    double u = ptq_rng_uniform(&g);
+    memcpy(r->s, g.s, sizeof r->s);
+    return u;
 }
 
 int ptqrt_sample(const float *logits, int vocab, float temp, float top_p, ptqrt_rng *rng)
 {
-    if (temp <= 0.0f) return argmax_f(logits, vocab);
-    prob *p = malloc(sizeof *p * (size_t)vocab);
-    if (!p) return -1;
-    float mx = logits[argmax_f(logits, vocab)];
-    double sum = 0.0;
-    for (int i = 0; i < vocab; i++) {
-        p[i].p = exp((double)(logits[i] - mx) / temp);
-        p[i].id = i;
-        sum += p[i].p;
-    }
-    int n = vocab;
-    if (top_p < 1.0f) {
-        qsort(p, (size_t)vocab, sizeof *p, prob_desc);
-        double cum = 0.0;
-        for (n = 0; n < vocab;) {
-            cum += p[n++].p / sum;
-            if (cum >= top_p) break;
-        }
-        sum = 0.0;
-        for (int i = 0; i < n; i++) sum += p[i].p;
-    }
-    double u = ptqrt_rng_uniform(rng) * sum, cum = 0.0;
-    int pick = p[n - 1].id;
-    for (int i = 0; i < n; i++) {
-        cum += p[i].p;
-        if (u < cum) {
-            pick = p[i].id;
-            break;
-        }
-    }
-    free(p);
-    return pick;
+    ptq_rng g;
+    memcpy(g.s, rng->s, sizeof g.s);
+    int tok = ptq_sample(logits, vocab, temp, top_p, &g);
+    memcpy(rng->s, g.s, sizeof rng->s);
+    return tok;
 }
 
 int ptqrt_generate(ptqrt_model *m, const int32_t *prompt, int n_prompt, int max_new,
