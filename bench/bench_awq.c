@@ -11,7 +11,7 @@
  * its output error over the tokens through their Gram matrix, one ssymm per
  * 256 rows) and the clip search (ptq_awq_clip_search: 10 shrinks per group
  * on 512 subsampled tokens, one sgemm per group and shrink); for each the
- * wall time and the share inside BLAS calls, as lib/awq.c times them.  The
+ * wall time and the share inside BLAS calls, as lib/quant/awq.c times them.  The
  * Gram matrix (one ssyrk over the tokens) is timed apart: the compile
  * computes it once per layer for GPTQ anyway.  With REPEATS > 1 the medians.
  * OpenBLAS runs with its default thread count.
@@ -23,7 +23,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "lib/awq.h"
+#include "lib/quant/awq.h"
 
 static double now(void)
 {

@@ -23,7 +23,7 @@
  *                        two RMSNorm vectors);
  *   activations        = nsamples x seqlen x hidden x 2 bytes: the FP16
  *                        hidden states between layers that the engine keeps;
- *   Hessians           = what src/compile.c holds at once for the widest
+ *   Hessians           = what lib/compile/compile.c holds at once for the widest
  *                        linear (cols = intermediate, down_proj): the
  *                        ptq_hessian accumulator (double) and its per-chunk
  *                        ssyrk buffer (float), the finished H and GPTQ's
@@ -55,8 +55,8 @@
 #include <unistd.h>
 
 #include "formats/safetensors.h"
-#include "lib/err.h"
-#include "lib/half.h"
+#include "lib/base/err.h"
+#include "lib/base/half.h"
 
 enum { HIDDEN = 2048, INTER = 5632, HEADS = 16, KV_HEADS = 4, HEAD_DIM = 128, VOCAB = 32000 };
 

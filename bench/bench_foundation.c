@@ -26,7 +26,7 @@
 
 #include "formats/config.h"
 #include "formats/tokenizer.h"
-#include "lib/model.h"
+#include "lib/model/model.h"
 
 static double now_s(void)
 {

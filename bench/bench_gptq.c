@@ -30,8 +30,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "lib/gptq.h"
-#include "lib/hessian.h"
+#include "lib/quant/gptq.h"
+#include "lib/quant/hessian.h"
 
 static double now_s(void)
 {

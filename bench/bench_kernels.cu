@@ -20,7 +20,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "lib/ptqrt_kernels.h"
+#include "lib/cuda/ptqrt_kernels.h"
 
 #define CK(x)                                                                                   \
     do {                                                                                        \

@@ -3,8 +3,8 @@
  *
  * The pass the compile engine runs per layer for smoothquant: the layer's
  * forward over the calibration tokens capturing the q/k/v input and the
- * gate/up input, each added to lib/hessian.c (ssyrk + per-channel max |x|,
- * the statistic SmoothQuant needs), then the factors (lib/smoothquant.c).
+ * gate/up input, each added to lib/quant/hessian.c (ssyrk + per-channel max |x|,
+ * the statistic SmoothQuant needs), then the factors (lib/quant/smoothquant.c).
  * BLAS share: the same sgemm/ssyrk calls (7 linears, 2 attention products
  * per sequence and head, 2 ssyrk) timed alone on the same shapes, divided by
  * the pass time.  A synthetic layer of a 1B-class shape (hidden 2048,
@@ -18,9 +18,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "lib/hessian.h"
-#include "lib/model.h"
-#include "lib/smoothquant.h"
+#include "lib/quant/hessian.h"
+#include "lib/model/model.h"
+#include "lib/quant/smoothquant.h"
 #include "tests/synth.h"
 
 void openblas_set_num_threads(int);

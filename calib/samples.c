@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/generate.h"
+#include "lib/base/sample.h"
 
 void ptq_samples_free(ptq_samples *s)
 {

@@ -6,7 +6,7 @@
  * uniformly random offset in [0, stream - (seqlen - 1)] (GPTQ's reference
  * style: random offsets into the concatenated token stream; the BOS in front
  * puts every window at position 0 as the deployed model sees a prompt).
- * Offsets come from ptq_rng (lib/generate.h) seeded with seed, so the same
+ * Offsets come from ptq_rng (lib/base/sample.h) seeded with seed, so the same
  * documents, seed and sizes give the same windows everywhere.  Without a BOS
  * (bos < 0) the window is seqlen stream tokens.
  *
@@ -20,7 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/err.h"
+#include "lib/base/err.h"
 
 typedef struct ptq_samples {
     int n;        /* windows */

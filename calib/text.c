@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/sha256.h"
+#include "lib/base/sha256.h"
 
 /* What one ptq_text_read call carries around. */
 typedef struct reader {

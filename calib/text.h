@@ -36,7 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/err.h"
+#include "lib/base/err.h"
 
 enum ptq_utf8_policy { PTQ_UTF8_REPLACE = 0, PTQ_UTF8_STRICT = 1 };
 

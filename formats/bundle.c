@@ -23,10 +23,10 @@
 #include <unistd.h>
 
 #include "formats/config.h"
-#include "lib/dtype.h"
-#include "lib/model.h"
-#include "lib/pack.h"
-#include "lib/sha256.h"
+#include "lib/base/dtype.h"
+#include "formats/arch.h"
+#include "lib/qfmt/pack.h"
+#include "lib/base/sha256.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the bundle payloads are little-endian; a big-endian port must byte-swap them"
@@ -74,7 +74,7 @@ static uint64_t payload_size(const char *p, int format, int rows, int cols, int 
 {
     uint64_t r = (uint64_t)rows, c = (uint64_t)cols;
     if (format == PTQ_QF_DENSE) return !strcmp(p, "data") ? r * c * ptq_dtype_size(dtype) : 0;
-    if (format == PTQ_QF_W8A8 || format == PTQ_QF_FP8) /* lib/w8a8.h */
+    if (format == PTQ_QF_W8A8 || format == PTQ_QF_FP8) /* lib/qfmt/w8a8.h */
         return !strcmp(p, "codes") ? r * c : !strcmp(p, "wscale") ? r * 4
                                            : !strcmp(p, "act_scale") ? 4 : 0;
     uint64_t ng = group ? c / (uint64_t)group : 1;

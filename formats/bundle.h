@@ -21,8 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/err.h"
-#include "lib/qtensor.h"
+#include "lib/base/err.h"
+#include "lib/qfmt/qtensor.h"
 
 typedef struct cJSON cJSON;
 

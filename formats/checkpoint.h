@@ -11,7 +11,7 @@
 #include "formats/config.h"
 #include "formats/safetensors.h"
 #include "formats/tokenizer.h"
-#include "lib/model.h"
+#include "formats/arch.h"
 
 typedef struct ptq_checkpoint {
     char *dir;

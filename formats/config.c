@@ -7,7 +7,7 @@
  * max_position_embeddings 2048 (llama), 131072 (mistral), 32768 (qwen2).
  */
 #include "formats/config.h"
-#include "lib/file.h"
+#include "lib/base/file.h"
 
 #include <cJSON.h>
 #include <errno.h>

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-#include "lib/err.h"
+#include "lib/base/err.h"
 
 enum ptq_rope_scaling { PTQ_ROPE_NONE = 0, PTQ_ROPE_LINEAR, PTQ_ROPE_LLAMA3 };
 

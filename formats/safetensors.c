@@ -6,7 +6,7 @@
  * section.  Everything in the header is checked before a tensor byte is read.
  */
 #include "formats/safetensors.h"
-#include "lib/file.h"
+#include "lib/base/file.h"
 
 #include <cJSON.h>
 #include <dirent.h>
@@ -20,7 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "lib/half.h"
+#include "lib/base/half.h"
 
 /* Integers in the header are JSON numbers (doubles in cJSON): accept only
  * exact integers below 2^53, where a double still counts every integer. */

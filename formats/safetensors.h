@@ -12,8 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/err.h"
-#include "lib/dtype.h"
+#include "lib/base/err.h"
+#include "lib/base/dtype.h"
 
 #define PTQ_ST_MAX_DIMS 8
 

@@ -10,7 +10,7 @@
  *                  Metaspace, Sequence of these
  *   decoder:       null, ByteLevel, Replace("▁" -> " "), ByteFallback, Fuse,
  *                  Strip(" ", n, 0), Metaspace, Sequence of these
- * Encode/decode are in calib/bpe.c.
+ * Encode/decode are in formats/bpe.c.
  */
 #include <errno.h>
 #include <math.h>
@@ -21,7 +21,7 @@
 #include <cjson/cJSON.h>
 
 #include "formats/tokenizer_impl.h"
-#include "lib/file.h"
+#include "lib/base/file.h"
 
 #define META "\xe2\x96\x81" /* U+2581 "▁" */
 

@@ -9,7 +9,7 @@
  * Added/special tokens are matched in the text before BPE, as HF does.
  * BOS/EOS come from tokenizer_config.json when present.
  *
- * Loading parses (formats/tokenizer.c); encode/decode live in calib/bpe.c.
+ * Loading parses (formats/tokenizer.c); encode/decode live in formats/bpe.c.
  *
  * Accepted tokenizer.json pieces (others are refused by name, PTQ_EFORMAT):
  * model BPE (merges as "a b" or ["a","b"], unk_token, fuse_unk,
@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/err.h"
+#include "lib/base/err.h"
 
 typedef struct ptq_tokenizer ptq_tokenizer;
 

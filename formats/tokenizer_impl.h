@@ -1,5 +1,5 @@
 /* tokenizer_impl.h - the inside of ptq_tokenizer, shared by the loader
- * (formats/tokenizer.c) and the encoder/decoder (calib/bpe.c).  Not installed.
+ * (formats/tokenizer.c) and the encoder/decoder (formats/bpe.c).  Not installed.
  *
  * The loader turns tokenizer.json into this flat description: a vocabulary
  * (id -> piece, piece -> id), merges as (left id, right id) -> (rank, new id),
@@ -25,7 +25,7 @@ enum { PTQ_TOK_SPM = 0, PTQ_TOK_BYTELEVEL = 1 };
 
 /* normalizer steps, applied in order to each text section between added
  * tokens.  NFC/NFD/NFKC/NFKD are Unicode normalization forms (UAX #15),
- * computed by utf8proc (calib/bpe.c). */
+ * computed by utf8proc (formats/bpe.c). */
 enum { PTQ_NORM_PREPEND, PTQ_NORM_REPLACE, PTQ_NORM_NFC, PTQ_NORM_NFD, PTQ_NORM_NFKC, PTQ_NORM_NFKD };
 typedef struct {
     int kind;

@@ -3,7 +3,7 @@
 #ifndef PTQC_CLI_H
 #define PTQC_CLI_H
 
-#include "lib/err.h"
+#include "lib/base/err.h"
 
 /* Print "ptqc: <message>" to stderr and return e->status. */
 int cli_report(const ptq_err *e);

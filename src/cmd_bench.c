@@ -11,7 +11,7 @@
 #include "src/cli.h"
 
 #ifdef PTQC_HAVE_CUDA
-#include "lib/ptqrt.h"
+#include "lib/cuda/ptqrt.h"
 #endif
 
 static const char bench_help[] =

@@ -1,4 +1,4 @@
-/* cmd_compile.c - `ptqc compile MODEL -o OUT.ptq`: flags, then src/compile.c. */
+/* cmd_compile.c - `ptqc compile MODEL -o OUT.ptq`: flags, then lib/compile/compile.c. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "src/cli.h"
-#include "src/compile.h"
+#include "lib/compile/compile.h"
 #include "src/progress.h"
 
 static const char usage_text[] =

@@ -12,8 +12,8 @@
 
 #include "calib/text.h"
 #include "formats/checkpoint.h"
-#include "lib/eval.h"
-#include "lib/runtime_cpu.h"
+#include "lib/model/eval.h"
+#include "lib/runtime/runtime_cpu.h"
 #include "src/cli.h"
 #include "src/eval_cuda.h"
 
@@ -62,7 +62,7 @@ typedef struct eval_model {
 } eval_model;
 
 /* The one place that turns MODEL into a ptq_weights provider and a tokenizer:
- * a checkpoint directory or a .ptq bundle (lib/runtime_cpu.h). */
+ * a checkpoint directory or a .ptq bundle (lib/runtime/runtime_cpu.h). */
 static int eval_model_open(eval_model *m, const char *path, ptq_err *e)
 {
     memset(m, 0, sizeof *m);
@@ -221,7 +221,7 @@ int cmd_eval(int argc, char **argv)
     const char *model_path = argv[optind];
     /* BLAS single-threaded: its threaded kernels round differently with the
      * thread count; ptq_eval_ppl runs --threads workers over a fixed cut of
-     * the windows itself (lib/eval.h), so the figures do not depend on it. */
+     * the windows itself (lib/model/eval.h), so the figures do not depend on it. */
     cli_set_threads(1);
     if (!threads) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);

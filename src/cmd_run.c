@@ -1,6 +1,6 @@
 /* cmd_run.c - `ptqc run BUNDLE --prompt TEXT`: generate text from a bundle on
  * the GPU with libptqrt, or with --device cpu on the CPU reference runtime
- * (lib/runtime_cpu.h + lib/generate.h's KV-cached ptq_gen_step), see
+ * (lib/runtime/runtime_cpu.h + lib/model/generate.h's KV-cached ptq_gen_step), see
  * ptqc-run(1).  Both devices run the same loop: feed the prompt, then sample
  * a token and feed it, one position at a time.  The prompt is tokenized with
  * the bundle's own tokenizer; generated text is printed as it is produced, or
@@ -13,12 +13,12 @@
 #include "config.h"
 #include "formats/bundle.h"
 #include "formats/tokenizer.h"
-#include "lib/generate.h"
-#include "lib/runtime_cpu.h"
+#include "lib/model/generate.h"
+#include "lib/runtime/runtime_cpu.h"
 #include "src/cli.h"
 
 #ifdef PTQC_HAVE_CUDA
-#include "lib/ptqrt.h"
+#include "lib/cuda/ptqrt.h"
 #endif
 
 static const char run_help[] =

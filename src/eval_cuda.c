@@ -1,6 +1,6 @@
 /* eval_cuda.c - perplexity windows on the GPU for `ptqc eval --device cuda`.
  * The windows, the count of predicted tokens and the reduction in window
- * order are those of lib/eval.c; only the logits come from libptqrt. */
+ * order are those of lib/model/eval.c; only the logits come from libptqrt. */
 #include "src/eval_cuda.h"
 
 #include <math.h>
@@ -10,7 +10,7 @@
 #include "config.h"
 #include "src/cli.h"
 #ifdef PTQC_HAVE_CUDA
-#include "lib/ptqrt.h"
+#include "lib/cuda/ptqrt.h"
 #endif
 
 #define EVAL_CUDA_BATCH 8 /* windows per forward */

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lib/eval.h"
+#include "lib/model/eval.h"
 
 /* Open the bundle at path on CUDA device 0 and fill r as ptq_eval_ppl does
  * without a reference (windows, predicted, dropped, window_nll, nll_total,

@@ -1,7 +1,7 @@
 /* ptqc - post-training quantization compiler for LLMs.
  *
  * main() only dispatches: each subcommand lives in src/cmd_<name>.c, parses
- * its own flags with getopt_long, and returns an exit status from lib/err.h
+ * its own flags with getopt_long, and returns an exit status from lib/base/err.h
  * (documented in ptqc(1)).
  */
 #include <stdio.h>

@@ -1,8 +1,8 @@
-/* check_awq.c - AWQ (lib/awq.h, src/compile_awq.c), per-layer recipes
- * (src/recipe.c) and `ptqc compile --method awq|awq+gptq [--recipe FILE]`.
+/* check_awq.c - AWQ (lib/quant/awq.h, lib/compile/awq_step.c), per-layer recipes
+ * (lib/compile/recipe.c) and `ptqc compile --method awq|awq+gptq [--recipe FILE]`.
  *
  * Units, against definitions computed here: the scales formula; the fake
- * quantizer equals RTN + dequantize (lib/rtn.c) of W diag(s), divided by s;
+ * quantizer equals RTN + dequantize (lib/quant/rtn.c) of W diag(s), divided by s;
  * the scale search picks the ratio whose own-output error, recomputed here
  * from the tokens, is smallest; the clip search's choice has the smallest
  * directly computed error per row and group; the GQA helpers.
@@ -24,10 +24,10 @@
 #include <unistd.h>
 
 #include "formats/checkpoint.h"
-#include "lib/awq.h"
-#include "lib/gptq.h"
-#include "lib/model.h"
-#include "lib/qtensor.h"
+#include "lib/quant/awq.h"
+#include "lib/quant/gptq.h"
+#include "lib/model/model.h"
+#include "lib/qfmt/qtensor.h"
 #include "tests/synth.h"
 #include "tests/testutil.h"
 

@@ -1,9 +1,9 @@
 /* check_bundle.c - the bundle writer/reader/verifier (formats/bundle.c), the
- * reference decode (lib/qtensor.c) and the CPU runtime (lib/runtime_cpu.c).
+ * reference decode (lib/qfmt/qtensor.c) and the CPU runtime (lib/runtime/runtime_cpu.c).
  *
  * Golden values: the int decode is checked against a per-element formula
  * written here (bit stream read bit by bit, fp16 decoded with ldexp), not
- * against lib/pack.h; archives are read back by GNU tar and by libarchive;
+ * against lib/qfmt/pack.h; archives are read back by GNU tar and by libarchive;
  * the runtime is checked against the FP16 checkpoint's own forward pass.
  */
 #include <archive.h>
@@ -24,11 +24,11 @@
 
 #include "formats/bundle.h"
 #include "formats/checkpoint.h"
-#include "lib/dtype.h"
-#include "lib/half.h"
-#include "lib/model.h"
-#include "lib/qtensor.h"
-#include "lib/runtime_cpu.h"
+#include "lib/base/dtype.h"
+#include "lib/base/half.h"
+#include "lib/model/model.h"
+#include "lib/qfmt/qtensor.h"
+#include "lib/runtime/runtime_cpu.h"
 #include "tests/testutil.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -40,7 +40,7 @@ static uint32_t rnd(void)
     return (uint32_t)(rng_state >> 33);
 }
 
-/* fp16 -> float, written independently of lib/half.h */
+/* fp16 -> float, written independently of lib/base/half.h */
 static float ref_f16(uint16_t h)
 {
     int s = h >> 15, ex = (h >> 10) & 31, m = h & 1023;

@@ -1,6 +1,6 @@
 /* check_cuda_decode.c - the CPU side of libptqrt, always run: the decode
- * arithmetic that the CUDA kernels share with the CPU (lib/ptqrt_kernels.h on
- * top of lib/pack.h) against an independent bit-by-bit reader and against
+ * arithmetic that the CUDA kernels share with the CPU (lib/cuda/ptqrt_kernels.h on
+ * top of lib/qfmt/pack.h) against an independent bit-by-bit reader and against
  * ptq_dequant, bit-exact; the GEMV block dot against a double-precision sum
  * with a stated bound.  The GPU tests are tests/check_cuda.
  */
@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/half.h"
-#include "lib/pack.h"
-#include "lib/ptqrt_kernels.h"
+#include "lib/base/half.h"
+#include "lib/qfmt/pack.h"
+#include "lib/cuda/ptqrt_kernels.h"
 
 static uint64_t st = 88172645463325252ull;
 static uint32_t rnd32(void)

@@ -2,7 +2,7 @@
  *
  * Golden values: logits.f32 and ppl.json of the shared models (llama2.c run.c,
  * see shared/README.md), and for synthetic checkpoints a naive per-token
- * forward in double written below, independent of lib/forward.c.
+ * forward in double written below, independent of lib/model/forward.c.
  */
 #include <check.h>
 #include <cjson/cJSON.h>
@@ -13,8 +13,8 @@
 
 #include "formats/checkpoint.h"
 #include "formats/tokenizer.h"
-#include "lib/eval.h"
-#include "lib/model.h"
+#include "lib/model/eval.h"
+#include "lib/model/model.h"
 #include "tests/synth.h"
 #include "tests/testutil.h"
 

@@ -1,4 +1,4 @@
-/* check_fp8.c - E4M3 encode/decode (lib/fp8.h) against the format definition.
+/* check_fp8.c - E4M3 encode/decode (lib/base/fp8.h) against the format definition.
  *
  * The expected value of every code is computed here from the definition
  * (sign x 2^(e-7) x (1 + m/8), subnormals 2^-6 x m/8, S.1111.111 NaN) in
@@ -9,7 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "lib/fp8.h"
+#include "lib/base/fp8.h"
 
 static double defined_value(int c)
 {

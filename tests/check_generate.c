@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "formats/checkpoint.h"
-#include "lib/generate.h"
+#include "lib/model/generate.h"
 #include "tests/testutil.h"
 
 /* Golden: logits.f32 [T, V] of llama2.c run.c (float32, one token at a time

@@ -1,5 +1,5 @@
-/* check_gptq.c - GPTQ (lib/gptq.c), its column-at-a-time reference
- * (lib/gptq_ref.c) and the Hessian (lib/hessian.c).
+/* check_gptq.c - GPTQ (lib/quant/gptq.c), its column-at-a-time reference
+ * (lib/quant/gptq_ref.c) and the Hessian (lib/quant/hessian.c).
  *
  * Golden facts used: with H proportional to I, GPTQ's error feedback is zero
  * and it is RTN; the blocked and the unblocked algorithms are the same
@@ -15,10 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/gptq.h"
-#include "lib/gptq_impl.h"
-#include "lib/hessian.h"
-#include "lib/pack.h"
+#include "lib/quant/gptq.h"
+#include "lib/quant/gptq_impl.h"
+#include "lib/quant/hessian.h"
+#include "lib/qfmt/pack.h"
 
 static uint64_t rng_next(uint64_t *s)
 {

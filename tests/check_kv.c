@@ -1,11 +1,11 @@
 /* check_kv.c - the int8 KV cache and the KV-cached decoder over every format.
  *
  * - ptq_kv_int8 rounds to the codes of its column's scale (the definition).
- * - lib/kvq.h's ptq_kv_code, which the int8 caches of the KV-cached decoder
+ * - lib/qfmt/kvq.h's ptq_kv_code, which the int8 caches of the KV-cached decoder
  *   and of the CUDA runtime store, is clamp(nearbyint(x / s), -127, 127) bit
  *   for bit (hand-worked codes, then 10^6 random values against the formula),
  *   and ptq_kv_int8 is ptq_kv_code(x, s) * s exactly.
- * - lib/generate.c's KV-cached steps give ptq_forward's logits (within 1e-4)
+ * - lib/model/generate.c's KV-cached steps give ptq_forward's logits (within 1e-4)
  *   on bundles that ptqc compile wrote from examples/stories260k: W8A8 with
  *   dynamic activation scales, int8 KV alone, FP8 with static activation
  *   scales and int8 KV; and each of those bundles' logits move by more than
@@ -26,12 +26,12 @@
 #include <unistd.h>
 
 #include "formats/bundle.h"
-#include "lib/forward_ops.h"
-#include "lib/generate.h"
-#include "lib/kvq.h"
-#include "lib/model.h"
-#include "lib/qtensor.h"
-#include "lib/runtime_cpu.h"
+#include "lib/model/forward_ops.h"
+#include "lib/model/generate.h"
+#include "lib/qfmt/kvq.h"
+#include "lib/model/model.h"
+#include "lib/qfmt/qtensor.h"
+#include "lib/runtime/runtime_cpu.h"
 #include "tests/testutil.h"
 
 #define FLAGS "--nsamples 16 --seqlen 128 --quiet"

@@ -1,8 +1,8 @@
-/* check_quant.c - the uniform grid (lib/quant.c), the packed layout
- * (lib/pack.h) and RTN (lib/rtn.c).
+/* check_quant.c - the uniform grid (lib/quant/quant.c), the packed layout
+ * (lib/qfmt/pack.h) and RTN (lib/quant/rtn.c).
  *
  * Expected grids are worked out by hand in the comments from the formulas of
- * lib/quant.h (GPTQ's reference quantizer); fp16 values are exact binary
+ * lib/quant/quant.h (GPTQ's reference quantizer); fp16 values are exact binary
  * fractions written out. */
 #include <check.h>
 #include <math.h>
@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/gptq.h"
-#include "lib/half.h"
-#include "lib/pack.h"
-#include "lib/quant.h"
+#include "lib/quant/gptq.h"
+#include "lib/base/half.h"
+#include "lib/qfmt/pack.h"
+#include "lib/quant/quant.h"
 
 static uint64_t rng_next(uint64_t *s)
 {

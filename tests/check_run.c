@@ -4,7 +4,7 @@
  * One W4 GPTQ bundle of examples/stories260k is compiled once.  Greedy ids
  * from `ptqc run --device cpu --print-ids` (KV-cached ptq_gen_step, one
  * position at a time) are checked against an independent path: the argmax of
- * lib/forward.c's batch ptq_forward logits over the growing prefix, and the
+ * lib/model/forward.c's batch ptq_forward logits over the growing prefix, and the
  * printed top-2 margins against that forward's.  Runs are deterministic.
  * `--device cuda` either exits 9 (no device / built without CUDA) or agrees
  * with the CPU: perplexity within 0.1 %, greedy ids equal (a divergence only
@@ -17,8 +17,8 @@
 #include <string.h>
 
 #include "formats/tokenizer.h"
-#include "lib/model.h"
-#include "lib/runtime_cpu.h"
+#include "lib/model/model.h"
+#include "lib/runtime/runtime_cpu.h"
 #include "tests/testutil.h"
 
 #define PROMPT "Once upon a time"

@@ -17,7 +17,7 @@
 
 #include "formats/checkpoint.h"
 #include "formats/safetensors.h"
-#include "lib/half.h"
+#include "lib/base/half.h"
 #include "tests/testutil.h"
 
 /* ------------------------------------------------------------ helpers */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/sha256.h"
+#include "lib/base/sha256.h"
 
 static void hex_of(const void *data, size_t len, char hex[65])
 {

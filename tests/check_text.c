@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "calib/text.h"
-#include "lib/sha256.h"
+#include "lib/base/sha256.h"
 #include "tests/testutil.h"
 
 /* ---------------------------------------------------------------- helpers */

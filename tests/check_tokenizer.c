@@ -1,4 +1,4 @@
-/* check_tokenizer.c - tokenizer.json BPE (formats/tokenizer.c, calib/bpe.c).
+/* check_tokenizer.c - tokenizer.json BPE (formats/tokenizer.c, formats/bpe.c).
  *
  * Golden ids come from the shared files only: the models' golden/tokens.jsonl
  * and tinystories-eval.ids.json (llama2.c run.c and a SentencePiece-BPE
@@ -573,7 +573,7 @@ START_TEST(unicode_nfd_nfkc_nfkd)
 }
 END_TEST
 
-/* The NFC fast path (calib/bpe.c) takes text below U+0300 as already in
+/* The NFC fast path (formats/bpe.c) takes text below U+0300 as already in
  * NFC.  Checked here against utf8proc's full algorithm for every char and
  * every pair of chars below U+0300 (a longer string of them could only
  * change through a pair). */

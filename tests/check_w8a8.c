@@ -1,10 +1,10 @@
-/* check_w8a8.c - activation-quantized linears (lib/w8a8.h), SmoothQuant
- * folding (lib/smoothquant.h), and `ptqc compile --method smoothquant|
+/* check_w8a8.c - activation-quantized linears (lib/qfmt/w8a8.h), SmoothQuant
+ * folding (lib/quant/smoothquant.h), and `ptqc compile --method smoothquant|
  * smoothquant+gptq|w8a8|fp8 [--kv-cache int8]` end to end.
  *
  * Units: the dgemm path equals the plain-loop reference bit for bit (both
  * exact), also where int8 dot products exceed float's 24-bit mantissa; the
- * codes follow the definitions (int8: clamp(rint(x/s)); E4M3: lib/fp8.h);
+ * codes follow the definitions (int8: clamp(rint(x/s)); E4M3: lib/base/fp8.h);
  * folding the smoothing factors into the norms leaves the logits of both
  * shared models and of synthetic Qwen2-with-bias and untied checkpoints
  * unchanged to 1e-5 relative.
@@ -20,13 +20,13 @@
 
 #include "formats/bundle.h"
 #include "formats/checkpoint.h"
-#include "lib/dtype.h"
-#include "lib/fp8.h"
-#include "lib/gptq.h"
-#include "lib/model.h"
-#include "lib/qtensor.h"
-#include "lib/smoothquant.h"
-#include "lib/w8a8.h"
+#include "lib/base/dtype.h"
+#include "lib/base/fp8.h"
+#include "lib/quant/gptq.h"
+#include "lib/model/model.h"
+#include "lib/qfmt/qtensor.h"
+#include "lib/quant/smoothquant.h"
+#include "lib/qfmt/w8a8.h"
 #include "tests/synth.h"
 #include "tests/testutil.h"
 

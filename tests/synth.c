@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "formats/safetensors.h"
-#include "lib/half.h"
+#include "lib/base/half.h"
 
 ptq_config synth_tiny_config(void)
 {

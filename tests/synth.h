@@ -8,9 +8,9 @@
 #include <stdint.h>
 
 #include "formats/config.h"
-#include "lib/dtype.h"
-#include "lib/err.h"
-#include "lib/model.h"
+#include "lib/base/dtype.h"
+#include "lib/base/err.h"
+#include "lib/model/model.h"
 
 typedef struct synth_model {
     ptq_config cfg;

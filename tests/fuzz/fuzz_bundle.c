@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "formats/bundle.h"
-#include "lib/qtensor.h"
+#include "lib/qfmt/qtensor.h"
 
 #include <cJSON.h>
 

@@ -1,5 +1,5 @@
 /* fuzz_tokenizer.c - libFuzzer target: tokenizer.json (formats/tokenizer.c),
- * then encode and decode a short text with whatever loaded (calib/bpe.c). */
+ * then encode and decode a short text with whatever loaded (formats/bpe.c). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

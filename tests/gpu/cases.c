@@ -27,9 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/half.h"
-#include "lib/pack.h"
-#include "lib/ptqrt_kernels.h"
+#include "lib/base/half.h"
+#include "lib/qfmt/pack.h"
+#include "lib/cuda/ptqrt_kernels.h"
 
 /* ---------------------------------------------------------------- helpers */
 static uint64_t rs = 0x1234567u;

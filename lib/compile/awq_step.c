@@ -1,0 +1,484 @@
+/* compile_awq.c - the AWQ step of one decoder layer (lib/compile/awq_step.h). */
+#include "lib/compile/awq_step.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/base/half.h"
+
+static const int grp_first[4] = {PTQ_Q, PTQ_O, PTQ_GATE, PTQ_DOWN};
+static const int grp_count[4] = {3, 1, 2, 1};
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cols_of(const ptq_config *c, int g)
+{
+    int r, k;
+    ptq_linear_shape(c, grp_first[g], &r, &k);
+    return k;
+}
+
+static void widen(const uint16_t *h, float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = ptq_f16_to_f32(h[i]);
+}
+
+/* X [nsamp * T, cols]: the input of group g of the layer lw, every sample. */
+static int capture(const awq_layer_ctx *c, const ptq_layer_w *lw, int g, float *X, ptq_err *e)
+{
+    const int D = c->cfg->hidden, T = c->T, cols = cols_of(c->cfg, g);
+    for (int b0 = 0; b0 < c->nsamp; b0 += c->chunk) {
+        int B = c->nsamp - b0 < c->chunk ? c->nsamp - b0 : c->chunk;
+        widen(c->hidden + (size_t)b0 * T * D, c->x32, (size_t)B * T * D);
+        ptq_capture cap;
+        memset(&cap, 0, sizeof cap);
+        float *dst = X + (size_t)b0 * T * cols;
+        if (g == 0) cap.attn_in = dst;
+        if (g == 1) cap.o_in = dst;
+        if (g == 2) cap.mlp_in = dst;
+        if (g == 3) cap.down_in = dst;
+        int rc = ptq_fwd_layer(c->fwd, lw, c->x32, B, T, &cap, e);
+        if (rc) return rc;
+    }
+    return PTQ_OK;
+}
+
+/* ---------------------------------------------------------------- objectives */
+
+typedef struct block_ctx {
+    const awq_layer_ctx *c;
+    ptq_layer_w lw;     /* a shallow copy of the layer; candidates swap pointers */
+    const float *X;     /* group input [N, cols] (MLP) */
+    const float *ref;   /* float block output [N, D] */
+    float *out;         /* [chunk * T, D] (MLP) */
+    float *hb, *hb2;    /* [chunk * T, intermediate] (MLP) */
+    double blas;
+} block_ctx;
+
+static double sqdiff(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        s += d * d;
+    }
+    return s;
+}
+
+/* attention: layer with a zero down_proj, output compared to ref (the
+ * residual x cancels in the difference) */
+static int attn_run(block_ctx *b, float *out_all, const float *ref, double *loss, ptq_err *e)
+{
+    const awq_layer_ctx *c = b->c;
+    const int D = c->cfg->hidden, T = c->T;
+    double sum = 0, t0 = now();
+    for (int b0 = 0; b0 < c->nsamp; b0 += c->chunk) {
+        int B = c->nsamp - b0 < c->chunk ? c->nsamp - b0 : c->chunk;
+        size_t n = (size_t)B * T * D;
+        widen(c->hidden + (size_t)b0 * T * D, c->x32, n);
+        int rc = ptq_fwd_layer(c->fwd, &b->lw, c->x32, B, T, NULL, e);
+        if (rc) return rc;
+        if (out_all) memcpy(out_all + (size_t)b0 * T * D, c->x32, n * sizeof(float));
+        else sum += sqdiff(c->x32, ref + (size_t)b0 * T * D, n);
+    }
+    b->blas += now() - t0; /* the forward is sgemm work but for softmax/rope */
+    *loss = sum;
+    return PTQ_OK;
+}
+
+static int attn_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
+{
+    block_ctx *b = ctx;
+    for (int i = 0; i < 3; i++) b->lw.w[PTQ_Q + i] = Wq[i];
+    return attn_run(b, NULL, b->ref, loss, e);
+}
+
+static void mlp_run(block_ctx *b, const float *Wg, const float *Wu, float *out_all, double *loss)
+{
+    const awq_layer_ctx *c = b->c;
+    const int D = c->cfg->hidden, NI = c->cfg->intermediate, T = c->T;
+    size_t N = (size_t)c->nsamp * T, step = (size_t)c->chunk * T;
+    double sum = 0, t0 = now();
+    for (size_t r0 = 0; r0 < N; r0 += step) {
+        int n = (int)(N - r0 < step ? N - r0 : step);
+        float *o = out_all ? out_all + r0 * D : b->out;
+        ptq_awq_mlp(b->X + r0 * D, n, D, NI, Wg, Wu, b->lw.w[PTQ_DOWN], b->hb, b->hb2, o);
+        if (!out_all) sum += sqdiff(o, b->ref + r0 * D, (size_t)n * D);
+    }
+    b->blas += now() - t0;
+    *loss = sum;
+}
+
+static int mlp_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
+{
+    (void)e;
+    mlp_run(ctx, Wq[0], Wq[1], NULL, loss);
+    return PTQ_OK;
+}
+
+/* one linear's own output through the Gram matrix H of its inputs */
+typedef struct lin_ctx {
+    const float *W, *H;
+    int rows, cols;
+    float *buf;
+} lin_ctx;
+
+static int lin_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
+{
+    (void)e;
+    lin_ctx *l = ctx;
+    *loss = ptq_awq_quad_loss(Wq[0], l->W, l->rows, l->cols, l->H, l->buf, NULL);
+    return PTQ_OK;
+}
+
+/* ---------------------------------------------------------------- the step */
+
+/* awq+gptq: the AWQ result of group g as --method awq makes it (the search
+ * with round-to-nearest, then the clips of its linears but q/k on the
+ * inputs X [N, cols] divided by the scales), judged by fn: r->loss is the
+ * loss of the clipped, rounded weights; sa [cols] the scales; clip[k] the
+ * clips of linear k (NULL for q/k). */
+static int awq_alt(const awq_layer_ctx *c, int g, const ptq_awq_lin *lins0, int n,
+                   const float *xmean, const float *X, int cols, size_t N, ptq_awq_loss_fn fn,
+                   void *ctx, float *const *Wq, float *sa, float **clip, ptq_awq_result *r,
+                   ptq_err *e)
+{
+    ptq_awq_lin lins[3];
+    for (int k = 0; k < n; k++) {
+        lins[k] = lins0[k];
+        lins[k].H = NULL;
+    }
+    int rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, fn, ctx, Wq, sa, r, e);
+    float *Xs = NULL;
+    if (!rc) {
+        Xs = malloc(N * cols * sizeof *Xs);
+        if (!Xs) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ clip search");
+        else
+            for (size_t t = 0; t < N; t++)
+                for (int j = 0; j < cols; j++) Xs[t * cols + j] = X[t * cols + j] / sa[j];
+    }
+    for (int k = 0; k < n && !rc; k++) {
+        int which = grp_first[g] + k, rows = lins[k].rows;
+        if (which == PTQ_Q || which == PTQ_K) continue;
+        const ptq_gptq_opts *q = lins[k].q;
+        int ng = q->group ? cols / q->group : 1;
+        float *Ws = malloc((size_t)rows * cols * sizeof *Ws);
+        clip[k] = malloc((size_t)rows * ng * sizeof *clip[k]);
+        if (!Ws || !clip[k]) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ clip search");
+        if (!rc) {
+            memcpy(Ws, lins[k].W, (size_t)rows * cols * sizeof *Ws);
+            ptq_awq_scale_cols(Ws, rows, cols, sa);
+            rc = ptq_awq_clip_search(Ws, rows, cols, q, Xs, (int)N, c->n_grid,
+                                     PTQ_AWQ_MAX_SHRINK, clip[k], NULL, e);
+        }
+        free(Ws);
+    }
+    free(Xs);
+    for (int k = 0; k < n && !rc; k++)
+        rc = ptq_awq_fake_quant(lins[k].W, lins[k].rows, cols, sa, clip[k], lins[k].q, Wq[k], e);
+    if (!rc) rc = fn(ctx, Wq, &r->loss, e);
+    if (!rc && !isfinite(r->loss))
+        rc = ptq_fail(e, PTQ_EDATA, "AWQ: the block output error of the clipped weights is %g",
+                      r->loss);
+    return rc;
+}
+
+/* awq+gptq: keep the better of the GPTQ-rounded search r (scales s) and the
+ * AWQ result ra (scales sa, clips clip[k], taken over when chosen). */
+static void keep_better(const awq_layer_ctx *c, int g, awq_layer_res *res, ptq_awq_result *r,
+                        float *s, const ptq_awq_result *ra, const float *sa, float **clip,
+                        int cols)
+{
+    res->loss_gptq[g] = r->loss;
+    res->loss_awq[g] = ra->loss;
+    res->choice[g] = ra->loss < r->loss ? 2 : 1;
+    for (int k = 0; k < grp_count[g]; k++) {
+        int which = grp_first[g] + k;
+        if (res->choice[g] == 2 && c->awq[which] == 2) {
+            res->rtn[which] = 1;
+            res->clip[which] = clip[k];
+            clip[k] = NULL;
+        }
+        free(clip[k]);
+        clip[k] = NULL;
+    }
+    if (res->choice[g] == 2) {
+        r->ratio = ra->ratio;
+        r->loss = ra->loss;
+        memcpy(s, sa, (size_t)cols * sizeof *s);
+    }
+}
+
+void awq_layer_res_free(awq_layer_res *r)
+{
+    for (int i = 0; i < PTQ_NLINEAR; i++) free(r->clip[i]);
+    for (int g = 0; g < 4; g++) free(r->scale[g]);
+    memset(r, 0, sizeof *r);
+}
+
+static int group_of(int which) { return which < PTQ_O ? 0 : which == PTQ_O ? 1 : which < PTQ_DOWN ? 2 : 3; }
+
+/* awq+gptq on a block objective: the AWQ result of group g, the better kept */
+static int alt_block(const awq_layer_ctx *c, int g, awq_layer_res *res, const ptq_awq_lin *lins,
+                     int n, const float *xmean, const float *X, int cols, size_t N,
+                     ptq_awq_loss_fn fn, void *ctx, float *const *Wq, float *s, ptq_awq_result *r,
+                     ptq_err *e)
+{
+    float *sa = malloc((size_t)cols * sizeof *sa), *clip[3] = {NULL, NULL, NULL};
+    ptq_awq_result ra;
+    int rc = sa ? PTQ_OK : ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    if (!rc) rc = awq_alt(c, g, lins, n, xmean, X, cols, N, fn, ctx, Wq, sa, clip, &ra, e);
+    if (!rc) keep_better(c, g, res, r, s, &ra, sa, clip, cols);
+    for (int k = 0; k < 3; k++) free(clip[k]);
+    free(sa);
+    return rc;
+}
+
+/* The scale search of group g on X [N, cols]; s [cols] out.  0 with
+ * res->scale[g] set, or PTQ_OK without when the group is not scaled. */
+static int search_group(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const float *X,
+                        awq_layer_res *res, ptq_err *e)
+{
+    const ptq_config *cfg = c->cfg;
+    const int D = cfg->hidden, NI = cfg->intermediate, T = c->T;
+    const int cols = cols_of(cfg, g);
+    const size_t N = (size_t)c->nsamp * T;
+    int rc = PTQ_OK;
+    float *xmean = calloc((size_t)cols, sizeof *xmean), *s = malloc((size_t)cols * sizeof *s);
+    double *acc = calloc((size_t)cols, sizeof *acc);
+    if (!xmean || !s || !acc) {
+        free(xmean), free(s), free(acc);
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+    }
+    for (size_t t = 0; t < N; t++)
+        for (int j = 0; j < cols; j++) acc[j] += fabs((double)X[t * cols + j]);
+    for (int j = 0; j < cols; j++) xmean[j] = (float)(acc[j] / (double)N);
+    free(acc);
+    if (g == 1 && cfg->n_heads != cfg->n_kv_heads) {
+        float *m = malloc((size_t)cols * sizeof *m);
+        if (!m) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
+        else {
+            ptq_awq_gqa_mean(xmean, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, m);
+            memcpy(xmean, m, (size_t)cols * sizeof *m);
+            free(m);
+        }
+    }
+    ptq_awq_result r;
+    memset(&r, 0, sizeof r);
+    double t0 = now(), tblas = 0;
+    if (!rc && (g == 1 || g == 3)) {
+        /* own output: Gram matrix of the inputs, one ssyrk */
+        int which = grp_first[g], rows;
+        ptq_linear_shape(cfg, which, &rows, &(int){0});
+        float *H = malloc((size_t)cols * cols * sizeof *H);
+        if (!H) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ Gram matrix");
+        if (!rc) {
+            double tt = now();
+            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, (int)N, 1.0f, X, cols, 0.0f, H,
+                        cols);
+            tblas += now() - tt;
+            ptq_awq_timing tm = {0, 0};
+            for (int i = 0; i < cols; i++) /* lower triangle for GPTQ */
+                for (int j = 0; j < i; j++) H[(size_t)i * cols + j] = H[(size_t)j * cols + i];
+            rc = ptq_awq_search_linear(lw->w[which], rows, cols, H, xmean, c->q[which],
+                                       c->awq[which] == 2, c->n_grid, s, &r, &tm, e);
+            tblas += tm.blas;
+        }
+        if (!rc && c->awq[which] == 2) {
+            lin_ctx lc = {lw->w[which], H, rows, cols, NULL};
+            ptq_awq_lin lin = {lw->w[which], rows, c->q[which], NULL};
+            float *wq = malloc((size_t)rows * cols * sizeof *wq), *sa = malloc(cols * sizeof *sa);
+            float *clip[1] = {NULL};
+            lc.buf = malloc(2 * (size_t)256 * cols * sizeof *lc.buf);
+            ptq_awq_result ra;
+            if (!wq || !sa || !lc.buf) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+            if (!rc) rc = awq_alt(c, g, &lin, 1, xmean, X, cols, N, lin_fn, &lc, &wq, sa, clip, &ra, e);
+            if (!rc) keep_better(c, g, res, &r, s, &ra, sa, clip, cols);
+            free(clip[0]), free(wq), free(sa), free(lc.buf);
+        }
+        free(H);
+    } else if (!rc) {
+        block_ctx b;
+        memset(&b, 0, sizeof b);
+        b.c = c;
+        b.lw = *lw;
+        int n = grp_count[g];
+        ptq_awq_lin lins[3];
+        float *Wq[3] = {NULL, NULL, NULL}, *H = NULL;
+        int gptq = 0;
+        for (int k = 0; k < n; k++) gptq |= c->awq[grp_first[g] + k] == 2;
+        if (gptq) { /* the Hessian of the search tokens, for awq+gptq's rounding */
+            H = malloc((size_t)cols * cols * sizeof *H);
+            if (!H) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ Hessian");
+            else {
+                double tt = now();
+                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, (int)N, 2.0f / (float)N,
+                            X, cols, 0.0f, H, cols);
+                tblas += now() - tt;
+                for (int i = 0; i < cols; i++)
+                    for (int j = 0; j < i; j++) H[(size_t)i * cols + j] = H[(size_t)j * cols + i];
+            }
+        }
+        for (int k = 0; k < n && !rc; k++) {
+            int which = grp_first[g] + k, rows;
+            ptq_linear_shape(cfg, which, &rows, &(int){0});
+            lins[k].W = lw->w[which];
+            lins[k].rows = rows;
+            lins[k].q = c->q[which];
+            lins[k].H = c->awq[which] == 2 ? H : NULL;
+            Wq[k] = malloc((size_t)rows * cols * sizeof(float));
+            if (!Wq[k]) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+        }
+        float *ref = malloc(N * D * sizeof *ref), *zero = NULL;
+        if (!ref) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ block outputs");
+        if (!rc && g == 0) {
+            zero = calloc((size_t)D * NI, sizeof *zero);
+            if (!zero) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
+            b.lw.w[PTQ_DOWN] = zero;
+            b.lw.aq[PTQ_DOWN] = NULL;
+            double l;
+            if (!rc) rc = attn_run(&b, ref, NULL, &l, e);
+            b.ref = ref;
+            if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, attn_fn, &b, Wq, s, &r, e);
+            if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, attn_fn, &b, Wq, s, &r, e);
+        } else if (!rc) {
+            size_t step = (size_t)c->chunk * T;
+            b.X = X;
+            b.out = malloc(step * D * sizeof(float));
+            b.hb = malloc(step * NI * sizeof(float));
+            b.hb2 = malloc(step * NI * sizeof(float));
+            if (!b.out || !b.hb || !b.hb2) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
+            double l;
+            if (!rc) mlp_run(&b, lw->w[PTQ_GATE], lw->w[PTQ_UP], ref, &l);
+            b.ref = ref;
+            if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, mlp_fn, &b, Wq, s, &r, e);
+            if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, mlp_fn, &b, Wq, s, &r, e);
+        }
+        tblas += b.blas;
+        free(b.out), free(b.hb), free(b.hb2), free(ref), free(zero), free(H);
+        for (int k = 0; k < n; k++) free(Wq[k]);
+    }
+    res->seconds += now() - t0;
+    res->blas_seconds += tblas;
+    free(xmean);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    res->ratio[g] = r.ratio;
+    res->loss[g] = r.loss;
+    res->loss_rtn[g] = r.loss_rtn;
+    res->scale[g] = s;
+    return PTQ_OK;
+}
+
+/* Fold group g's scales into the op before it and into its linears. */
+static int fold_group(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const float *s, ptq_err *e)
+{
+    const ptq_config *cfg = c->cfg;
+    const int D = cfg->hidden, NI = cfg->intermediate, hd = cfg->head_dim;
+    const int cols = cols_of(cfg, g);
+    if (g == 0) ptq_awq_div_vec(lw->attn_norm, D, s);
+    if (g == 2) ptq_awq_div_vec(lw->mlp_norm, D, s);
+    if (g == 3) ptq_awq_div_rows(lw->w[PTQ_UP], NULL, NI, D, s);
+    if (g == 1) {
+        int kvd = cfg->n_kv_heads * hd;
+        float *sv = malloc((size_t)kvd * sizeof *sv);
+        if (!sv) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+        ptq_awq_gqa_v(s, cfg->n_heads, cfg->n_kv_heads, hd, sv);
+        ptq_awq_div_rows(lw->w[PTQ_V], lw->bias[PTQ_V], kvd, D, sv);
+        free(sv);
+    }
+    for (int k = 0; k < grp_count[g]; k++) {
+        int which = grp_first[g] + k, rows;
+        ptq_linear_shape(cfg, which, &rows, &(int){0});
+        ptq_awq_scale_cols(lw->w[which], rows, cols, s);
+    }
+    return PTQ_OK;
+}
+
+int awq_layer(const awq_layer_ctx *c, ptq_layer_w *lw, awq_layer_res *res, ptq_err *e)
+{
+    const ptq_config *cfg = c->cfg;
+    memset(res, 0, sizeof *res);
+    size_t N = (size_t)c->nsamp * c->T, maxcols = 0;
+    for (int g = 0; g < 4; g++)
+        if ((size_t)cols_of(cfg, g) > maxcols) maxcols = (size_t)cols_of(cfg, g);
+    float *X = malloc(N * maxcols * sizeof *X);
+    if (!X) return ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ activations (%zu MB)",
+                            N * maxcols * sizeof(float) >> 20);
+    int rc = PTQ_OK;
+    /* scales */
+    for (int g = 0; g < 4 && !rc; g++) {
+        int any = 0, dense = 0;
+        for (int k = 0; k < grp_count[g]; k++) {
+            any |= c->awq[grp_first[g] + k];
+            dense |= !c->q[grp_first[g] + k];
+        }
+        if (g == 1) dense |= !c->q[PTQ_V];
+        if (g == 3) dense |= !c->q[PTQ_UP];
+        if (!any || dense) continue;
+        rc = capture(c, lw, g, X, e);
+        if (!rc) rc = search_group(c, lw, g, X, res, e);
+        if (!rc) rc = fold_group(c, lw, g, res->scale[g], e);
+    }
+    /* clips, on the inputs of the folded layer */
+    for (int g = 0; g < 4 && !rc; g++) {
+        int any = 0;
+        for (int k = 0; k < grp_count[g]; k++) {
+            int which = grp_first[g] + k;
+            any |= c->awq[which] == 1 && which != PTQ_Q && which != PTQ_K;
+        }
+        if (!any) continue;
+        const int cols = cols_of(cfg, g);
+        rc = capture(c, lw, g, X, e);
+        for (int k = 0; k < grp_count[g] && !rc; k++) {
+            int which = grp_first[g] + k, rows;
+            if (c->awq[which] != 1 || which == PTQ_Q || which == PTQ_K) continue;
+            ptq_linear_shape(cfg, which, &rows, &(int){0});
+            int ng = c->q[which]->group ? cols / c->q[which]->group : 1;
+            res->clip[which] = malloc((size_t)rows * ng * sizeof(float));
+            if (!res->clip[which]) {
+                rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
+                break;
+            }
+            ptq_awq_timing tm = {0, 0};
+            rc = ptq_awq_clip_search(lw->w[which], rows, cols, c->q[which], X, (int)N, c->n_grid,
+                                     PTQ_AWQ_MAX_SHRINK, res->clip[which], &tm, e);
+            res->seconds += tm.total;
+            res->blas_seconds += tm.blas;
+        }
+    }
+    free(X);
+    if (rc) awq_layer_res_free(res);
+    return rc;
+}
+
+void awq_report(const awq_layer_res *res, int which, cJSON *entry)
+{
+    int g = group_of(which);
+    if (res->scale[g]) {
+        char d[32];
+        snprintf(d, sizeof d, "%g", (double)res->ratio[g]);
+        cJSON_AddNumberToObject(entry, "awq_ratio", strtod(d, NULL));
+        cJSON_AddNumberToObject(entry, "awq_block_loss", res->loss[g]);
+        cJSON_AddNumberToObject(entry, "awq_block_loss_rtn", res->loss_rtn[g]);
+        if (res->choice[g]) {
+            cJSON_AddStringToObject(entry, "awq_gptq_choice", res->choice[g] == 2 ? "awq" : "gptq");
+            cJSON_AddNumberToObject(entry, "awq_block_loss_gptq", res->loss_gptq[g]);
+            cJSON_AddNumberToObject(entry, "awq_block_loss_awq", res->loss_awq[g]);
+        }
+    } else {
+        cJSON_AddBoolToObject(entry, "awq_scaled", 0);
+    }
+    cJSON_AddBoolToObject(entry, "awq_clipped", res->clip[which] != NULL);
+}

@@ -1,0 +1,92 @@
+/* compile_awq.h - the AWQ step of one decoder layer in ptqc compile (the
+ * driver side of lib/quant/awq.h): capture the inputs, search the scales of the
+ * four groups judged by their blocks, fold them, search the clips.
+ *
+ * Order (as the reference, mit-han-lab/llm-awq): every scale is searched on
+ * the layer's float weights before anything of the layer is quantized, so
+ * that o's scales can still be folded into v_proj and down's into up_proj;
+ * groups in order q/k/v, o, gate/up, down, each on the inputs produced by
+ * the layer with the earlier groups' scales folded in (exact, so the same
+ * inputs up to rounding).  Then the clipping search of every AWQ linear but
+ * q_proj and k_proj (the reference leaves those two unclipped: their error
+ * goes through the softmax), on the inputs of the folded layer.  The caller
+ * then quantizes the scaled weights clamped to the clips (RTN for awq,
+ * GPTQ for awq+gptq) in its usual sequential passes.
+ *
+ * awq+gptq: the candidates of the scale search are rounded with GPTQ on the
+ * Hessian of the search tokens (scaled as the inputs are), so each group's
+ * ratio is chosen for the rounding that will be used and ratio 0 (no
+ * scaling) is plain GPTQ.  The group's AWQ result (the RTN search, then the
+ * clip search of its linears but q/k on the search tokens divided by the
+ * scales) is judged on the same objective; the lower of the two is kept:
+ * GPTQ-rounded linears are not clipped (clamping before GPTQ would throw
+ * away the clamped part instead of letting GPTQ's updates compensate it),
+ * AWQ-chosen ones are rounded to nearest from the clamped weights.  On the
+ * block objective of the search tokens awq+gptq is never worse than GPTQ
+ * or AWQ.
+ *
+ * Objectives:
+ *   q/k/v    the attention block's output o_proj(attention(q, k, v)) with
+ *            o_proj unquantized: the layer run with a zero down_proj, whose
+ *            output minus the input is exactly that block (the unused MLP
+ *            is computed and discarded: simpler than a second attention);
+ *   o_proj   its own output, through the Gram matrix of its inputs;
+ *   gate/up  the MLP's output down(silu(gate) * up), down unquantized;
+ *   down     its own output, through the Gram matrix of its inputs.
+ * Folding: q/k/v into input_layernorm, gate/up into post_attention_layernorm,
+ * down into up_proj's rows (silu(gate) * up is linear in up), o into
+ * v_proj's rows (and bias).  With grouped-query attention the o scales are
+ * computed from activation magnitudes averaged over the query heads of each
+ * kv head, so they are equal within a group and fold into the one value
+ * channel those heads read (the reference skips o when the shapes differ).
+ * A group is not scaled (but still clipped) when a linear the folding would
+ * change is kept dense (--skip / a recipe): a dense tensor is written from
+ * the checkpoint as it is.
+ */
+#ifndef PTQC_COMPILE_AWQ_H
+#define PTQC_COMPILE_AWQ_H
+
+#include <cJSON.h>
+#include <stdint.h>
+
+#include "lib/quant/awq.h"
+#include "lib/model/model.h"
+
+/* Tokens of the scale search: the first samples up to this many tokens
+ * (at least one sample); the reference calibrates on about 64 x 512. */
+#define PTQ_AWQ_TOKENS 32768
+
+typedef struct awq_layer_ctx {
+    const ptq_config *cfg;
+    ptq_fwd *fwd;              /* forward scratch for chunk * T tokens */
+    float *x32;                /* [chunk * T, D] scratch */
+    const uint16_t *hidden;    /* FP16 inputs of the layer [nsamp * T, D] */
+    int nsamp, T, chunk;
+    int n_grid;
+    const ptq_gptq_opts *q[PTQ_NLINEAR]; /* grid of linear i; NULL: kept dense */
+    int awq[PTQ_NLINEAR];      /* linear i is 0: not AWQ, 1: awq, 2: awq+gptq */
+} awq_layer_ctx;
+
+typedef struct awq_layer_res {
+    float *clip[PTQ_NLINEAR];  /* [rows * ngroups] clip of each group, or NULL */
+    float *scale[4];           /* [cols] scales folded for group g, or NULL */
+    float ratio[4];
+    double loss[4], loss_rtn[4];
+    /* awq+gptq: loss_gptq the best GPTQ-rounded candidate, loss_awq the AWQ
+     * result (RTN search, clips); choice 1 gptq, 2 awq (0: not awq+gptq);
+     * rtn[i]: awq+gptq linear i follows AWQ (round to nearest, clipped) */
+    double loss_gptq[4], loss_awq[4];
+    int choice[4];
+    int rtn[PTQ_NLINEAR];
+    double seconds, blas_seconds;
+} awq_layer_res;
+
+/* Run the AWQ step on lw (modified in place: folded norms, weights, v
+ * bias).  res is zeroed first; free it with awq_layer_res_free. */
+int awq_layer(const awq_layer_ctx *c, ptq_layer_w *lw, awq_layer_res *res, ptq_err *e);
+void awq_layer_res_free(awq_layer_res *res);
+
+/* {"ratio", "loss", "loss_rtn"} or {"scaled": false} of group g's linears. */
+void awq_report(const awq_layer_res *res, int which, cJSON *entry);
+
+#endif

@@ -1,0 +1,339 @@
+/* awq.c - AWQ scale search, folding and clipping search (lib/quant/awq.h). */
+#include "lib/quant/awq.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "lib/quant/quant.h"
+
+#define QUAD_ROWS 256
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+void ptq_awq_scales(const float *xmean, int cols, float ratio, float *s)
+{
+    float mx = 0.0f, mn = INFINITY;
+    for (int j = 0; j < cols; j++) {
+        float v = powf(xmean[j], ratio);
+        if (!(v >= 1e-4f)) v = 1e-4f;
+        s[j] = v;
+        if (v > mx) mx = v;
+        if (v < mn) mn = v;
+    }
+    float norm = sqrtf(mx * mn);
+    for (int j = 0; j < cols; j++) s[j] /= norm;
+}
+
+int ptq_awq_fake_quant(const float *W, int rows, int cols, const float *s, const float *clip,
+                       const ptq_gptq_opts *q, float *out, ptq_err *e)
+{
+    if (q->q.mse) return ptq_fail(e, PTQ_EUSAGE, "AWQ: --mse does not apply (AWQ clips itself)");
+    if (q->group < 0 || (q->group && cols % q->group))
+        return ptq_fail(e, PTQ_EUSAGE, "--group %d does not divide the %d input columns", q->group,
+                        cols);
+    int G = q->group ? q->group : cols, ng = cols / G;
+    float *tmp = malloc((size_t)G * sizeof *tmp);
+    if (!tmp) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < ng; g++) {
+            const float *w = W + (size_t)r * cols + (size_t)g * G;
+            const float *sg = s ? s + (size_t)g * G : NULL;
+            float c = clip ? clip[(size_t)r * ng + g] : INFINITY;
+            for (int k = 0; k < G; k++) {
+                float v = sg ? w[k] * sg[k] : w[k];
+                if (!isfinite(v)) {
+                    free(tmp);
+                    return ptq_fail(e, PTQ_EDATA, "weight [%d][%d] is %g", r, g * G + k,
+                                    (double)w[k]);
+                }
+                tmp[k] = v > c ? c : v < -c ? -c : v;
+            }
+            ptq_qgrid grid;
+            ptq_quant_grid(tmp, G, 1, &q->q, &grid);
+            if (!ptq_quant_grid_ok(&grid)) {
+                free(tmp);
+                return ptq_fail(e, PTQ_EDATA, "weights of row %d from column %d span a range too "
+                                "large for an fp16 scale", r, g * G);
+            }
+            float *o = out + (size_t)r * cols + (size_t)g * G;
+            for (int k = 0; k < G; k++) {
+                float v = ptq_quant_value(&grid, ptq_quant_code(&grid, tmp[k]));
+                o[k] = sg ? v / sg[k] : v;
+            }
+        }
+    free(tmp);
+    return PTQ_OK;
+}
+
+/* out = GPTQ(W diag(s), diag(1/s) H diag(1/s)) diag(1/s) */
+static int gptq_round(const ptq_awq_lin *l, int cols, const float *s, float *out, ptq_err *e)
+{
+    size_t n = (size_t)l->rows * cols;
+    float *Ws = malloc(n * sizeof *Ws), *Hs = malloc((size_t)cols * cols * sizeof *Hs);
+    int rc = (!Ws || !Hs) ? ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ+GPTQ search") : 0;
+    ptq_qtensor qt;
+    memset(&qt, 0, sizeof qt);
+    if (!rc) {
+        memcpy(Ws, l->W, n * sizeof *Ws);
+        ptq_awq_scale_cols(Ws, l->rows, cols, s);
+        for (int i = 0; i < cols; i++)
+            for (int j = 0; j < cols; j++)
+                Hs[(size_t)i * cols + j] = l->H[(size_t)i * cols + j] / (s[i] * s[j]);
+        ptq_gptq_report rep;
+        rc = ptq_gptq(Ws, Hs, l->rows, cols, l->q, &qt, &rep, e);
+    }
+    if (!rc) rc = ptq_qtensor_dequant(&qt, out, e);
+    if (!rc)
+        for (int r = 0; r < l->rows; r++)
+            for (int j = 0; j < cols; j++) out[(size_t)r * cols + j] /= s[j];
+    ptq_qtensor_free(&qt);
+    free(Ws), free(Hs);
+    return rc;
+}
+
+int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw, int n_grid,
+                   ptq_awq_loss_fn fn, void *ctx, float *const *Wq, float *s_best,
+                   ptq_awq_result *res, ptq_err *e)
+{
+    if (n_grid < 1) return ptq_fail(e, PTQ_EUSAGE, "--awq-grid %d: must be at least 1", n_grid);
+    for (int j = 0; j < cols; j++)
+        if (!(xmean[j] >= 0.0f) || !isfinite(xmean[j]))
+            return ptq_fail(e, PTQ_EDATA, "activation magnitude of channel %d is %g", j,
+                            (double)xmean[j]);
+    float *s = malloc((size_t)cols * sizeof *s);
+    if (!s) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    int rc = PTQ_OK;
+    res->ratio = 0.0f;
+    res->loss = INFINITY;
+    res->loss_rtn = INFINITY;
+    for (int i = 0; i < n_grid && !rc; i++) {
+        float ratio = (float)i / (float)n_grid;
+        ptq_awq_scales(xmean, cols, ratio, s);
+        for (int k = 0; k < nw && !rc; k++) {
+            size_t n = (size_t)lins[k].rows * cols;
+            if (lins[k].q && lins[k].H) rc = gptq_round(&lins[k], cols, s, Wq[k], e);
+            else if (lins[k].q) rc = ptq_awq_fake_quant(lins[k].W, lins[k].rows, cols, s, NULL,
+                                                        lins[k].q, Wq[k], e);
+            else memcpy(Wq[k], lins[k].W, n * sizeof *Wq[k]);
+        }
+        double loss = 0;
+        if (!rc) rc = fn(ctx, Wq, &loss, e);
+        if (rc) break;
+        if (!isfinite(loss)) {
+            rc = ptq_fail(e, PTQ_EDATA, "AWQ: the block output error at ratio %g is %g",
+                          (double)ratio, loss);
+            break;
+        }
+        if (i == 0) res->loss_rtn = loss;
+        if (loss < res->loss) {
+            res->loss = loss;
+            res->ratio = ratio;
+            memcpy(s_best, s, (size_t)cols * sizeof *s);
+        }
+    }
+    free(s);
+    return rc;
+}
+
+double ptq_awq_quad_loss(const float *A, const float *B, int rows, int cols, const float *H,
+                         float *buf, double *blas_seconds)
+{
+    float *dbuf = buf, *pbuf = buf + (size_t)QUAD_ROWS * cols;
+    double sum = 0;
+    for (int r0 = 0; r0 < rows; r0 += QUAD_ROWS) {
+        int nr = rows - r0 < QUAD_ROWS ? rows - r0 : QUAD_ROWS;
+        size_t n = (size_t)nr * cols;
+        const float *a = A + (size_t)r0 * cols;
+        if (B) {
+            const float *b = B + (size_t)r0 * cols;
+            for (size_t i = 0; i < n; i++) dbuf[i] = a[i] - b[i];
+        } else {
+            memcpy(dbuf, a, n * sizeof *dbuf);
+        }
+        double t0 = blas_seconds ? now() : 0;
+        cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, nr, cols, 1.0f, H, cols, dbuf, cols,
+                    0.0f, pbuf, cols);
+        if (blas_seconds) *blas_seconds += now() - t0;
+        for (size_t i = 0; i < n; i++) sum += (double)dbuf[i] * (double)pbuf[i];
+    }
+    return sum;
+}
+
+typedef struct quad_ctx {
+    const float *W, *H;
+    int rows, cols;
+    float *buf;
+    double blas;
+} quad_ctx;
+
+static int quad_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
+{
+    (void)e;
+    quad_ctx *c = ctx;
+    *loss = ptq_awq_quad_loss(Wq[0], c->W, c->rows, c->cols, c->H, c->buf, &c->blas);
+    return PTQ_OK;
+}
+
+int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
+                          const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
+                          float *s_best, ptq_awq_result *res, ptq_awq_timing *timing,
+                          ptq_err *e)
+{
+    double t0 = now();
+    quad_ctx c = {W, H, rows, cols, NULL, 0};
+    float *wq = malloc((size_t)rows * cols * sizeof *wq);
+    c.buf = malloc(2 * (size_t)QUAD_ROWS * cols * sizeof *c.buf);
+    int rc;
+    if (!wq || !c.buf) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+    else {
+        ptq_awq_lin lin = {W, rows, q, gptq ? H : NULL};
+        rc = ptq_awq_search(xmean, cols, &lin, 1, n_grid, quad_fn, &c, &wq, s_best, res, e);
+    }
+    free(wq);
+    free(c.buf);
+    if (timing) {
+        timing->total += now() - t0;
+        timing->blas += c.blas;
+    }
+    return rc;
+}
+
+int ptq_awq_clip_search(const float *W, int rows, int cols, const ptq_gptq_opts *q,
+                        const float *X, int ntok, int n_grid, float max_shrink, float *maxval,
+                        ptq_awq_timing *timing, ptq_err *e)
+{
+    double t0 = now(), tb = 0;
+    if (ntok < 1) return ptq_fail(e, PTQ_EDATA, "AWQ clip search: no calibration tokens");
+    if (q->group < 0 || (q->group && cols % q->group))
+        return ptq_fail(e, PTQ_EUSAGE, "--group %d does not divide the %d input columns", q->group,
+                        cols);
+    int G = q->group ? q->group : cols, ng = cols / G;
+    int step = ntok / PTQ_AWQ_CLIP_TOKENS > 1 ? ntok / PTQ_AWQ_CLIP_TOKENS : 1;
+    int n = (ntok + step - 1) / step;
+    int nsteps = (int)(max_shrink * (float)n_grid);
+    if (nsteps < 1) nsteps = 1;
+    /* per group: xg [n, G] gathered tokens; wg, cw [rows, G]; E [rows, n] */
+    float *xg = malloc((size_t)n * G * sizeof *xg);
+    float *wg = malloc((size_t)rows * G * sizeof *wg);
+    float *cw = malloc((size_t)rows * G * sizeof *cw);
+    float *E = malloc((size_t)rows * n * sizeof *E);
+    float *mx = malloc((size_t)rows * sizeof *mx), *cl = malloc((size_t)rows * sizeof *cl);
+    double *best = malloc((size_t)rows * sizeof *best);
+    int rc = PTQ_OK;
+    if (!xg || !wg || !cw || !E || !mx || !cl || !best)
+        rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ clip search");
+    ptq_gptq_opts qg = *q;
+    qg.group = 0; /* each extracted group is one row of G columns */
+    for (int g = 0; g < ng && !rc; g++) {
+        for (int t = 0; t < n; t++)
+            memcpy(xg + (size_t)t * G, X + (size_t)t * step * cols + (size_t)g * G,
+                   (size_t)G * sizeof *xg);
+        for (int r = 0; r < rows; r++) {
+            const float *w = W + (size_t)r * cols + (size_t)g * G;
+            memcpy(wg + (size_t)r * G, w, (size_t)G * sizeof *wg);
+            float m = 0;
+            for (int k = 0; k < G; k++) m = fabsf(w[k]) > m ? fabsf(w[k]) : m;
+            mx[r] = m;
+            best[r] = INFINITY;
+        }
+        for (int i = 0; i < nsteps && !rc; i++) {
+            float p = 1.0f - (float)i / (float)n_grid;
+            for (int r = 0; r < rows; r++) cl[r] = p * mx[r];
+            rc = ptq_awq_fake_quant(wg, rows, G, NULL, cl, &qg, cw, e);
+            if (rc) break;
+            for (size_t k = 0; k < (size_t)rows * G; k++) cw[k] -= wg[k];
+            double tt = now();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, G, 1.0f, cw, G, xg, G,
+                        0.0f, E, n);
+            tb += now() - tt;
+            for (int r = 0; r < rows; r++) {
+                double err = 0;
+                const float *er = E + (size_t)r * n;
+                for (int t = 0; t < n; t++) err += (double)er[t] * er[t];
+                if (err < best[r]) {
+                    best[r] = err;
+                    maxval[(size_t)r * ng + g] = cl[r];
+                }
+            }
+        }
+    }
+    free(xg), free(wg), free(cw), free(E), free(mx), free(cl), free(best);
+    if (timing) {
+        timing->total += now() - t0;
+        timing->blas += tb;
+    }
+    return rc;
+}
+
+void ptq_awq_clip_apply(float *W, int rows, int cols, int group, const float *maxval)
+{
+    int G = group ? group : cols, ng = cols / G;
+    for (int r = 0; r < rows; r++)
+        for (int g = 0; g < ng; g++) {
+            float c = maxval[(size_t)r * ng + g];
+            float *w = W + (size_t)r * cols + (size_t)g * G;
+            for (int k = 0; k < G; k++) w[k] = w[k] > c ? c : w[k] < -c ? -c : w[k];
+        }
+}
+
+void ptq_awq_scale_cols(float *W, int rows, int cols, const float *s)
+{
+    for (int r = 0; r < rows; r++) {
+        float *w = W + (size_t)r * cols;
+        for (int j = 0; j < cols; j++) w[j] *= s[j];
+    }
+}
+
+void ptq_awq_div_vec(float *v, int n, const float *s)
+{
+    for (int j = 0; j < n; j++) v[j] /= s[j];
+}
+
+void ptq_awq_div_rows(float *W, float *bias, int rows, int cols, const float *s)
+{
+    for (int r = 0; r < rows; r++) {
+        float *w = W + (size_t)r * cols;
+        for (int j = 0; j < cols; j++) w[j] /= s[r];
+        if (bias) bias[r] /= s[r];
+    }
+}
+
+void ptq_awq_gqa_mean(const float *xq, int n_heads, int n_kv, int hd, float *out)
+{
+    int grp = n_heads / n_kv;
+    for (int kh = 0; kh < n_kv; kh++)
+        for (int i = 0; i < hd; i++) {
+            double m = 0;
+            for (int h = kh * grp; h < (kh + 1) * grp; h++) m += xq[(size_t)h * hd + i];
+            float v = (float)(m / grp);
+            for (int h = kh * grp; h < (kh + 1) * grp; h++) out[(size_t)h * hd + i] = v;
+        }
+}
+
+void ptq_awq_gqa_v(const float *s, int n_heads, int n_kv, int hd, float *sv)
+{
+    int grp = n_heads / n_kv;
+    for (int kh = 0; kh < n_kv; kh++)
+        for (int i = 0; i < hd; i++) sv[(size_t)kh * hd + i] = s[(size_t)kh * grp * hd + i];
+}
+
+void ptq_awq_mlp(const float *X, int n, int D, int inter, const float *Wg, const float *Wu,
+                 const float *Wd, float *hb, float *hb2, float *out)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, inter, D, 1.0f, X, D, Wg, D, 0.0f, hb, inter);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, inter, D, 1.0f, X, D, Wu, D, 0.0f, hb2, inter);
+    size_t nI = (size_t)n * inter;
+    for (size_t i = 0; i < nI; i++) {
+        float g = hb[i];
+        hb[i] = g / (1.0f + expf(-g)) * hb2[i];
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, D, inter, 1.0f, hb, inter, Wd, inter, 0.0f, out, D);
+}

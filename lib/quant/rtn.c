@@ -1,0 +1,83 @@
+/* rtn.c - round-to-nearest (lib/quant/gptq.h), and the checks and allocation
+ * every integer-grid quantizer shares (lib/quant/gptq_impl.h). */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "lib/quant/gptq_impl.h"
+#include "lib/qfmt/pack.h"
+
+int ptq_int_validate(const float *W, int rows, int cols, const ptq_gptq_opts *o, ptq_err *e)
+{
+    if (rows <= 0 || cols <= 0)
+        return ptq_fail(e, PTQ_EINTERNAL, "weights of shape %d x %d", rows, cols);
+    if (o->q.bits < 2 || o->q.bits > 8)
+        return ptq_fail(e, PTQ_EUSAGE, "--bits %d: out of range 2..8", o->q.bits);
+    if (o->group < 0 || (o->group > 0 && cols % o->group != 0))
+        return ptq_fail(e, PTQ_EUSAGE, "--group %d does not divide the %d input columns", o->group,
+                        cols);
+    size_t n = (size_t)rows * (size_t)cols;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(W[i]))
+            return ptq_fail(e, PTQ_EDATA, "weight [%zu][%zu] is %g", i / (size_t)cols,
+                            i % (size_t)cols, (double)W[i]);
+    return PTQ_OK;
+}
+
+int ptq_int_alloc(ptq_qtensor *q, int rows, int cols, const ptq_gptq_opts *o, int with_gidx,
+                  ptq_err *e)
+{
+    q->format = PTQ_QF_INT;
+    q->rows = rows, q->cols = cols;
+    q->bits = o->q.bits;
+    q->group = o->group;
+    q->ngroups = o->group ? cols / o->group : 1;
+    q->sym = o->q.sym;
+    q->mapped = 0;
+    size_t words = (size_t)rows * (size_t)ptq_pack_row_words(cols, o->q.bits);
+    size_t ng = (size_t)rows * (size_t)q->ngroups;
+    q->qweight = calloc(words, sizeof *q->qweight);
+    q->scales = malloc(ng * sizeof *q->scales);
+    q->zeros = malloc(ng * sizeof *q->zeros);
+    q->g_idx = with_gidx ? malloc((size_t)cols * sizeof *q->g_idx) : NULL;
+    if (!q->qweight || !q->scales || !q->zeros || (with_gidx && !q->g_idx)) {
+        ptq_qtensor_free(q);
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory for a %d x %d quantized tensor", rows, cols);
+    }
+    return PTQ_OK;
+}
+
+int ptq_int_grid_check(const ptq_qgrid *g, int row, int col, ptq_err *e)
+{
+    if (ptq_quant_grid_ok(g)) return PTQ_OK;
+    return ptq_fail(e, PTQ_EDATA,
+                    "weights of row %d from column %d span a range too large for an fp16 scale",
+                    row, col);
+}
+
+int ptq_rtn(const float *W, int rows, int cols, const ptq_gptq_opts *o, ptq_qtensor *out,
+            ptq_err *e)
+{
+    int rc = ptq_int_validate(W, rows, cols, o, e);
+    if (!rc) rc = ptq_int_alloc(out, rows, cols, o, 0, e);
+    if (rc) return rc;
+    int G = o->group ? o->group : cols, ng = out->ngroups;
+    int words = ptq_pack_row_words(cols, o->q.bits);
+    for (int r = 0; r < rows; r++) {
+        const float *w = W + (size_t)r * cols;
+        uint32_t *packed = out->qweight + (size_t)r * words;
+        for (int g = 0; g < ng; g++) {
+            ptq_qgrid grid;
+            ptq_quant_grid(w + (size_t)g * G, G, 1, &o->q, &grid);
+            if ((rc = ptq_int_grid_check(&grid, r, g * G, e))) {
+                ptq_qtensor_free(out);
+                return rc;
+            }
+            out->scales[(size_t)r * ng + g] = grid.scale_f16;
+            out->zeros[(size_t)r * ng + g] = grid.zero;
+            for (int k = g * G; k < (g + 1) * G; k++)
+                ptq_pack_set(packed, k, o->q.bits, (uint32_t)ptq_quant_code(&grid, w[k]));
+        }
+    }
+    return PTQ_OK;
+}

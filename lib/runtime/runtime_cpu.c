@@ -1,0 +1,198 @@
+/* runtime_cpu.c - the CPU reference runtime over a bundle (runtime_cpu.h). */
+#include "lib/runtime/runtime_cpu.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lib/base/dtype.h"
+#include "lib/qfmt/qtensor.h"
+
+/* Decode tensor name (of shape rows x cols) into out. */
+static int load(ptq_cpu_model *m, const char *name, int rows, int cols, float *out, ptq_err *e)
+{
+    ptq_qtensor q;
+    int rc = ptq_bundle_tensor(&m->b, name, &q, e);
+    if (rc) return rc;
+    if (q.rows != rows || q.cols != cols)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s is %d x %d, the config implies %d x %d",
+                        m->b.path, name, q.rows, q.cols, rows, cols);
+    return ptq_qtensor_dequant(&q, out, e);
+}
+
+/* The int8 KV-cache scales of layer l (tensor model.layers.L.self_attn.kv_scale,
+ * F32, keys then values), when the bundle has them: [2, kv heads * head_dim]
+ * (one scale per kv head and head-dim channel), or the per-head [2, kv heads]
+ * of earlier bundles, whose scale then holds for every channel of its head. */
+static int kv_scales(ptq_cpu_model *m, int l, ptq_layer_w *w, ptq_err *e)
+{
+    char name[160], member[200];
+    const ptq_config *c = &m->cfg;
+    int kvd = c->n_kv_heads * c->head_dim;
+    w->kv_scale = NULL;
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.kv_scale", l);
+    snprintf(member, sizeof member, "tensors/%s.data", name);
+    if (!ptq_bundle_member_data(&m->b, member, NULL)) return PTQ_OK;
+    ptq_qtensor q;
+    int rc = ptq_bundle_tensor(&m->b, name, &q, e);
+    if (rc) return rc;
+    if (q.format != PTQ_QF_DENSE || q.dtype != PTQ_DT_F32 || q.rows != 2 ||
+        (q.cols != kvd && q.cols != c->n_kv_heads))
+        return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s is not F32 2 x %d (per channel) or 2 x %d "
+                        "(per head)", m->b.path, name, kvd, c->n_kv_heads);
+    const float *s = q.data;
+    for (int i = 0; i < 2 * q.cols; i++)
+        if (!(isfinite(s[i]) && s[i] > 0))
+            return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s: scale %g is not finite and positive",
+                            m->b.path, name, (double)s[i]);
+    if (!m->kv_scale && !(m->kv_scale = malloc(2 * (size_t)kvd * sizeof(float))))
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory for the KV-cache scales");
+    int per = q.cols == kvd ? 1 : c->head_dim; /* channels per stored scale */
+    for (int i = 0; i < 2 * kvd; i++) m->kv_scale[i] = s[i / per];
+    w->kv_scale = m->kv_scale;
+    return PTQ_OK;
+}
+
+static int cpu_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
+{
+    ptq_cpu_model *m = ctx;
+    const ptq_config *c = &m->cfg;
+    char name[160];
+    int rc;
+    if (l < 0 || l >= c->n_layers)
+        return ptq_fail(e, PTQ_EINTERNAL, "layer %d outside 0..%d", l, c->n_layers - 1);
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+    if ((rc = load(m, name, 1, c->hidden, w->attn_norm, e))) return rc;
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+    if ((rc = load(m, name, 1, c->hidden, w->mlp_norm, e))) return rc;
+    if ((rc = kv_scales(m, l, w, e))) return rc;
+    for (int i = 0; i < PTQ_NLINEAR; i++) {
+        int r, k;
+        ptq_linear_shape(c, i, &r, &k);
+        snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, ptq_linear_name(i));
+        if ((rc = load(m, name, r, k, w->w[i], e))) return rc;
+        /* activation-quantized: the forward runs the 8-bit product */
+        w->aq[i] = NULL;
+        if ((rc = ptq_bundle_tensor(&m->b, name, &m->aq[i], e))) return rc;
+        if (m->aq[i].format == PTQ_QF_W8A8 || m->aq[i].format == PTQ_QF_FP8) w->aq[i] = &m->aq[i];
+        if (w->bias[i]) {
+            snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, ptq_linear_name(i));
+            if ((rc = load(m, name, 1, r, w->bias[i], e))) return rc;
+        }
+    }
+    return PTQ_OK;
+}
+
+static int cpu_embed(void *ctx, const int32_t *tok, int n, float *out, ptq_err *e)
+{
+    ptq_cpu_model *m = ctx;
+    const char *name = "model.embed_tokens.weight";
+    ptq_qtensor q;
+    int rc = ptq_bundle_tensor(&m->b, name, &q, e);
+    if (rc) return rc;
+    if (q.rows != m->cfg.vocab || q.cols != m->cfg.hidden)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s is %d x %d, the config implies %d x %d",
+                        m->b.path, name, q.rows, q.cols, m->cfg.vocab, m->cfg.hidden);
+    for (int i = 0; i < n; i++) {
+        if (tok[i] < 0 || tok[i] >= q.rows)
+            return ptq_fail(e, PTQ_EDATA, "token id %d outside the vocabulary of %d",
+                            (int)tok[i], q.rows);
+        if ((rc = ptq_qtensor_dequant_rows(&q, tok[i], 1, out + (size_t)i * (size_t)q.cols, e)))
+            return rc;
+    }
+    return PTQ_OK;
+}
+
+static int cpu_head(void *ctx, float *norm, float *lm_head, ptq_err *e)
+{
+    ptq_cpu_model *m = ctx;
+    const ptq_config *c = &m->cfg;
+    int rc = load(m, "model.norm.weight", 1, c->hidden, norm, e);
+    if (rc) return rc;
+    return load(m, c->tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight", c->vocab,
+                c->hidden, lm_head, e);
+}
+
+int ptq_cpu_open(ptq_cpu_model *m, const char *path, int verify, ptq_err *e)
+{
+    memset(m, 0, sizeof *m);
+    int rc = ptq_bundle_open(&m->b, path, verify, e);
+    if (rc) return rc;
+    uint64_t len;
+    const char *json = ptq_bundle_member_data(&m->b, "config.json", &len);
+    if (!json) {
+        rc = ptq_fail(e, PTQ_EFORMAT, "%s: the bundle has no config.json member", path);
+    } else if ((rc = ptq_config_parse(&m->cfg, json, (size_t)len, "config.json", e))) {
+        ptq_fail_prefix(e, "%s", path);
+    }
+    if (rc) ptq_cpu_close(m);
+    return rc;
+}
+
+void ptq_cpu_close(ptq_cpu_model *m)
+{
+    ptq_bundle_close(&m->b);
+    free(m->kv_scale);
+    memset(m, 0, sizeof *m);
+}
+
+void ptq_cpu_weights(ptq_cpu_model *m, ptq_weights *w)
+{
+    memset(w, 0, sizeof *w);
+    w->cfg = &m->cfg;
+    w->ctx = m;
+    w->layer = cpu_layer;
+    w->embed = cpu_embed;
+    w->head = cpu_head;
+}
+
+int ptq_cpu_tokenizer(const ptq_cpu_model *m, ptq_tokenizer **t, ptq_err *e)
+{
+    uint64_t len, clen = 0;
+    const char *json = ptq_bundle_member_data(&m->b, "tokenizer.json", &len);
+    const char *cfg = ptq_bundle_member_data(&m->b, "tokenizer_config.json", &clen);
+    *t = NULL;
+    if (!json) return ptq_fail(e, PTQ_EFORMAT, "%s: the bundle has no tokenizer.json", m->b.path);
+    int rc = ptq_tok_load_mem(t, json, (size_t)len, cfg, (size_t)clen, "tokenizer.json", e);
+    if (rc) ptq_fail_prefix(e, "%s", m->b.path);
+    return rc;
+}
+
+int ptq_path_is_bundle(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+int ptq_model_src_open(ptq_model_src *s, const char *path, ptq_err *e)
+{
+    memset(s, 0, sizeof *s);
+    int rc;
+    if (ptq_path_is_bundle(path)) {
+        s->is_bundle = 1;
+        if ((rc = ptq_cpu_open(&s->cm, path, 1, e))) return rc;
+        if ((rc = ptq_cpu_tokenizer(&s->cm, &s->tok, e))) {
+            ptq_cpu_close(&s->cm);
+            return rc;
+        }
+        ptq_cpu_weights(&s->cm, &s->w);
+        return PTQ_OK;
+    }
+    if ((rc = ptq_ckpt_open(&s->ck, path, e))) return rc;
+    ptq_ckpt_weights(&s->ck, &s->w);
+    s->tok = s->ck.tok;
+    return PTQ_OK;
+}
+
+void ptq_model_src_close(ptq_model_src *s)
+{
+    if (s->is_bundle) {
+        ptq_tok_free(s->tok);
+        ptq_cpu_close(&s->cm);
+    } else {
+        ptq_ckpt_close(&s->ck); /* owns its tokenizer */
+    }
+    memset(s, 0, sizeof *s);
+}
