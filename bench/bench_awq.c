@@ -21,38 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench/bench.h"
 #include "lib/quant/awq.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static uint64_t st = 88172645463325252ull;
-static float nrand(void)
-{
-    double u[2];
-    for (int i = 0; i < 2; i++) {
-        st ^= st << 13, st ^= st >> 7, st ^= st << 17;
-        u[i] = ((double)(st >> 11) + 0.5) / 9007199254740992.0;
-    }
-    return (float)(sqrt(-2 * log(u[0])) * cos(6.283185307179586 * u[1]));
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 int main(int argc, char **argv)
 {
@@ -72,15 +43,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_awq: out of memory\n");
         return 1;
     }
-    for (size_t i = 0; i < nw; i++) W[i] = 0.02f * nrand();
-    for (int j = 0; j < cols; j++) mag[j] = expf(1.5f * nrand()); /* log-normal channels */
-    for (size_t i = 0; i < nx; i++) X[i] = nrand() * mag[i % (size_t)cols];
+    ptq_rng rng;
+    ptq_rng_seed(&rng, 88172645463325252ull);
+    for (size_t i = 0; i < nw; i++) W[i] = 0.02f * bench_normal(&rng);
+    /* log-normal channels */
+    for (int j = 0; j < cols; j++) mag[j] = expf(1.5f * bench_normal(&rng));
+    for (size_t i = 0; i < nx; i++) X[i] = bench_normal(&rng) * mag[i % (size_t)cols];
     for (size_t i = 0; i < nx; i++) xm[i % (size_t)cols] += fabsf(X[i]);
     for (int j = 0; j < cols; j++) xm[j] /= (float)ntok;
 
-    double t0 = now();
+    double t0 = ptq_now();
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, ntok, 1.0f, X, cols, 0.0f, H, cols);
-    double t_gram = now() - t0;
+    double t_gram = ptq_now() - t0;
 
     ptq_gptq_opts q;
     memset(&q, 0, sizeof q);
@@ -100,7 +74,8 @@ int main(int argc, char **argv)
         ct[r] = tc.total, cb[r] = tc.blas / tc.total;
     }
     double flops = 2.0 * rows * (double)cols * cols * PTQ_AWQ_GRID;
-    double ts = median(st_, reps), bs = median(sb, reps), tcl = median(ct, reps), bc = median(cb, reps);
+    double ts = bench_median(st_, reps), bs = bench_median(sb, reps);
+    double tcl = bench_median(ct, reps), bc = bench_median(cb, reps);
     printf("AWQ on a %d x %d linear (out x in), %d calibration tokens, W4 asym g128, n_grid %d, "
            "OpenBLAS %d threads, %d run(s), medians\n",
            rows, cols, ntok, PTQ_AWQ_GRID, openblas_get_num_threads(), reps);

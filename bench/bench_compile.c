@@ -51,21 +51,14 @@
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench/bench.h"
 #include "formats/safetensors.h"
 #include "lib/base/err.h"
 #include "lib/base/half.h"
 
 enum { HIDDEN = 2048, INTER = 5632, HEADS = 16, KV_HEADS = 4, HEAD_DIM = 128, VOCAB = 32000 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static double mib(double b) { return b / (1024.0 * 1024.0); }
 
@@ -81,23 +74,16 @@ static void join(char *p, const char *dir, const char *name)
 
 /* ---------------------------------------------------------------- the checkpoint */
 
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* n F16 values, approximately normal(0, std) (sum of 4 uniforms). */
 static uint16_t *random_f16(size_t n, float std, uint64_t seed)
 {
     uint16_t *p = malloc(n * sizeof *p);
     if (!p) return NULL;
-    uint64_t s = seed;
+    ptq_rng s;
+    ptq_rng_seed(&s, seed);
     const float k = std * sqrtf(3.0f); /* var of a sum of 4 U(-1,1) = 4/3 */
     for (size_t i = 0; i < n; i++) {
-        uint64_t r = rng_next(&s);
+        uint64_t r = ptq_rng_next(&s);
         float u = 0;
         for (int j = 0; j < 4; j++) u += (float)((r >> (16 * j)) & 0xffff) / 32767.5f - 1.0f;
         p[i] = ptq_f32_to_f16(0.5f * k * u);
@@ -352,14 +338,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_compile: mkdtemp %s: %s\n", dir, strerror(errno));
         return 1;
     }
-    double t0 = now_s();
+    double t0 = ptq_now();
     if (write_checkpoint(dir, shared, layers)) {
         if (!keep) rm_tree(dir);
         return 1;
     }
     printf("checkpoint: %d layers of hidden %d, intermediate %d, heads %d/%d, head_dim %d, vocab %d, "
            "F16, written in %.1f s to %s\n",
-           layers, HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, VOCAB, now_s() - t0, dir);
+           layers, HIDDEN, INTER, HEADS, KV_HEADS, HEAD_DIM, VOCAB, ptq_now() - t0, dir);
     fflush(stdout);
 
     char calib[PATH_BUF], out[PATH_BUF], rep[PATH_BUF], ns[16], sl[16];
@@ -393,13 +379,13 @@ int main(int argc, char **argv)
     rss_peak pk;
     memset(&ru, 0, sizeof ru);
     memset(&pk, 0, sizeof pk);
-    t0 = now_s();
+    t0 = ptq_now();
     if (run_child(av, &status, &ru, &pk)) {
         fprintf(stderr, "bench_compile: cannot run %s: %s\n", ptqc_abs, strerror(errno));
         if (!keep) rm_tree(dir);
         return 1;
     }
-    double wall = now_s() - t0;
+    double wall = ptq_now() - t0;
     if (!WIFEXITED(status) || WEXITSTATUS(status)) {
         fprintf(stderr, "bench_compile: ptqc compile failed (status %d)\n",
                 WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status));

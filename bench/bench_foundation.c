@@ -22,38 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench/bench.h"
 #include "formats/config.h"
 #include "formats/tokenizer.h"
 #include "lib/model/model.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static void fill(float *p, size_t n, float a, float c, uint64_t *s)
-{
-    for (size_t i = 0; i < n; i++) {
-        *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
-        p[i] = c + a * ((float)(*s >> 40) / 8388608.0f - 1.0f);
-    }
-}
+#include "tests/synth.h"
 
 /* The sgemm calls of one layer, without anything around them. */
 static void sgemm_only(const ptq_config *c, const ptq_layer_w *w, int B, int T, const float *xb,
@@ -83,35 +57,25 @@ static void sgemm_only(const ptq_config *c, const ptq_layer_w *w, int B, int T, 
 
 static int bench_layer(int reps)
 {
-    ptq_config c;
-    memset(&c, 0, sizeof c);
-    strcpy(c.model_type, "llama");
-    c.hidden = 2048;
-    c.intermediate = 5632;
-    c.n_layers = 1;
-    c.n_heads = 16;
-    c.n_kv_heads = 4;
-    c.head_dim = 128;
-    c.vocab = 32000;
-    c.max_pos = 2048;
-    c.rms_eps = 1e-5f;
-    c.rope_theta = 500000.0f;
-    c.rope_factor = 1.0f;
+    ptq_config c = synth_tiny_config();
+    c.hidden = 2048, c.intermediate = 5632, c.n_layers = 1, c.n_heads = 16, c.n_kv_heads = 4;
+    c.head_dim = 128, c.vocab = 32000, c.max_pos = 2048, c.rope_theta = 500000.0f;
     ptq_err e = {0};
     ptq_layer_w w;
     if (ptq_layer_w_alloc(&w, &c, &e)) {
         fprintf(stderr, "bench: %s\n", e.msg);
         return 1;
     }
-    uint64_t s = 12345;
+    ptq_rng s;
+    ptq_rng_seed(&s, 12345);
     int D = c.hidden, Im = c.intermediate, qd = c.n_heads * c.head_dim;
     int kvd = c.n_kv_heads * c.head_dim;
-    fill(w.attn_norm, (size_t)D, 0.1f, 1.0f, &s);
-    fill(w.mlp_norm, (size_t)D, 0.1f, 1.0f, &s);
+    bench_fill(w.attn_norm, (size_t)D, 0.1f, 1.0f, &s);
+    bench_fill(w.mlp_norm, (size_t)D, 0.1f, 1.0f, &s);
     for (int i = 0; i < PTQ_NLINEAR; i++) {
         int r, k;
         ptq_linear_shape(&c, i, &r, &k);
-        fill(w.w[i], (size_t)r * k, 0.02f, 0.0f, &s);
+        bench_fill(w.w[i], (size_t)r * k, 0.02f, 0.0f, &s);
     }
     const int total = 512;
     float *x0 = malloc(sizeof(float) * total * D), *x = malloc(sizeof(float) * total * D);
@@ -123,7 +87,7 @@ static int bench_layer(int reps)
         fprintf(stderr, "bench: out of memory\n");
         return 1;
     }
-    fill(x0, (size_t)total * D, 1.0f, 0.0f, &s);
+    bench_fill(x0, (size_t)total * D, 1.0f, 0.0f, &s);
     printf("layer: hidden %d, intermediate %d, heads %d/%d, head_dim %d, %d tokens, "
            "OpenBLAS %d threads, median of %d\n",
            D, Im, c.n_heads, c.n_kv_heads, c.head_dim, total, openblas_get_num_threads(), reps);
@@ -148,17 +112,17 @@ static int bench_layer(int reps)
         sgemm_only(&c, &w, B, T, x0, q, kk, v, att, ao, hb, hb2, tmp);
         for (int r = 0; r < reps; r++) { /* interleaved, so drift hits both */
             memcpy(x, x0, sizeof(float) * N * D);
-            double t0 = now_s();
+            double t0 = ptq_now();
             if (ptq_fwd_layer(f, &w, x, B, T, NULL, &e)) {
                 fprintf(stderr, "bench: %s\n", e.msg);
                 return 1;
             }
-            tf[r] = now_s() - t0;
-            t0 = now_s();
+            tf[r] = ptq_now() - t0;
+            t0 = ptq_now();
             sgemm_only(&c, &w, B, T, x0, q, kk, v, att, ao, hb, hb2, tmp);
-            tg[r] = now_s() - t0;
+            tg[r] = ptq_now() - t0;
         }
-        double mf = median(tf, reps), mg = median(tg, reps);
+        double mf = bench_median(tf, reps), mg = bench_median(tg, reps);
         double ratio = (flops / mf) / (flops / mg);
         char name[32];
         snprintf(name, sizeof name, "B=%d T=%d", B, T);
@@ -224,16 +188,16 @@ static int bench_tokenizers(const char *shared, int reps)
         int failed = 0;
         for (int r = 0; r < reps && !failed; r++) {
             int32_t *ids = NULL;
-            double t0 = now_s();
+            double t0 = ptq_now();
             if (ptq_tok_encode(t, text, len, 0, &ids, &n, &e)) {
                 printf("%-12s encode failed: %s\n", names[i], e.msg);
                 failed = 1;
             }
-            ts[r] = now_s() - t0;
+            ts[r] = ptq_now() - t0;
             free(ids);
         }
         if (!failed) {
-            double mbs = (double)len / median(ts, reps) * 1e-6;
+            double mbs = (double)len / bench_median(ts, reps) * 1e-6;
             printf("%-12s %10zu %10.2f %8s  %s\n", names[i], n, mbs, ">= 5",
                    mbs >= 5.0 ? "ok" : "BELOW 5 MB/s");
             if (mbs < 5.0) ok = 0;

@@ -28,43 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench/bench.h"
 #include "lib/quant/gptq.h"
 #include "lib/quant/hessian.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_d);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static float rng_normal(uint64_t *s)
-{
-    double u1 = ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-    double u2 = ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0;
-    return (float)(sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-}
 
 static void *xmalloc(size_t n)
 {
@@ -77,17 +44,17 @@ static void *xmalloc(size_t n)
 }
 
 /* H of `tokens` synthetic activation rows, through ptq_hessian */
-static float *make_hessian(int cols, int tokens, uint64_t *s)
+static float *make_hessian(int cols, int tokens, ptq_rng *s)
 {
     const int R = 16;
     float *X = xmalloc(sizeof(float) * (size_t)tokens * cols);
     float *F = xmalloc(sizeof(float) * (size_t)tokens * R), *B = xmalloc(sizeof(float) * (size_t)R * cols);
     float *c = xmalloc(sizeof(float) * (size_t)cols);
-    for (int j = 0; j < cols; j++) c[j] = expf(0.7f * rng_normal(s));
-    for (size_t i = 0; i < (size_t)tokens * R; i++) F[i] = rng_normal(s);
-    for (size_t i = 0; i < (size_t)R * cols; i++) B[i] = rng_normal(s);
+    for (int j = 0; j < cols; j++) c[j] = expf(0.7f * bench_normal(s));
+    for (size_t i = 0; i < (size_t)tokens * R; i++) F[i] = bench_normal(s);
+    for (size_t i = 0; i < (size_t)R * cols; i++) B[i] = bench_normal(s);
     for (int t = 0; t < tokens; t++)
-        for (int j = 0; j < cols; j++) X[(size_t)t * cols + j] = c[j] * rng_normal(s);
+        for (int j = 0; j < cols; j++) X[(size_t)t * cols + j] = c[j] * bench_normal(s);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, tokens, cols, R, 1.0f, F, R, B, cols,
                 1.0f, X, cols);
     float *H = xmalloc(sizeof(float) * (size_t)cols * cols);
@@ -104,14 +71,14 @@ static float *make_hessian(int cols, int tokens, uint64_t *s)
 }
 
 /* returns 1 when the target is met */
-static int run_case(int rows, int cols, int reps, int threads, uint64_t *s)
+static int run_case(int rows, int cols, int reps, int threads, ptq_rng *s)
 {
     size_t hn = (size_t)cols * cols;
     float *W = xmalloc(sizeof(float) * (size_t)rows * cols);
-    for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = 0.02f * rng_normal(s);
-    double t0 = now_s();
+    for (size_t i = 0; i < (size_t)rows * cols; i++) W[i] = 0.02f * bench_normal(s);
+    double t0 = ptq_now();
     float *H = make_hessian(cols, 2048, s);
-    double th = now_s() - t0;
+    double th = ptq_now() - t0;
     float *Hw = xmalloc(sizeof(float) * hn);
     ptq_gptq_opts o;
     memset(&o, 0, sizeof o);
@@ -124,8 +91,8 @@ static int run_case(int rows, int cols, int reps, int threads, uint64_t *s)
     int K = cols / 2;
     float *A = xmalloc(sizeof(float) * (size_t)rows * K), *Bm = xmalloc(sizeof(float) * (size_t)K * cols);
     float *C = xmalloc(sizeof(float) * (size_t)rows * cols);
-    for (size_t i = 0; i < (size_t)rows * K; i++) A[i] = 1e-3f * rng_normal(s);
-    for (size_t i = 0; i < (size_t)K * cols; i++) Bm[i] = 1e-3f * rng_normal(s);
+    for (size_t i = 0; i < (size_t)rows * K; i++) A[i] = 1e-3f * bench_normal(s);
+    for (size_t i = 0; i < (size_t)K * cols; i++) Bm[i] = 1e-3f * bench_normal(s);
     memset(C, 0, sizeof(float) * (size_t)rows * cols);
     double *tg = xmalloc(sizeof(double) * reps), *tr = xmalloc(sizeof(double) * reps);
     double *tc = xmalloc(sizeof(double) * reps), *tm = xmalloc(sizeof(double) * reps);
@@ -137,39 +104,40 @@ static int run_case(int rows, int cols, int reps, int threads, uint64_t *s)
         /* GPTQ */
         memcpy(Hw, H, sizeof(float) * hn);
         memset(&q, 0, sizeof q);
-        t0 = now_s();
+        t0 = ptq_now();
         if (ptq_gptq(W, Hw, rows, cols, &o, &q, &rep, &e)) {
             fprintf(stderr, "bench_gptq: %s\n", e.msg);
             exit(1);
         }
-        tg[r] = now_s() - t0;
+        tg[r] = ptq_now() - t0;
         ptq_qtensor_free(&q);
         /* RTN */
-        t0 = now_s();
+        t0 = ptq_now();
         if (ptq_rtn(W, rows, cols, &o, &q, &e)) {
             fprintf(stderr, "bench_gptq: %s\n", e.msg);
             exit(1);
         }
-        tr[r] = now_s() - t0;
+        tr[r] = ptq_now() - t0;
         ptq_qtensor_free(&q);
         /* baseline: chol(inverse(H + damp)) the reference's way, OpenBLAS threads */
         memcpy(Hw, H, sizeof(float) * hn);
         for (int i = 0; i < cols; i++) Hw[(size_t)i * cols + i] += (float)(0.01 * mean);
-        t0 = now_s();
+        t0 = ptq_now();
         int info = LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', cols, Hw, cols);
         if (!info) info = LAPACKE_spotri_work(LAPACK_COL_MAJOR, 'L', cols, Hw, cols);
         if (!info) info = LAPACKE_spotrf_work(LAPACK_COL_MAJOR, 'L', cols, Hw, cols);
-        tc[r] = now_s() - t0;
+        tc[r] = ptq_now() - t0;
         if (info) ok = 0;
-        t0 = now_s();
+        t0 = ptq_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, cols, K, -1.0f, A, K, Bm, cols,
                     1.0f, C, cols);
-        tm[r] = now_s() - t0;
+        tm[r] = ptq_now() - t0;
         if (r == 0)
             printf("  (rep 1: damp used %g, loss %.4g, Hessian of 2048 tokens built in %.1f s)\n",
                    (double)rep.damp_used, rep.loss, th);
     }
-    double g = median(tg, reps), rt = median(tr, reps), c = median(tc, reps), m = median(tm, reps);
+    double g = bench_median(tg, reps), rt = bench_median(tr, reps);
+    double c = bench_median(tc, reps), m = bench_median(tm, reps);
     double flops_c = 4.0 / 3.0 * (double)cols * cols * cols, flops_m = (double)rows * cols * cols;
     double ratio = (c + m) / g;
     printf("%5d x %-5d  %9.2f %9.2f %9.2f %9.2f %9.3f   %.3f  %s\n", rows, cols, g, c, m, c + m, rt,
@@ -202,7 +170,8 @@ int main(int argc, char **argv)
            "baseline, GPTQ's own workers); medians of %d (4096) and %d (11008) reps\n",
            threads, reps, big_reps);
     printf("rows x cols     GPTQ s  chol(inv) s  sgemm s  baseline s   RTN s   ratio\n");
-    uint64_t s = 12345;
+    ptq_rng s;
+    ptq_rng_seed(&s, 12345);
     int ok = run_case(4096, 4096, reps, threads, &s);
     if (big) ok &= run_case(4096, 11008, big_reps, threads, &s);
     return ok ? 0 : 2;

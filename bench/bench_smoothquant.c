@@ -16,27 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench/bench.h"
 #include "lib/quant/hessian.h"
 #include "lib/model/model.h"
 #include "lib/quant/smoothquant.h"
 #include "tests/synth.h"
 
 void openblas_set_num_threads(int);
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
-static int cmpd(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv)
 {
@@ -62,7 +49,7 @@ int main(int argc, char **argv)
     ptq_layer_w *w = &m.layers[0];
     for (int r = 0; r < R; r++) {
         memcpy(x, x0, sizeof(float) * N * D);
-        double t0 = now();
+        double t0 = ptq_now();
         ptq_capture cap = {.attn_in = a1, .mlp_in = a2};
         ptq_hessian h1, h2;
         ptq_hessian_init(&h1, D, &e), ptq_hessian_init(&h2, D, &e);
@@ -75,10 +62,10 @@ int main(int argc, char **argv)
         const float *W2[2] = {w->w[PTQ_GATE], w->w[PTQ_UP]};
         int rows2[2] = {NI, NI};
         if (ptq_sq_scales(h2.absmax, W2, rows2, 2, D, 0.5f, s, &e)) return 1;
-        tp[r] = now() - t0;
+        tp[r] = ptq_now() - t0;
         ptq_hessian_free(&h1), ptq_hessian_free(&h2);
         /* the BLAS calls of that pass alone */
-        t0 = now();
+        t0 = ptq_now();
         int shapes[7][2] = {{qd, D}, {kvd, D}, {kvd, D}, {D, qd}, {NI, D}, {NI, D}, {D, NI}};
         for (int k = 0; k < 7; k++)
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, shapes[k][0], shapes[k][1], 1.0f,
@@ -92,14 +79,13 @@ int main(int argc, char **argv)
             }
         for (int k = 0; k < 2; k++)
             cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, D, N, 1.0f, x0, D, 0.0f, Hc, D);
-        tb[r] = now() - t0;
+        tb[r] = ptq_now() - t0;
     }
-    qsort(tp, R, sizeof *tp, cmpd);
-    qsort(tb, R, sizeof *tb, cmpd);
+    double mp = bench_median(tp, R), mb = bench_median(tb, R); /* R odd: the middle one */
     printf("SmoothQuant statistics pass, 1 layer hidden %d / intermediate %d, %d tokens, 1 thread\n",
            D, NI, N);
     printf("pass %.3f s (median of %d), BLAS alone %.3f s, BLAS share %.1f %%, %.0f tokens/s\n",
-           tp[R / 2], R, tb[R / 2], 100 * tb[R / 2] / tp[R / 2], N / tp[R / 2]);
+           mp, R, mb, 100 * mb / mp, N / mp);
     synth_free(&m);
     ptq_fwd_free(f);
     free(x0), free(x), free(a1), free(a2), free(s), free(y), free(y2), free(S), free(Hc);

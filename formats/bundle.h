@@ -1,4 +1,6 @@
-/* bundle.h - the ptqc bundle (.ptq), version 1.  Documented in ptqc-bundle(5).
+/* bundle.h - the ptqc bundle (.ptq), version 1 (2: + w8a8/fp8/KV scales; 3: +
+ * int groups that do not divide cols, see lib/qfmt/pack.h).  Documented in
+ * ptqc-bundle(5).
  *
  * A POSIX ustar archive (readable by `tar tvf`), written member by member in a
  * fixed order with fixed metadata (mtime 0, uid/gid 0, mode 0644), so equal
@@ -14,6 +16,11 @@
  *       command line, seed); the compile report summary.
  * The writer appends to OUT.partial in the destination directory and renames
  * to OUT only after manifest.json is written and fsync'ed.
+ *
+ * Code: formats/tar.c (ustar headers, member walk), bundle_write.c (writer,
+ * resume), bundle_read.c (open, manifest and entry checks, tensor views),
+ * bundle_verify.c (verify); each tensor's format, fields and payloads come
+ * from the packed-format table lib/qfmt/qfmt.h.
  */
 #ifndef PTQC_BUNDLE_H
 #define PTQC_BUNDLE_H
@@ -21,10 +28,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "formats/tar.h"
 #include "lib/base/err.h"
 #include "lib/qfmt/qtensor.h"
 
 typedef struct cJSON cJSON;
+struct ptq_config; /* formats/config.h */
 
 /* ---- writing ---- */
 typedef struct ptq_bundle_writer ptq_bundle_writer;
@@ -56,11 +65,8 @@ int ptq_bw_finish(ptq_bundle_writer *w, const cJSON *top, ptq_err *e);
 void ptq_bw_abort(ptq_bundle_writer *w);
 
 /* ---- reading ---- */
-typedef struct ptq_bundle_member {
-    char name[101];
-    uint64_t offset; /* of the data in the file */
-    uint64_t size;
-} ptq_bundle_member;
+/* {name, offset of the data in the file, size} (formats/tar.h) */
+typedef ptq_tar_member ptq_bundle_member;
 
 typedef struct ptq_bundle {
     char *path;
@@ -85,6 +91,33 @@ const void *ptq_bundle_member_data(const ptq_bundle *b, const char *name, uint64
 /* A view of a tensor (pointers into the map; free nothing, or free with
  * ptq_qtensor_free only the struct arrays the reader allocated: see bundle.c). */
 int ptq_bundle_tensor(const ptq_bundle *b, const char *name, ptq_qtensor *q, ptq_err *e);
+/* What a manifest says of tensor i (0..ptq_bundle_ntensors - 1) of an open
+ * bundle, for listings: strings point into the manifest ("" when absent);
+ * bits, group, sym and act_order are 0 for formats without them; bytes is
+ * the sum of its payloads. */
+typedef struct ptq_bundle_tinfo {
+    const char *name, *method, *format, *dtype;
+    int rows, cols, bits, group, sym, act_order;
+    uint64_t bytes;
+} ptq_bundle_tinfo;
+int ptq_bundle_ntensors(const ptq_bundle *b);
+void ptq_bundle_tensor_info(const ptq_bundle *b, int i, ptq_bundle_tinfo *t);
+/* The plain members the manifest lists (config.json, ...): i in
+ * 0..ptq_bundle_nfiles - 1; sha256 is its hex digest. */
+int ptq_bundle_nfiles(const ptq_bundle *b);
+void ptq_bundle_file_info(const ptq_bundle *b, int i, const char **member, uint64_t *size,
+                          const char **sha256);
+/* The model's config, parsed from the config.json member (PTQ_EFORMAT when
+ * it is missing or malformed). */
+int ptq_bundle_config(const ptq_bundle *b, struct ptq_config *c, ptq_err *e);
+/* Totals over the tensors: parameters (rows * cols), payload bytes, and the
+ * bytes the same parameters take in fp16. */
+typedef struct ptq_bundle_totals {
+    int tensors;
+    double params, payload_bytes, fp16_bytes;
+} ptq_bundle_totals;
+void ptq_bundle_get_totals(const ptq_bundle *b, ptq_bundle_totals *t);
+
 /* Check every payload checksum and the manifest's consistency; the number of
  * problems found goes to *nbad, with a line each through cb (may be NULL). */
 int ptq_bundle_verify(const ptq_bundle *b, int *nbad,

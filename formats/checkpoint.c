@@ -1,5 +1,6 @@
 /* checkpoint.c - a Hugging Face model directory (see checkpoint.h). */
 #include "formats/checkpoint.h"
+#include "formats/gguf_model.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -103,15 +104,38 @@ static int validate(const ptq_checkpoint *ck, ptq_err *e)
     return PTQ_OK;
 }
 
+/* A .gguf file: config, tokenizer and weights from formats/gguf_model.c. */
+static int open_gguf(ptq_checkpoint *ck, const char *path, ptq_err *e)
+{
+    ck->dir = strdup(path);
+    ck->gguf = calloc(1, sizeof *ck->gguf);
+    if (!ck->dir || !ck->gguf) {
+        ptq_ckpt_close(ck);
+        return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", path);
+    }
+    int rc = ptq_gguf_model_open(ck->gguf, path, e);
+    if (rc) {
+        free(ck->gguf);
+        ck->gguf = NULL;
+    }
+    if (rc == PTQ_OK) {
+        ck->cfg = ck->gguf->cfg;
+        rc = ptq_gguf_tokenizer(&ck->gguf->g, &ck->tok, e);
+    }
+    if (rc) ptq_ckpt_close(ck);
+    return rc;
+}
+
 int ptq_ckpt_open(ptq_checkpoint *ck, const char *dir, ptq_err *e)
 {
     memset(ck, 0, sizeof *ck);
     struct stat sb;
     if (stat(dir, &sb) != 0)
         return ptq_fail(e, PTQ_EIO, "%s: cannot open: %s", dir, strerror(errno));
+    if (S_ISREG(sb.st_mode) && ptq_gguf_is(dir)) return open_gguf(ck, dir, e);
     if (!S_ISDIR(sb.st_mode))
-        return ptq_fail(e, PTQ_EIO, "%s: not a directory (a checkpoint is a directory with "
-                        "config.json and *.safetensors)", dir);
+        return ptq_fail(e, PTQ_EIO, "%s: not a directory or a GGUF file (a checkpoint is a "
+                        "directory with config.json and *.safetensors, or a .gguf file)", dir);
     ck->dir = strdup(dir);
     char *cfg = join(dir, "config.json");
     char *tj = join(dir, "tokenizer.json");
@@ -135,6 +159,8 @@ int ptq_ckpt_open(ptq_checkpoint *ck, const char *dir, ptq_err *e)
 void ptq_ckpt_close(ptq_checkpoint *ck)
 {
     if (ck->tok) ptq_tok_free(ck->tok);
+    if (ck->gguf) ptq_gguf_model_close(ck->gguf);
+    free(ck->gguf);
     ptq_st_close(&ck->st);
     free(ck->dir);
     memset(ck, 0, sizeof *ck);
@@ -203,8 +229,67 @@ static int ck_head(void *ctx, float *norm, float *lm_head, ptq_err *e)
                     lm_head, e);
 }
 
+int ptq_ckpt_read_tensor(const ptq_checkpoint *ck, const char *name, float **out, int *rows,
+                         int *cols, ptq_err *e)
+{
+    *out = NULL;
+    uint64_t r, c;
+    const ptq_gguf_tensor *g = NULL;
+    const ptq_st_tensor *t = NULL;
+    int heads = 0;
+    if (ck->gguf) {
+        g = ptq_gguf_model_hf(ck->gguf, name, &heads);
+        if (!g) return ptq_fail(e, PTQ_EFORMAT, "%s: no tensor stands for %s", ck->dir, name);
+        r = g->ndim == 2 ? g->dims[1] : 1;
+        c = g->dims[0];
+    } else {
+        t = ptq_st_find(&ck->st, name);
+        if (!t) return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s is missing", where(&ck->st), name);
+        if (t->ndim < 1 || t->ndim > 2)
+            return ptq_fail(e, PTQ_EFORMAT, "%s: tensor %s has %d dimensions", where(&ck->st),
+                            name, t->ndim);
+        r = t->ndim == 2 ? (uint64_t)t->shape[0] : 1;
+        c = (uint64_t)t->shape[t->ndim - 1];
+    }
+    float *x = malloc((size_t)(r * c) * sizeof *x);
+    if (!x) return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory for %s", ck->dir, name);
+    int rc = g ? ptq_gguf_model_read(ck->gguf, g, heads, x, e)
+               : ptq_st_read_f32(&ck->st, t, 0, (size_t)(r * c), x, e);
+    if (rc) {
+        free(x);
+        return rc;
+    }
+    *out = x;
+    *rows = (int)r;
+    *cols = (int)c;
+    return PTQ_OK;
+}
+
+int ptq_ckpt_gguf_meta(const ptq_checkpoint *ck, int which, char **data, size_t *len, ptq_err *e)
+{
+    *data = NULL;
+    *len = 0;
+    if (!ck->gguf || which < 0 || which > 2)
+        return ptq_fail(e, PTQ_EINTERNAL, "%s: no generated metadata file %d", ck->dir, which);
+    char *tj = NULL, *cj = NULL;
+    int rc = which == 0 ? ptq_gguf_config_json(&ck->gguf->g, data, e)
+                        : ptq_gguf_tokenizer_json(&ck->gguf->g, &tj, &cj, e);
+    if (rc) return rc;
+    if (which) {
+        *data = which == 1 ? tj : cj;
+        free(which == 1 ? cj : tj);
+    }
+    *len = strlen(*data);
+    return PTQ_OK;
+}
+
 void ptq_ckpt_weights(ptq_checkpoint *ck, ptq_weights *w)
 {
+    if (ck->gguf) {
+        ptq_gguf_model_weights(ck->gguf, w);
+        w->cfg = &ck->cfg;
+        return;
+    }
     memset(w, 0, sizeof *w);
     w->cfg = &ck->cfg;
     w->ctx = ck;

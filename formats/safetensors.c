@@ -192,6 +192,25 @@ static int check_metadata(const cJSON *j, const char *fname, ptq_err *e)
     return PTQ_OK;
 }
 
+/* No two of the k tensors of sp share a byte (empty tensors occupy none);
+ * sorts sp. */
+static int check_overlap(span *sp, int k, const char *fname, ptq_err *e)
+{
+    qsort(sp, (size_t)k, sizeof *sp, cmp_span);
+    const span *prev = NULL;
+    for (int i = 0; i < k; i++) {
+        if (sp[i].begin == sp[i].end) continue;
+        if (prev && sp[i].begin < prev->end)
+            return ptq_fail(e, PTQ_EFORMAT, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] "
+                            "overlap in the data section", fname, prev->name,
+                            (unsigned long long)prev->begin, (unsigned long long)prev->end,
+                            sp[i].name, (unsigned long long)sp[i].begin,
+                            (unsigned long long)sp[i].end);
+        prev = &sp[i];
+    }
+    return PTQ_OK;
+}
+
 int ptq_st_parse_header(ptq_safetensors *st, const uint8_t *buf, size_t buflen,
                         uint64_t file_size, int file, const char *fname, ptq_err *e)
 {
@@ -267,21 +286,7 @@ int ptq_st_parse_header(ptq_safetensors *st, const uint8_t *buf, size_t buflen,
         sp[k] = (span){nt[k].offset, nt[k].offset + nt[k].nbytes, nt[k].name};
         k++;
     }
-    /* no two tensors share a byte (empty tensors occupy none) */
-    if (rc == PTQ_OK) {
-        qsort(sp, (size_t)k, sizeof *sp, cmp_span);
-        const span *prev = NULL;
-        for (int i = 0; i < k && rc == PTQ_OK; i++) {
-            if (sp[i].begin == sp[i].end) continue;
-            if (prev && sp[i].begin < prev->end)
-                rc = ptq_fail(e, PTQ_EFORMAT, "%s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] "
-                              "overlap in the data section", fname, prev->name,
-                              (unsigned long long)prev->begin, (unsigned long long)prev->end,
-                              sp[i].name, (unsigned long long)sp[i].begin,
-                              (unsigned long long)sp[i].end);
-            prev = &sp[i];
-        }
-    }
+    if (rc == PTQ_OK) rc = check_overlap(sp, k, fname, e);
     free(sp);
     cJSON_Delete(root);
     if (rc != PTQ_OK) {

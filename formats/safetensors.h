@@ -85,5 +85,12 @@ typedef struct ptq_st_wtensor {
  * unique and non-empty; data may be NULL only for empty tensors.  A write
  * failure (ENOSPC, EACCES, ...) is PTQ_EOUTPUT and leaves no file behind. */
 int ptq_st_write(const char *path, const ptq_st_wtensor *t, int n, ptq_err *e);
+/* The same, the data of tensor i coming from src(ctx, i, &data, e), called in
+ * order just before tensor i is written (data must stay valid until the next
+ * call; t[i].data is ignored).  An error from src is returned as is and
+ * leaves no file behind.  Lets a writer produce one tensor at a time. */
+typedef int (*ptq_st_source)(void *ctx, int i, const void **data, ptq_err *e);
+int ptq_st_write_from(const char *path, const ptq_st_wtensor *t, int n, ptq_st_source src,
+                      void *ctx, ptq_err *e);
 
 #endif

@@ -73,6 +73,12 @@ static int write_all(int fd, const void *data, uint64_t n)
 
 int ptq_st_write(const char *path, const ptq_st_wtensor *t, int n, ptq_err *e)
 {
+    return ptq_st_write_from(path, t, n, NULL, NULL, e);
+}
+
+int ptq_st_write_from(const char *path, const ptq_st_wtensor *t, int n, ptq_st_source src,
+                      void *ctx, ptq_err *e)
+{
     if (n < 0) return ptq_fail(e, PTQ_EINTERNAL, "%s: negative tensor count", path);
     uint64_t *nbytes = calloc((size_t)n + 1, sizeof *nbytes);
     if (!nbytes) return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", path);
@@ -84,7 +90,7 @@ int ptq_st_write(const char *path, const ptq_st_wtensor *t, int n, ptq_err *e)
                   t[i].ndim < 0 || t[i].ndim > PTQ_ST_MAX_DIMS;
         for (int d = 0; !bad && d < t[i].ndim; d++)
             bad = t[i].shape[d] < 0 || __builtin_mul_overflow(m, (uint64_t)t[i].shape[d], &m);
-        if (!bad && m && !t[i].data) bad = 1;
+        if (!bad && m && !t[i].data && !src) bad = 1;
         for (int j = 0; !bad && j < i; j++) bad = !strcmp(t[i].name, t[j].name);
         if (bad)
             rc = ptq_fail(e, PTQ_EINTERNAL, "%s: cannot write tensor %d '%s': empty, reserved or "
@@ -141,21 +147,28 @@ int ptq_st_write(const char *path, const ptq_st_wtensor *t, int n, ptq_err *e)
         uint64_t hl = h.n;
         for (int i = 0; i < 8; i++) len8[i] = (uint8_t)(hl >> (8 * i));
         int bad = fchmod(fd, 0644) != 0 || write_all(fd, len8, 8) || write_all(fd, h.p, h.n);
-        for (int i = 0; i < n && !bad; i++) bad = write_all(fd, t[i].data, nbytes[i]);
-        if (!bad) bad = fsync(fd) != 0;
         int err = errno;
+        for (int i = 0; i < n && !bad && rc == PTQ_OK; i++) {
+            const void *data = t[i].data;
+            if (src && (rc = src(ctx, i, &data, e))) break;
+            bad = write_all(fd, data, nbytes[i]);
+            err = errno;
+        }
+        if (!bad && rc == PTQ_OK) {
+            bad = fsync(fd) != 0;
+            err = errno;
+        }
         if (close(fd) != 0 && !bad) {
             bad = 1;
             err = errno;
         }
-        if (!bad && rename(tmp, path) != 0) {
+        if (!bad && rc == PTQ_OK && rename(tmp, path) != 0) {
             bad = 1;
             err = errno;
         }
-        if (bad) {
-            unlink(tmp);
+        if (bad || rc) unlink(tmp);
+        if (bad && rc == PTQ_OK)
             rc = ptq_fail(e, PTQ_EOUTPUT, "%s: cannot write: %s", path, strerror(err));
-        }
     }
     free(tmp);
     free(h.p);

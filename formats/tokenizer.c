@@ -319,7 +319,8 @@ static int add_pre(ptq_tokenizer *t, const cJSON *p, int *has_bl, const char *fn
     } else if (!strcmp(type, "Digits")) {
         int ind = jbool(p, "individual_digits", 0);
         if (ind < 0) return ptq_fail(e, PTQ_EFORMAT, "%s: Digits pre_tokenizer with a non-boolean flag", fname);
-        const char *pat = ind ? "\\p{N}" : "\\p{N}+";
+        /* Hugging Face splits on char::is_ascii_digit: "½" or "٣" are not digits here */
+        const char *pat = ind ? "[0-9]" : "[0-9]+";
         int rc = compile_re(&s->re, pat, strlen(pat), fname, e);
         if (rc) return rc;
     } else if (!strcmp(type, "Metaspace")) {
@@ -450,19 +451,10 @@ static int config_token(const ptq_tokenizer *t, const cJSON *cfg, const char *ke
 
 /* ------------------------------------------------------------------ load */
 
-static int load_model(ptq_tokenizer *t, const cJSON *model, const cJSON *added, const char *fname, ptq_err *e)
+/* The vocabulary and the ids of the added tokens: sizes the tables. */
+static int load_vocab(ptq_tokenizer *t, const cJSON *model, const cJSON *added, const char *fname, ptq_err *e)
 {
-    if (!cJSON_IsObject(model)) return ptq_fail(e, PTQ_EFORMAT, "%s: no \"model\" object", fname);
-    const char *type = jstr(model, "type");
-    if (type && strcmp(type, "BPE"))
-        return ptq_fail(e, PTQ_EFORMAT, "%s: tokenizer model type \"%.64s\" is not supported (only BPE)", fname, type);
     const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
-    if (!cJSON_IsObject(vocab)) return ptq_fail(e, PTQ_EFORMAT, "%s: model has no \"vocab\" object", fname);
-    if (merges && !cJSON_IsArray(merges) && !cJSON_IsNull(merges))
-        return ptq_fail(e, PTQ_EFORMAT, "%s: model \"merges\" is not a list", fname);
-    if (!cJSON_GetArraySize(vocab)) return ptq_fail(e, PTQ_EFORMAT, "%s: model \"vocab\" is empty", fname);
-
     /* size: 1 + the largest id of the vocabulary and the added tokens */
     int32_t maxid = -1, id = 0;
     size_t nv = 0;
@@ -505,7 +497,13 @@ static int load_model(ptq_tokenizer *t, const cJSON *model, const cJSON *added, 
             return ptq_fail(e, PTQ_EFORMAT, "%s: vocab piece \"%.64s\" appears twice", fname, it->string);
     }
 
-    /* added tokens: an id of the vocabulary must carry the same piece */
+    return PTQ_OK;
+}
+
+/* The added tokens: an id of the vocabulary must carry the same piece. */
+static int load_added(ptq_tokenizer *t, const cJSON *added, const char *fname, ptq_err *e)
+{
+    const cJSON *it;
     t->n_added = cJSON_GetArraySize(added);
     if (t->n_added) {
         t->added = calloc((size_t)t->n_added, sizeof *t->added);
@@ -547,7 +545,12 @@ static int load_model(ptq_tokenizer *t, const cJSON *model, const cJSON *added, 
         t->added_first[(unsigned char)c[0]] = 1;
     }
 
-    /* unk, fuse_unk, byte_fallback */
+    return PTQ_OK;
+}
+
+/* unk_token, fuse_unk, byte_fallback and the other model options. */
+static int load_options(ptq_tokenizer *t, const cJSON *model, const char *fname, ptq_err *e)
+{
     const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
     t->unk_id = -1;
     if (unk && !cJSON_IsNull(unk)) {
@@ -574,7 +577,13 @@ static int load_model(ptq_tokenizer *t, const cJSON *model, const cJSON *added, 
         t->byte_id[b] = ptq_tok_lookup(t, name, 6);
     }
 
-    /* merges: both parts and their concatenation must be pieces */
+    return PTQ_OK;
+}
+
+/* The merges: both parts and their concatenation must be pieces. */
+static int load_merges(ptq_tokenizer *t, const cJSON *merges, const char *fname, ptq_err *e)
+{
+    const cJSON *it;
     t->n_merges = cJSON_GetArraySize(merges);
     t->mmap.mask = table_size((size_t)t->n_merges) - 1;
     t->mmap.key = calloc(t->mmap.mask + 1, sizeof *t->mmap.key);
@@ -635,6 +644,26 @@ static int load_model(ptq_tokenizer *t, const cJSON *model, const cJSON *added, 
         rank++;
     }
     free(buf);
+    return rc;
+}
+
+static int load_model(ptq_tokenizer *t, const cJSON *model, const cJSON *added, const char *fname, ptq_err *e)
+{
+    if (!cJSON_IsObject(model)) return ptq_fail(e, PTQ_EFORMAT, "%s: no \"model\" object", fname);
+    const char *type = jstr(model, "type");
+    if (type && strcmp(type, "BPE"))
+        return ptq_fail(e, PTQ_EFORMAT, "%s: tokenizer model type \"%.64s\" is not supported (only BPE)", fname, type);
+    const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+    const cJSON *merges = cJSON_GetObjectItemCaseSensitive(model, "merges");
+    if (!cJSON_IsObject(vocab)) return ptq_fail(e, PTQ_EFORMAT, "%s: model has no \"vocab\" object", fname);
+    if (merges && !cJSON_IsArray(merges) && !cJSON_IsNull(merges))
+        return ptq_fail(e, PTQ_EFORMAT, "%s: model \"merges\" is not a list", fname);
+    if (!cJSON_GetArraySize(vocab)) return ptq_fail(e, PTQ_EFORMAT, "%s: model \"vocab\" is empty", fname);
+
+    int rc = load_vocab(t, model, added, fname, e);
+    if (!rc) rc = load_added(t, added, fname, e);
+    if (!rc) rc = load_options(t, model, fname, e);
+    if (!rc) rc = load_merges(t, merges, fname, e);
     return rc;
 }
 

@@ -7,7 +7,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 int cli_report(const ptq_err *e)
 {
@@ -52,11 +51,4 @@ int cli_parse_double(const char *cmd, const char *flag, const char *s, double lo
 void cli_set_threads(int n)
 {
     if (n > 0) openblas_set_num_threads(n);
-}
-
-double cli_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

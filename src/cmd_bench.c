@@ -1,7 +1,7 @@
 /* cmd_bench.c - `ptqc bench`: prefill and decode speed on the GPU with
  * libptqrt (ptqc-bench(1)).  Either a bundle, or --synthetic llama7b: a
- * 7B-shape model with random weights made on the GPU, measured packed and in
- * FP16 in the same run so the ratio compares like with like. */
+ * 7B-shape model with random weights (src/bench_synth.c), measured packed and
+ * in FP16 in the same run so the ratio compares like with like. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +12,7 @@
 
 #ifdef PTQC_HAVE_CUDA
 #include "lib/cuda/ptqrt.h"
+#include "src/bench_synth.h"
 #endif
 
 static const char bench_help[] =
@@ -21,9 +22,10 @@ static const char bench_help[] =
     "Measure a model on the GPU: prefill tokens/s over a prompt of random token ids,\n"
     "and decode tokens/s (one token per sequence per step after the prompt).\n"
     "Each figure is the median of --repeat runs after one warm-up run.\n"
-    "With --synthetic the model has Llama-2-7B shapes and random weights generated\n"
-    "on the GPU; it is measured with its linears packed at --bits (default 4, group\n"
-    "--group, default 128) and again in FP16, and the decode speed ratio is printed.\n"
+    "With --synthetic the model has Llama-2-7B shapes and random weights, uploaded\n"
+    "as a bundle's are; it is measured with its linears packed at --bits (default 4,\n"
+    "group --group, default 128) and again in FP16, and the decode speed ratio is\n"
+    "printed.\n"
     "\n"
     "      --synthetic NAME  llama7b (instead of BUNDLE)\n"
     "      --bits B          2, 3, 4 or 8 for --synthetic (default 4)\n"
@@ -68,12 +70,12 @@ static int measure(ptqrt_model *m, int batch, int plen, int steps, int repeat, b
     ptqrt_rng_seed(&rng, 42);
     for (size_t i = 0; i < (size_t)batch * plen; i++) tok[i] = (int32_t)(ptqrt_rng_uniform(&rng) * V);
     for (int it = -1; it < repeat && !rc; it++) { /* it = -1: warm-up */
-        double t0 = cli_now();
+        double t0 = ptq_now();
         rc = ptqrt_forward(m, tok, batch, plen, 0, logits, 0, e);
-        double t1 = cli_now();
+        double t1 = ptq_now();
         for (int s = 0; s < steps && !rc; s++)
             rc = ptqrt_forward(m, tok + (size_t)s % plen, batch, 1, plen + s, logits, 0, e);
-        double t2 = cli_now();
+        double t2 = ptq_now();
         if (it >= 0) {
             tp[it] = (double)batch * plen / (t1 - t0);
             td[it] = (double)batch * steps / (t2 - t1);
@@ -162,14 +164,14 @@ int cmd_bench(int argc, char **argv)
         print_res(r.info.weight_bits == 16 ? "fp16" : "bundle", &r, (int)batch, (int)plen, (int)steps);
         return 0;
     }
-    ptqrt_synth s;
-    ptqrt_synth_llama7b(&s, (int)bits, (int)group);
-    if ((rc = ptqrt_open_synthetic(&m, &s, &o, &e))) return cli_report(&e);
+    bench_synth s;
+    bench_synth_llama7b(&s, (int)bits, (int)group);
+    if ((rc = bench_open_synthetic(&m, &s, &o, &e))) return cli_report(&e);
     rc = measure(m, (int)batch, (int)plen, (int)steps, (int)repeat, &r, &e);
     ptqrt_close(m);
     if (rc) return cli_report(&e);
-    ptqrt_synth_llama7b(&s, 16, 0);
-    if ((rc = ptqrt_open_synthetic(&m, &s, &o, &e))) return cli_report(&e);
+    bench_synth_llama7b(&s, 16, 0);
+    if ((rc = bench_open_synthetic(&m, &s, &o, &e))) return cli_report(&e);
     rc = measure(m, (int)batch, (int)plen, (int)steps, (int)repeat, &rf, &e);
     ptqrt_close(m);
     if (rc) return cli_report(&e);

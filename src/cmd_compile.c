@@ -1,4 +1,4 @@
-/* cmd_compile.c - `ptqc compile MODEL -o OUT.ptq`: flags, then lib/compile/compile.c. */
+/* cmd_compile.c - `ptqc compile MODEL -o OUT.ptq`: flags, then ptq_compile. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -6,21 +6,20 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "src/cli.h"
 #include "lib/compile/compile.h"
+#include "lib/compile/method.h"
+#include "src/cli.h"
 #include "src/progress.h"
 
-static const char usage_text[] =
+static const char usage_head[] =
     "Usage: ptqc compile MODEL -o OUT.ptq [OPTIONS]\n"
     "\n"
     "Quantize a Hugging Face Llama-family checkpoint directory layer by layer\n"
     "and write a bundle.  See ptqc-compile(1).\n"
     "\n"
-    "Quantization:\n"
-    "  --method M             rtn, gptq (default), awq, awq+gptq, or the 8-bit\n"
-    "                         weight x 8-bit activation methods smoothquant,\n"
-    "                         smoothquant+gptq, w8a8 (int8 without smoothing)\n"
-    "                         and fp8 (E4M3)\n"
+    "Quantization:\n";
+/* then the --method lines, from the method table (usage) */
+static const char usage_text[] =
     "  --awq-grid N           AWQ: points of the scale and clip searches (default 20)\n"
     "  --recipe FILE          per-layer methods and settings (JSON; ptqc-compile(1))\n"
     "  --alpha X              SmoothQuant migration strength in [0, 1] (default 0.5)\n"
@@ -29,8 +28,9 @@ static const char usage_text[] =
     "  --kv-cache MODE        fp (default) or int8: static per-head, per-channel\n"
     "                         K/V scales\n"
     "  --bits N               bits per weight, 2..8 (default 4)\n"
-    "  --group N              columns per group: 32, 64, 128, ... dividing every\n"
-    "                         input size, or 0 = one group per output channel\n"
+    "  --group N              columns per group: 32, 64, 128, ... (the last group\n"
+    "                         of a row is shorter when N does not divide its\n"
+    "                         inputs), or 0 = one group per output channel\n"
     "                         (default 128, or 0 when 128 does not divide)\n"
     "  --sym / --asym         symmetric or asymmetric grid (default symmetric;\n"
     "                         asymmetric for awq and awq+gptq)\n"
@@ -45,10 +45,13 @@ static const char usage_text[] =
     "                         repeatable\n"
     "Calibration:\n"
     "  --calib SOURCE         calibration text: file, directory, JSONL, archive, or -;\n"
-    "                         repeatable.  None: the model writes its own samples\n"
+    "                         repeatable.  None: the model writes its own samples,\n"
+    "                         or, where nothing needs them (rtn, w8a8, fp8), no\n"
+    "                         calibration runs and errors are weight-space\n"
     "  --jsonl-field NAME     field of JSONL records (default text)\n"
     "  --nsamples N           calibration windows (default 128)\n"
-    "  --seqlen N             tokens per window (default 2048, clipped to the context)\n"
+    "  --seqlen N             tokens per window (default 2048 from --calib text,\n"
+    "                         128 data-free; clipped to the context)\n"
     "  --seed N               seed of window offsets / data-free sampling (default 0)\n"
     "  --chunk-tokens N       tokens per forward chunk (default 512)\n"
     "Run:\n"
@@ -62,11 +65,42 @@ static const char usage_text[] =
     "  --quiet                no progress (warnings still shown)\n"
     "  -h, --help             this text\n"
     "\n"
-    "Exit status: 0 success, 1 internal error, 2 usage (bad flag, --group not\n"
-    "dividing, --alpha outside [0, 1], journal mismatch on --resume, a recipe\n"
+    "Exit status: 0 success, 1 internal error, 2 usage (bad flag,\n"
+    "--alpha outside [0, 1], journal mismatch on --resume, a recipe\n"
     "pattern matching no linear), 3 input unreadable, 4 input malformed (also\n"
     "a recipe file), 5 data unusable (zero calibration tokens,\n"
     "NaN/Inf weights or calibration activations, singular Hessian), 6 output unwritable, 7 resume state corrupt, 8 out of memory.\n";
+
+/* Words wrapped into the option column of --help. */
+static void help_words(const char *first, const char *text)
+{
+    int col = printf("%-25s", first);
+    const char *p = text;
+    while (*p) {
+        size_t n = strcspn(p, " ");
+        if (col > 25 && col + 1 + (int)n > 79) col = printf("\n%25s", "") - 1;
+        col += printf("%s%.*s", col > 25 ? " " : "", (int)n, p);
+        p += n;
+        p += *p == ' ';
+    }
+    putchar('\n');
+}
+
+static void usage(void)
+{
+    char all[512], a8[256], text[1024];
+    ptq_method_list(all, sizeof all, 0);
+    a8[0] = 0;
+    for (int i = 0; i < ptq_nmethods; i++)
+        if (ptq_method_a8(&ptq_methods[i]))
+            snprintf(a8 + strlen(a8), sizeof a8 - strlen(a8), "%s%s", a8[0] ? ", " : "",
+                     ptq_methods[i].name);
+    snprintf(text, sizeof text, "%s (default %s), or TRANSFORM+ROUNDER; 8-bit weights and "
+             "activations: %s", all, ptq_method_default()->name, a8);
+    fputs(usage_head, stdout);
+    help_words("  --method M", text);
+    fputs(usage_text, stdout);
+}
 
 enum {
     O_METHOD = 256, O_BITS, O_GROUP, O_SYM, O_ASYM, O_MSE, O_ACTORDER, O_STATIC, O_DAMP, O_BLOCK,
@@ -136,188 +170,186 @@ static int record_cmdline(int argc, char **argv, const char ***out)
     return n;
 }
 
-int cmd_compile(int argc, char **argv)
-{
-    const char *cmd = "compile";
+/* What the command line gives besides the engine's options. */
+typedef struct args {
     ptq_compile_opts o;
-    memset(&o, 0, sizeof o);
-    o.method = PTQ_METHOD_GPTQ;
-    o.q.q.bits = 4;
-    o.q.q.sym = 1;
-    o.q.group = -1; /* auto: 128 when it divides, else 0 */
-    o.q.damp = 0.01f;
-    o.q.block = 128;
-    o.nsamples = 128;
-    o.seqlen = 2048;
-    o.progress = PROG_AUTO;
-    o.alpha = 0.5f; /* SmoothQuant's default */
-    int threads = 0, quiet = 0, bits_set = 0, group_set = 0, alpha_set = 0, acts_set = 0;
-    int awq_grid_set = 0;
-    o.awq_grid = 20; /* AWQ's n_grid (llm-awq) */
-    const char **calib = calloc((size_t)argc + 1, sizeof *calib);
-    const char **skip = calloc((size_t)argc + 1, sizeof *skip);
-    if (!calib || !skip) {
-        fprintf(stderr, "ptqc compile: out of memory\n");
-        return PTQ_ENOMEM;
-    }
-    int rc = 0, c;
+    ptq_flags_given given;
+    int threads, quiet, progress_mode;
+    const char **calib, **skip;
+} args;
+
+static void defaults(args *a)
+{
+    ptq_compile_opts *o = &a->o;
+    o->method = ptq_method_default();
+    o->q.q.bits = 4;
+    o->q.q.sym = 1;
+    o->q.group = -1; /* auto: 128 when it divides, else 0 */
+    o->q.damp = 0.01f;
+    o->q.block = 128;
+    o->nsamples = 0; /* the engine's defaults (lib/compile/compile.h) */
+    o->seqlen = 0;
+    o->alpha = 0.5f;  /* SmoothQuant's default */
+    o->awq_grid = 20; /* AWQ's n_grid (llm-awq) */
+    a->progress_mode = PROG_AUTO;
+}
+
+/* One option c with its value optarg; 0 or a usage error's status. */
+static int one_option(args *a, int c, const char *cmd)
+{
+    int rc = 0;
     long v;
     double d;
+    switch (c) {
+    case 'o': a->o.out = optarg; break;
+    case O_METHOD:
+        if (!(a->o.method = ptq_method_find(optarg))) {
+            char list[512];
+            ptq_method_list(list, sizeof list, 0);
+            rc = cli_usage_error(cmd, "--method: '%s' is not %s", optarg, list);
+        }
+        break;
+    case O_AWQGRID:
+        a->given.awq_grid = 1;
+        if (!(rc = cli_parse_long(cmd, "--awq-grid", optarg, 1, 1000, &v))) a->o.awq_grid = (int)v;
+        break;
+    case O_RECIPE: a->o.recipe = optarg; break;
+    case O_ALPHA:
+        a->given.alpha = 1;
+        if (!(rc = cli_parse_double(cmd, "--alpha", optarg, 0, 1, &d))) a->o.alpha = (float)d;
+        break;
+    case O_ACTSCALES:
+        a->given.act_scales = 1;
+        if (!strcmp(optarg, "static")) a->o.act_static = 1;
+        else if (!strcmp(optarg, "dynamic")) a->o.act_static = 0;
+        else rc = cli_usage_error(cmd, "--act-scales: '%s' is not static or dynamic", optarg);
+        break;
+    case O_KVCACHE:
+        if (!strcmp(optarg, "int8")) a->o.kv_int8 = 1;
+        else if (!strcmp(optarg, "fp")) a->o.kv_int8 = 0;
+        else rc = cli_usage_error(cmd, "--kv-cache: '%s' is not int8 or fp", optarg);
+        break;
+    case O_BITS:
+        a->given.bits = 1;
+        if (!(rc = cli_parse_long(cmd, "--bits", optarg, 2, 8, &v))) a->o.q.q.bits = (int)v;
+        break;
+    case O_GROUP:
+        a->given.group = 1;
+        if (!(rc = cli_parse_long(cmd, "--group", optarg, 0, 1 << 20, &v))) a->o.q.group = (int)v;
+        break;
+    case O_SYM: a->o.q.q.sym = 1, a->o.sym_set = 1; break;
+    case O_ASYM: a->o.q.q.sym = 0, a->o.sym_set = 1; break;
+    case O_MSE: a->o.q.q.mse = 1; break;
+    case O_ACTORDER: a->o.q.act_order = 1; break;
+    case O_STATIC: a->o.q.static_groups = 1; break;
+    case O_DAMP:
+        if (!(rc = cli_parse_double(cmd, "--damp", optarg, 0, 10, &d))) a->o.q.damp = (float)d;
+        break;
+    case O_BLOCK:
+        if (!(rc = cli_parse_long(cmd, "--block", optarg, 1, 1 << 16, &v))) a->o.q.block = (int)v;
+        break;
+    case O_SKIP: a->skip[a->o.nskip++] = optarg; break;
+    case O_CALIB: a->calib[a->o.ncalib++] = optarg; break;
+    case O_FIELD: a->o.jsonl_field = optarg; break;
+    case O_NSAMPLES:
+        if (!(rc = cli_parse_long(cmd, "--nsamples", optarg, 1, 1 << 20, &v))) a->o.nsamples = (int)v;
+        break;
+    case O_SEQLEN:
+        if (!(rc = cli_parse_long(cmd, "--seqlen", optarg, 2, 1 << 20, &v))) a->o.seqlen = (int)v;
+        break;
+    case O_SEED:
+        if (!(rc = cli_parse_long(cmd, "--seed", optarg, 0, 9007199254740992L, &v)))
+            a->o.seed = (uint64_t)v;
+        break;
+    case O_CHUNK:
+        if (!(rc = cli_parse_long(cmd, "--chunk-tokens", optarg, 1, 1 << 24, &v)))
+            a->o.chunk_tokens = (int)v;
+        break;
+    case O_REPORT: a->o.report = optarg; break;
+    case O_TMPDIR: a->o.tmpdir = optarg; break;
+    case O_RESUME: a->o.resume = 1; break;
+    case O_THREADS:
+        if (!(rc = cli_parse_long(cmd, "--threads", optarg, 1, 4096, &v))) a->threads = (int)v;
+        break;
+    case O_PROGRESS:
+        if (!strcmp(optarg, "auto")) a->progress_mode = PROG_AUTO;
+        else if (!strcmp(optarg, "tty")) a->progress_mode = PROG_TTY;
+        else if (!strcmp(optarg, "lines")) a->progress_mode = PROG_LINES;
+        else if (!strcmp(optarg, "json")) a->progress_mode = PROG_JSON;
+        else if (!strcmp(optarg, "none")) a->progress_mode = PROG_QUIET;
+        else rc = cli_usage_error(cmd, "--progress: '%s' is not auto, tty, lines, json or none", optarg);
+        break;
+    case O_QUIET: a->quiet = 1; break;
+    }
+    return rc;
+}
+
+/* The options and the MODEL; 0, -1 after --help, or a usage error's status. */
+static int parse(args *a, int argc, char **argv)
+{
+    const char *cmd = "compile";
+    int rc = 0, c;
     optind = 1;
     opterr = 0;
     while (!rc && (c = getopt_long(argc, argv, ":o:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'o': o.out = optarg; break;
-        case 'h':
-            fputs(usage_text, stdout);
-            free(calib);
-            free(skip);
-            return 0;
-        case O_METHOD:
-            if (!strcmp(optarg, "rtn")) o.method = PTQ_METHOD_RTN;
-            else if (!strcmp(optarg, "gptq")) o.method = PTQ_METHOD_GPTQ;
-            else if (!strcmp(optarg, "smoothquant")) o.method = PTQ_METHOD_SQ;
-            else if (!strcmp(optarg, "smoothquant+gptq")) o.method = PTQ_METHOD_SQ_GPTQ;
-            else if (!strcmp(optarg, "w8a8")) o.method = PTQ_METHOD_W8A8;
-            else if (!strcmp(optarg, "fp8")) o.method = PTQ_METHOD_FP8;
-            else if (!strcmp(optarg, "awq")) o.method = PTQ_METHOD_AWQ;
-            else if (!strcmp(optarg, "awq+gptq")) o.method = PTQ_METHOD_AWQ_GPTQ;
-            else rc = cli_usage_error(cmd, "--method: '%s' is not rtn, gptq, awq, awq+gptq, "
-                                      "smoothquant, smoothquant+gptq, w8a8 or fp8", optarg);
-            break;
-        case O_AWQGRID:
-            awq_grid_set = 1;
-            if (!(rc = cli_parse_long(cmd, "--awq-grid", optarg, 1, 1000, &v))) o.awq_grid = (int)v;
-            break;
-        case O_RECIPE: o.recipe = optarg; break;
-        case O_ALPHA:
-            alpha_set = 1;
-            if (!(rc = cli_parse_double(cmd, "--alpha", optarg, 0, 1, &d))) o.alpha = (float)d;
-            break;
-        case O_ACTSCALES:
-            acts_set = 1;
-            if (!strcmp(optarg, "static")) o.act_static = 1;
-            else if (!strcmp(optarg, "dynamic")) o.act_static = 0;
-            else rc = cli_usage_error(cmd, "--act-scales: '%s' is not static or dynamic", optarg);
-            break;
-        case O_KVCACHE:
-            if (!strcmp(optarg, "int8")) o.kv_int8 = 1;
-            else if (!strcmp(optarg, "fp")) o.kv_int8 = 0;
-            else rc = cli_usage_error(cmd, "--kv-cache: '%s' is not int8 or fp", optarg);
-            break;
-        case O_BITS:
-            bits_set = 1;
-            if (!(rc = cli_parse_long(cmd, "--bits", optarg, 2, 8, &v))) o.q.q.bits = (int)v;
-            break;
-        case O_GROUP:
-            group_set = 1;
-            if (!(rc = cli_parse_long(cmd, "--group", optarg, 0, 1 << 20, &v))) o.q.group = (int)v;
-            break;
-        case O_SYM: o.q.q.sym = 1, o.sym_set = 1; break;
-        case O_ASYM: o.q.q.sym = 0, o.sym_set = 1; break;
-        case O_MSE: o.q.q.mse = 1; break;
-        case O_ACTORDER: o.q.act_order = 1; break;
-        case O_STATIC: o.q.static_groups = 1; break;
-        case O_DAMP:
-            if (!(rc = cli_parse_double(cmd, "--damp", optarg, 0, 10, &d))) o.q.damp = (float)d;
-            break;
-        case O_BLOCK:
-            if (!(rc = cli_parse_long(cmd, "--block", optarg, 1, 1 << 16, &v))) o.q.block = (int)v;
-            break;
-        case O_SKIP: skip[o.nskip++] = optarg; break;
-        case O_CALIB: calib[o.ncalib++] = optarg; break;
-        case O_FIELD: o.jsonl_field = optarg; break;
-        case O_NSAMPLES:
-            if (!(rc = cli_parse_long(cmd, "--nsamples", optarg, 1, 1 << 20, &v))) o.nsamples = (int)v;
-            break;
-        case O_SEQLEN:
-            if (!(rc = cli_parse_long(cmd, "--seqlen", optarg, 2, 1 << 20, &v))) o.seqlen = (int)v;
-            break;
-        case O_SEED:
-            if (!(rc = cli_parse_long(cmd, "--seed", optarg, 0, 9007199254740992L, &v)))
-                o.seed = (uint64_t)v;
-            break;
-        case O_CHUNK:
-            if (!(rc = cli_parse_long(cmd, "--chunk-tokens", optarg, 1, 1 << 24, &v)))
-                o.chunk_tokens = (int)v;
-            break;
-        case O_REPORT: o.report = optarg; break;
-        case O_TMPDIR: o.tmpdir = optarg; break;
-        case O_RESUME: o.resume = 1; break;
-        case O_THREADS:
-            if (!(rc = cli_parse_long(cmd, "--threads", optarg, 1, 4096, &v))) threads = (int)v;
-            break;
-        case O_PROGRESS:
-            if (!strcmp(optarg, "auto")) o.progress = PROG_AUTO;
-            else if (!strcmp(optarg, "tty")) o.progress = PROG_TTY;
-            else if (!strcmp(optarg, "lines")) o.progress = PROG_LINES;
-            else if (!strcmp(optarg, "json")) o.progress = PROG_JSON;
-            else if (!strcmp(optarg, "none")) o.progress = PROG_QUIET;
-            else rc = cli_usage_error(cmd, "--progress: '%s' is not auto, tty, lines, json or none", optarg);
-            break;
-        case O_QUIET: quiet = 1; break;
-        case ':': rc = cli_usage_error(cmd, "%s: missing value", argv[optind - 1]); break;
-        default: rc = cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]); break;
+        if (c == 'h') {
+            usage();
+            return -1;
         }
+        if (c == ':') rc = cli_usage_error(cmd, "%s: missing value", argv[optind - 1]);
+        else if (c == '?') rc = cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+        else rc = one_option(a, c, cmd);
     }
     if (!rc && optind != argc - 1)
         rc = cli_usage_error(cmd, optind >= argc ? "missing MODEL directory" : "one MODEL only");
-    if (!rc && !o.out) rc = cli_usage_error(cmd, "missing -o OUT.ptq");
-    if (!rc && o.q.static_groups && !o.q.act_order)
+    if (!rc && !a->o.out) rc = cli_usage_error(cmd, "missing -o OUT.ptq");
+    if (!rc && a->o.q.static_groups && !a->o.q.act_order)
         rc = cli_usage_error(cmd, "--static-groups needs --act-order");
-    if (!rc && o.method == PTQ_METHOD_RTN && o.q.act_order)
-        rc = cli_usage_error(cmd, "--act-order is a GPTQ option");
-    int a8 = o.method >= PTQ_METHOD_SQ && o.method <= PTQ_METHOD_FP8;
-    int awq = o.method == PTQ_METHOD_AWQ || o.method == PTQ_METHOD_AWQ_GPTQ;
-    if (!rc && o.method == PTQ_METHOD_AWQ && o.q.act_order)
-        rc = cli_usage_error(cmd, "--act-order is a GPTQ option (use awq+gptq)");
-    if (!rc && awq && o.q.q.mse)
-        rc = cli_usage_error(cmd, "--mse does not apply to --method %s (AWQ searches its own "
-                                  "clipping)", ptq_method_name(o.method));
-    if (!rc && awq_grid_set && !awq && !o.recipe)
-        rc = cli_usage_error(cmd, "--awq-grid is an awq / awq+gptq option");
-    if (!rc && a8 && o.recipe)
-        rc = cli_usage_error(cmd, "--recipe mixes the weight-only methods (rtn, gptq, awq, "
-                                  "awq+gptq); it does not combine with --method %s",
-                             ptq_method_name(o.method));
-    if (!rc && a8 && (bits_set || group_set || o.q.act_order || o.q.q.mse))
-        rc = cli_usage_error(cmd, "--bits, --group, --act-order and --mse do not apply to "
-                                  "--method %s (8 bits, one scale per output channel)",
-                             ptq_method_name(o.method));
-    if (!rc && alpha_set && o.method != PTQ_METHOD_SQ && o.method != PTQ_METHOD_SQ_GPTQ)
-        rc = cli_usage_error(cmd, "--alpha is a smoothquant option");
-    if (!rc && acts_set && !a8)
-        rc = cli_usage_error(cmd, "--act-scales applies to smoothquant, smoothquant+gptq, w8a8 "
-                                  "and fp8");
-    if (rc) {
-        free(calib);
-        free(skip);
-        return rc;
-    }
-    if (quiet) o.progress = PROG_QUIET;
-    o.model = argv[optind];
-    o.calib = calib;
-    o.skip = skip;
+    ptq_err e = {0, ""};
+    if (!rc && ptq_method_check(&a->o, &a->given, &e)) rc = cli_usage_error(cmd, "%s", e.msg);
+    if (!rc) a->o.model = argv[optind];
+    return rc;
+}
+
+int cmd_compile(int argc, char **argv)
+{
+    args a;
+    memset(&a, 0, sizeof a);
+    defaults(&a);
+    a.calib = calloc((size_t)argc + 1, sizeof *a.calib);
+    a.skip = calloc((size_t)argc + 1, sizeof *a.skip);
     const char **rec = NULL;
-    int nrec = record_cmdline(argc, argv, &rec);
-    if (nrec < 0) {
-        fprintf(stderr, "ptqc compile: out of memory\n");
-        return PTQ_ENOMEM;
+    int rc = !a.calib || !a.skip ? PTQ_ENOMEM : parse(&a, argc, argv);
+    int nrec = rc ? 0 : record_cmdline(argc, argv, &rec);
+    if (nrec < 0) rc = PTQ_ENOMEM;
+    if (rc == PTQ_ENOMEM) fprintf(stderr, "ptqc compile: out of memory\n");
+    if (rc) {
+        free(a.calib);
+        free(a.skip);
+        return rc < 0 ? 0 : rc;
     }
-    o.cmdline = rec;
-    o.ncmdline = nrec;
+    ptq_compile_opts *o = &a.o;
+    o->calib = a.calib;
+    o->skip = a.skip;
+    o->cmdline = rec;
+    o->ncmdline = nrec;
     /* A write past RLIMIT_FSIZE must fail with EFBIG (a clean error), not
      * kill the process with SIGXFSZ. */
     signal(SIGXFSZ, SIG_IGN);
-    /* BLAS single-threaded: its threaded kernels round differently with the
-     * thread count; the engine runs --threads workers itself. */
-    cli_set_threads(1);
-    o.threads = threads ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    o->threads = a.threads ? a.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    progress prog;
+    ptq_compile_progress cb;
+    progress_init(&prog, a.quiet ? PROG_QUIET : a.progress_mode);
+    progress_callbacks(&prog, &cb);
+    o->progress = &cb;
     ptq_err e = {0, ""};
-    rc = ptq_compile(&o, &e);
-    if (rc) cli_report(&e);
+    rc = ptq_compile(o, &e);
+    if (rc) {
+        progress_clear(&prog);
+        cli_report(&e);
+    }
     free(rec);
-    free(calib);
-    free(skip);
+    free(a.calib);
+    free(a.skip);
     return rc;
 }

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "calib/ppl_text.h"
 #include "calib/text.h"
 #include "formats/checkpoint.h"
 #include "lib/model/eval.h"
@@ -84,11 +85,6 @@ static void eval_model_close(eval_model *m)
     m->open = 0;
 }
 
-static int is_space(unsigned char ch)
-{
-    return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\v' || ch == '\f';
-}
-
 /* "a, b, c" of the sources, for messages. */
 static char *join_sources(char **src, int n)
 {
@@ -104,30 +100,6 @@ static char *join_sources(char **src, int n)
     return s;
 }
 
-/* BOS + encode(text) with the model's tokenizer. */
-static int encode_text(const eval_model *m, const char *text, size_t len, int32_t **ids,
-                       size_t *n, int *bos_out, ptq_err *e)
-{
-    int32_t *body = NULL;
-    size_t nb = 0;
-    int rc = ptq_tok_encode(m->tok, text, len, 0, &body, &nb, e);
-    if (rc) return ptq_fail_prefix(e, "%s: tokenizing the text", m->path);
-    int bos = ptq_tok_bos(m->tok);
-    if (bos < 0) bos = m->w.cfg->bos_id;
-    *ids = malloc(sizeof(int32_t) * (nb + 1));
-    if (!*ids) {
-        free(body);
-        return ptq_fail(e, PTQ_ENOMEM, "out of memory");
-    }
-    size_t k = 0;
-    if (bos >= 0) (*ids)[k++] = bos;
-    if (nb) memcpy(*ids + k, body, sizeof(int32_t) * nb);
-    *n = k + nb;
-    *bos_out = bos;
-    free(body);
-    return PTQ_OK;
-}
-
 typedef struct prog_state {
     int on;
     double t0;
@@ -137,7 +109,7 @@ static void on_progress(void *ud, long done, long total)
 {
     prog_state *p = ud;
     if (!p->on) return;
-    double el = cli_now() - p->t0;
+    double el = ptq_now() - p->t0;
     double eta = done ? el * (double)(total - done) / (double)done : 0.0;
     fprintf(stderr, "\rwindow %ld/%ld  %.0f s elapsed  ETA %.0f s   ", done, total, el, eta);
     if (done == total) fprintf(stderr, "\r%60s\r", "");
@@ -149,58 +121,56 @@ static void hex(char *out, const uint8_t *b, int n)
     for (int i = 0; i < n; i++) sprintf(out + 2 * i, "%02x", b[i]);
 }
 
-int cmd_eval(int argc, char **argv)
+typedef struct eval_opts {
+    char **texts; /* [ntexts] */
+    int ntexts, json, cuda;
+    long ctx, batch, threads;
+    const char *model_path, *ref_path;
+    ptq_text_opts topts;
+} eval_opts;
+
+/* Options and arguments into o (o->texts malloc'ed); 0, the exit status to
+ * return, or -1 after --help. */
+static int parse_opts(int argc, char **argv, eval_opts *o)
 {
     static const struct option opts[] = {
-        {"text", required_argument, NULL, 't'},
-        {"ctx", required_argument, NULL, 'c'},
-        {"reference", required_argument, NULL, 'r'},
-        {"batch", required_argument, NULL, 'b'},
-        {"threads", required_argument, NULL, 'j'},
-        {"utf8", required_argument, NULL, 'u'},
-        {"jsonl-field", required_argument, NULL, 'f'},
-        {"json", no_argument, NULL, 'J'},
-        {"device", required_argument, NULL, 'D'},
-        {"help", no_argument, NULL, 'h'},
+        {"text", required_argument, NULL, 't'},     {"ctx", required_argument, NULL, 'c'},
+        {"reference", required_argument, NULL, 'r'}, {"batch", required_argument, NULL, 'b'},
+        {"threads", required_argument, NULL, 'j'},  {"utf8", required_argument, NULL, 'u'},
+        {"jsonl-field", required_argument, NULL, 'f'}, {"json", no_argument, NULL, 'J'},
+        {"device", required_argument, NULL, 'D'},   {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *cmd = "eval";
-    char **texts = calloc((size_t)argc + 1, sizeof *texts);
-    if (!texts) return PTQ_ENOMEM;
-    int ntexts = 0, json = 0, cuda = 0;
-    long ctx = DEFAULT_CTX, batch = 0, threads = 0;
-    const char *ref_path = NULL;
-    ptq_text_opts topts;
-    memset(&topts, 0, sizeof topts);
-    topts.utf8_policy = PTQ_UTF8_REPLACE;
-    int c;
+    memset(o, 0, sizeof *o);
+    o->ctx = DEFAULT_CTX;
+    o->topts.utf8_policy = PTQ_UTF8_REPLACE;
+    if (!(o->texts = calloc((size_t)argc + 1, sizeof *o->texts))) return PTQ_ENOMEM;
+    int c, rc = PTQ_OK;
     optind = 1;
     opterr = 0;
-    int rc = PTQ_OK;
     while (!rc && (c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 't': texts[ntexts++] = optarg; break;
-        case 'c': rc = cli_parse_long(cmd, "--ctx", optarg, 2, 1L << 24, &ctx); break;
-        case 'r': ref_path = optarg; break;
-        case 'b': rc = cli_parse_long(cmd, "--batch", optarg, 1, 1L << 20, &batch); break;
+        case 't': o->texts[o->ntexts++] = optarg; break;
+        case 'c': rc = cli_parse_long(cmd, "--ctx", optarg, 2, 1L << 24, &o->ctx); break;
+        case 'r': o->ref_path = optarg; break;
+        case 'b': rc = cli_parse_long(cmd, "--batch", optarg, 1, 1L << 20, &o->batch); break;
         case 'j': rc = cli_parse_long(cmd, "--threads", optarg, 1, PTQ_EVAL_MAX_THREADS,
-                                     &threads);
+                                     &o->threads);
             break;
         case 'u':
-            if (!strcmp(optarg, "replace")) topts.utf8_policy = PTQ_UTF8_REPLACE;
-            else if (!strcmp(optarg, "strict")) topts.utf8_policy = PTQ_UTF8_STRICT;
+            if (!strcmp(optarg, "replace")) o->topts.utf8_policy = PTQ_UTF8_REPLACE;
+            else if (!strcmp(optarg, "strict")) o->topts.utf8_policy = PTQ_UTF8_STRICT;
             else rc = cli_usage_error(cmd, "--utf8: '%s' is not replace or strict", optarg);
             break;
-        case 'f': topts.jsonl_field = optarg; break;
-        case 'J': json = 1; break;
+        case 'f': o->topts.jsonl_field = optarg; break;
+        case 'J': o->json = 1; break;
         case 'D':
-            if (!strcmp(optarg, "cuda")) cuda = 1;
-            else if (strcmp(optarg, "cpu")) rc = cli_usage_error(cmd, "--device: '%s' is not cpu or cuda", optarg);
+            if (!strcmp(optarg, "cuda")) o->cuda = 1;
+            else if (strcmp(optarg, "cpu"))
+                rc = cli_usage_error(cmd, "--device: '%s' is not cpu or cuda", optarg);
             break;
-        case 'h':
-            fputs(usage_text, stdout);
-            free(texts);
-            return 0;
+        case 'h': fputs(usage_text, stdout); return -1;
         default:
             if (optopt && strchr("tcrbjufD", optopt))
                 rc = cli_usage_error(cmd, "%s needs a value", argv[optind - 1]);
@@ -212,174 +182,192 @@ int cmd_eval(int argc, char **argv)
     if (!rc && optind >= argc) rc = cli_usage_error(cmd, "MODEL is missing");
     if (!rc && argc - optind > 1)
         rc = cli_usage_error(cmd, "one MODEL expected, got '%s' as well", argv[optind + 1]);
-    if (!rc && ntexts == 0) rc = cli_usage_error(cmd, "--text FILE is required");
-    if (!rc && cuda && ref_path) rc = cli_usage_error(cmd, "--reference needs --device cpu");
-    if (rc) {
-        free(texts);
-        return rc;
+    if (!rc && o->ntexts == 0) rc = cli_usage_error(cmd, "--text FILE is required");
+    if (!rc && o->cuda && o->ref_path) rc = cli_usage_error(cmd, "--reference needs --device cpu");
+    if (!rc) o->model_path = argv[optind];
+    return rc;
+}
+
+/* One evaluation: the models, the text, its ids, the result. */
+typedef struct eval_job {
+    eval_model m, r;
+    ptq_text text;
+    char *all, *srcnames;
+    size_t len;
+    int32_t *ids, *rids;
+    size_t n_ids, n_rids;
+    int bos, rbos;
+    ptq_eval_result res;
+    int have_res;
+} eval_job;
+
+/* MODEL and --reference, checked against each other and --ctx. */
+static int open_models(const eval_opts *o, eval_job *j, ptq_err *e)
+{
+    const char *mp = o->model_path, *rp = o->ref_path;
+    int rc = eval_model_open(&j->m, mp, e);
+    if (!rc && !j->m.tok)
+        rc = ptq_fail(e, PTQ_EFORMAT, "%s: no tokenizer.json: the model's tokenizer is needed "
+                                      "to encode the text", mp);
+    if (!rc && o->cuda && !j->m.src.is_bundle)
+        rc = ptq_fail(e, PTQ_EUSAGE, "%s: --device cuda needs a .ptq bundle, not a checkpoint "
+                                     "directory", mp);
+    if (!rc && o->ctx > j->m.w.cfg->max_pos)
+        rc = ptq_fail(e, PTQ_EUSAGE, "--ctx %ld exceeds %s's max_position_embeddings %d", o->ctx,
+                      mp, j->m.w.cfg->max_pos);
+    if (rc || !rp) return rc;
+    rc = eval_model_open(&j->r, rp, e);
+    if (!rc && j->r.w.cfg->vocab != j->m.w.cfg->vocab)
+        rc = ptq_fail(e, PTQ_EDATA, "%s: vocabulary size %d differs from %s's %d", rp,
+                      j->r.w.cfg->vocab, mp, j->m.w.cfg->vocab);
+    if (!rc && o->ctx > j->r.w.cfg->max_pos)
+        rc = ptq_fail(e, PTQ_EUSAGE, "--ctx %ld exceeds %s's max_position_embeddings %d", o->ctx,
+                      rp, j->r.w.cfg->max_pos);
+    return rc;
+}
+
+/* Read the text, encode it with the model (and the reference: the same ids). */
+static int make_ids(const eval_opts *o, eval_job *j, ptq_err *e)
+{
+    int rc = ptq_text_read(&j->text, (const char *const *)o->texts, o->ntexts, &o->topts, e);
+    if (!rc) rc = ptq_ppl_join(&j->text, j->srcnames, &j->all, &j->len, e);
+    if (!rc)
+        rc = ptq_ppl_encode(j->m.tok, j->m.w.cfg->bos_id, j->all, j->len, o->model_path, &j->ids,
+                            &j->n_ids, &j->bos, e);
+    if (!rc && o->ref_path && j->r.tok) {
+        rc = ptq_ppl_encode(j->r.tok, j->r.w.cfg->bos_id, j->all, j->len, o->ref_path, &j->rids,
+                            &j->n_rids, &j->rbos, e);
+        size_t k = rc ? 0 : ptq_ids_first_diff(j->ids, j->n_ids, j->rids, j->n_rids);
+        if (!rc && (k < j->n_ids || k < j->n_rids))
+            rc = ptq_fail(e, PTQ_EDATA,
+                          "%s and %s tokenize the text differently (first difference at "
+                          "token %zu): the models must share a tokenizer",
+                          o->model_path, o->ref_path, k);
     }
-    const char *model_path = argv[optind];
+    if (!rc && j->n_ids < (size_t)o->ctx)
+        rc = ptq_fail(e, PTQ_EDATA, "%s: the text has %zu tokens (with BOS), fewer than one "
+                                    "window of ctx %ld", j->srcnames, j->n_ids, o->ctx);
+    return rc;
+}
+
+static int print_json(const eval_opts *o, const eval_job *j, ptq_err *e)
+{
+    const ptq_eval_result *res = &j->res;
+    cJSON *x = cJSON_CreateObject();
+    char sha[65];
+    hex(sha, j->text.sha256, 32);
+    cJSON_AddStringToObject(x, "protocol", "ptqc-ppl-v1");
+    cJSON_AddStringToObject(x, "model", o->model_path);
+    cJSON_AddStringToObject(x, "device", o->cuda ? "cuda" : "cpu");
+    if (o->ref_path) cJSON_AddStringToObject(x, "reference", o->ref_path);
+    else cJSON_AddNullToObject(x, "reference");
+    cJSON *ta = cJSON_AddArrayToObject(x, "text");
+    for (int i = 0; i < o->ntexts; i++) cJSON_AddItemToArray(ta, cJSON_CreateString(o->texts[i]));
+    cJSON_AddNumberToObject(x, "documents", j->text.ndocs);
+    cJSON_AddNumberToObject(x, "text_bytes", (double)j->len);
+    cJSON_AddStringToObject(x, "text_sha256", sha);
+    cJSON_AddNumberToObject(x, "utf8_replaced", (double)j->text.n_replaced);
+    if (j->bos >= 0) cJSON_AddNumberToObject(x, "bos", j->bos);
+    else cJSON_AddNullToObject(x, "bos");
+    cJSON_AddNumberToObject(x, "n_ids", (double)j->n_ids);
+    cJSON_AddNumberToObject(x, "ctx", (double)o->ctx);
+    cJSON_AddNumberToObject(x, "group", res->group);
+    cJSON_AddNumberToObject(x, "batch", res->batch);
+    cJSON_AddNumberToObject(x, "threads", res->threads);
+    cJSON_AddNumberToObject(x, "windows", (double)res->windows);
+    cJSON_AddNumberToObject(x, "predicted", (double)res->predicted);
+    cJSON_AddNumberToObject(x, "dropped", (double)res->dropped);
+    cJSON_AddNumberToObject(x, "nll_total", res->nll_total);
+    cJSON_AddNumberToObject(x, "nll_mean", res->nll_mean);
+    cJSON_AddNumberToObject(x, "ppl", res->ppl);
+    if (o->ref_path) {
+        cJSON_AddNumberToObject(x, "ref_ppl", res->ref_ppl);
+        cJSON_AddNumberToObject(x, "kl_mean", res->kl_mean);
+        cJSON_AddNumberToObject(x, "top1_agree", res->top1_agree);
+    }
+    cJSON_AddNumberToObject(x, "seconds", res->seconds);
+    cJSON_AddNumberToObject(x, "tokens_per_s", res->tokens_per_s);
+    cJSON_AddItemToObject(x, "window_nll", cJSON_CreateDoubleArray(res->window_nll,
+                                                                   (int)res->windows));
+    char *s = cJSON_PrintUnformatted(x);
+    cJSON_Delete(x);
+    if (!s) return ptq_fail(e, PTQ_ENOMEM, "out of memory printing JSON");
+    printf("%s\n", s);
+    free(s);
+    return PTQ_OK;
+}
+
+static void print_text(const eval_opts *o, const eval_job *j)
+{
+    const ptq_eval_result *res = &j->res;
+    printf("model            %s\n", o->model_path);
+    printf("text             %s (%zu bytes, %d document%s", j->srcnames, j->len, j->text.ndocs,
+           j->text.ndocs == 1 ? "" : "s");
+    if (j->text.n_replaced)
+        printf(", %zu invalid UTF-8 sequences replaced", j->text.n_replaced);
+    printf(")\n");
+    printf("tokens           %zu (%s+ %zu from the text)\n", j->n_ids, j->bos >= 0 ? "BOS " : "",
+           j->bos >= 0 ? j->n_ids - 1 : j->n_ids);
+    printf("windows          %ld of ctx %ld: %ld predicted tokens, %ld dropped\n",
+           res->windows, o->ctx, res->predicted, res->dropped);
+    printf("perplexity       %.6f\n", res->ppl);
+    printf("nll              %.6f mean, %.4f total (nats)\n", res->nll_mean, res->nll_total);
+    if (o->ref_path) {
+        printf("reference        %s: perplexity %.6f\n", o->ref_path, res->ref_ppl);
+        printf("KL(ref||model)   %.6g nats per token (mean)\n", res->kl_mean);
+        printf("top-1 agreement  %.4f %%\n", 100.0 * res->top1_agree);
+    }
+    printf("speed            %.1f tokens/s (%.2f s of forward passes%s, %d thread%s)\n",
+           res->tokens_per_s, res->seconds, o->ref_path ? ", both models" : "", res->threads,
+           res->threads == 1 ? "" : "s");
+}
+
+static void job_free(eval_job *j)
+{
+    if (j->have_res) ptq_eval_result_free(&j->res);
+    free(j->ids);
+    free(j->rids);
+    free(j->all);
+    free(j->srcnames);
+    ptq_text_free(&j->text);
+    eval_model_close(&j->m);
+    eval_model_close(&j->r);
+}
+
+int cmd_eval(int argc, char **argv)
+{
+    eval_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) {
+        free(o.texts);
+        return rc < 0 ? 0 : rc;
+    }
     /* BLAS single-threaded: its threaded kernels round differently with the
      * thread count; ptq_eval_ppl runs --threads workers over a fixed cut of
      * the windows itself (lib/model/eval.h), so the figures do not depend on it. */
     cli_set_threads(1);
-    if (!threads) {
+    if (!o.threads) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
-        threads = n < 1 ? 1 : n > PTQ_EVAL_MAX_THREADS ? PTQ_EVAL_MAX_THREADS : n;
+        o.threads = n < 1 ? 1 : n > PTQ_EVAL_MAX_THREADS ? PTQ_EVAL_MAX_THREADS : n;
     }
-
     ptq_err e = {0};
-    eval_model m = {0}, r = {0};
-    ptq_text text = {0};
-    char *all = NULL, *srcnames = join_sources(texts, ntexts);
-    int32_t *ids = NULL, *rids = NULL;
-    size_t n_ids = 0, n_rids = 0;
-    int bos = -1, rbos = -1;
-    ptq_eval_result res = {0};
-    int have_res = 0;
-
-    rc = eval_model_open(&m, model_path, &e);
-    if (!rc && !m.tok)
-        rc = ptq_fail(&e, PTQ_EFORMAT, "%s: no tokenizer.json: the model's tokenizer is needed "
-                                       "to encode the text", model_path);
-    if (!rc && cuda && !m.src.is_bundle)
-        rc = ptq_fail(&e, PTQ_EUSAGE, "%s: --device cuda needs a .ptq bundle, not a checkpoint "
-                                      "directory", model_path);
-    if (!rc && ctx > m.w.cfg->max_pos)
-        rc = ptq_fail(&e, PTQ_EUSAGE, "--ctx %ld exceeds %s's max_position_embeddings %d", ctx,
-                      model_path, m.w.cfg->max_pos);
-    if (!rc && ref_path) {
-        rc = eval_model_open(&r, ref_path, &e);
-        if (!rc && r.w.cfg->vocab != m.w.cfg->vocab)
-            rc = ptq_fail(&e, PTQ_EDATA, "%s: vocabulary size %d differs from %s's %d", ref_path,
-                          r.w.cfg->vocab, model_path, m.w.cfg->vocab);
-        if (!rc && ctx > r.w.cfg->max_pos)
-            rc = ptq_fail(&e, PTQ_EUSAGE, "--ctx %ld exceeds %s's max_position_embeddings %d",
-                          ctx, ref_path, r.w.cfg->max_pos);
-    }
-    if (!rc) rc = ptq_text_read(&text, (const char *const *)texts, ntexts, &topts, &e);
-    if (!rc) {
-        if (text.total_bytes == 0) {
-            rc = ptq_fail(&e, PTQ_EDATA, "%s: text is empty", srcnames);
-        } else {
-            all = malloc(text.total_bytes + 1);
-            if (!all) rc = ptq_fail(&e, PTQ_ENOMEM, "out of memory");
-        }
-    }
-    size_t len = 0;
-    if (!rc) {
-        for (int i = 0; i < text.ndocs; i++) {
-            memcpy(all + len, text.docs[i].text, text.docs[i].len);
-            len += text.docs[i].len;
-        }
-        all[len] = 0;
-        size_t i = 0;
-        while (i < len && is_space((unsigned char)all[i])) i++;
-        if (len == 0) rc = ptq_fail(&e, PTQ_EDATA, "%s: text is empty", srcnames);
-        else if (i == len) rc = ptq_fail(&e, PTQ_EDATA, "%s: contains only whitespace", srcnames);
-    }
-    if (!rc) rc = encode_text(&m, all, len, &ids, &n_ids, &bos, &e);
-    if (!rc && ref_path && r.tok) {
-        /* same tokenizer: the reference must encode the text to the same ids */
-        rc = encode_text(&r, all, len, &rids, &n_rids, &rbos, &e);
-        if (!rc) {
-            size_t k = 0;
-            while (k < n_ids && k < n_rids && ids[k] == rids[k]) k++;
-            if (k < n_ids || k < n_rids)
-                rc = ptq_fail(&e, PTQ_EDATA,
-                              "%s and %s tokenize the text differently (first difference at "
-                              "token %zu): the models must share a tokenizer",
-                              model_path, ref_path, k);
-        }
-    }
-    if (!rc && n_ids < (size_t)ctx)
-        rc = ptq_fail(&e, PTQ_EDATA, "%s: the text has %zu tokens (with BOS), fewer than one "
-                                     "window of ctx %ld", srcnames, n_ids, ctx);
-    prog_state ps = {isatty(2) && !json, cli_now()};
-    if (!rc && cuda) {
-        rc = ptqc_eval_cuda(model_path, ids, n_ids, (int)ctx, &res, &e);
-        have_res = !rc;
-    } else if (!rc) {
-        rc = ptq_eval_ppl(&m.w, ref_path ? &r.w : NULL, ids, n_ids, (int)ctx, (int)batch,
-                          (int)threads, &res, on_progress, &ps, &e);
-        have_res = !rc;
-    }
-
-    if (!rc && json) {
-        cJSON *o = cJSON_CreateObject();
-        char sha[65];
-        hex(sha, text.sha256, 32);
-        cJSON_AddStringToObject(o, "protocol", "ptqc-ppl-v1");
-        cJSON_AddStringToObject(o, "model", model_path);
-        cJSON_AddStringToObject(o, "device", cuda ? "cuda" : "cpu");
-        if (ref_path) cJSON_AddStringToObject(o, "reference", ref_path);
-        else cJSON_AddNullToObject(o, "reference");
-        cJSON *ta = cJSON_AddArrayToObject(o, "text");
-        for (int i = 0; i < ntexts; i++) cJSON_AddItemToArray(ta, cJSON_CreateString(texts[i]));
-        cJSON_AddNumberToObject(o, "documents", text.ndocs);
-        cJSON_AddNumberToObject(o, "text_bytes", (double)len);
-        cJSON_AddStringToObject(o, "text_sha256", sha);
-        cJSON_AddNumberToObject(o, "utf8_replaced", (double)text.n_replaced);
-        if (bos >= 0) cJSON_AddNumberToObject(o, "bos", bos);
-        else cJSON_AddNullToObject(o, "bos");
-        cJSON_AddNumberToObject(o, "n_ids", (double)n_ids);
-        cJSON_AddNumberToObject(o, "ctx", (double)ctx);
-        cJSON_AddNumberToObject(o, "group", res.group);
-        cJSON_AddNumberToObject(o, "batch", res.batch);
-        cJSON_AddNumberToObject(o, "threads", res.threads);
-        cJSON_AddNumberToObject(o, "windows", (double)res.windows);
-        cJSON_AddNumberToObject(o, "predicted", (double)res.predicted);
-        cJSON_AddNumberToObject(o, "dropped", (double)res.dropped);
-        cJSON_AddNumberToObject(o, "nll_total", res.nll_total);
-        cJSON_AddNumberToObject(o, "nll_mean", res.nll_mean);
-        cJSON_AddNumberToObject(o, "ppl", res.ppl);
-        if (ref_path) {
-            cJSON_AddNumberToObject(o, "ref_ppl", res.ref_ppl);
-            cJSON_AddNumberToObject(o, "kl_mean", res.kl_mean);
-            cJSON_AddNumberToObject(o, "top1_agree", res.top1_agree);
-        }
-        cJSON_AddNumberToObject(o, "seconds", res.seconds);
-        cJSON_AddNumberToObject(o, "tokens_per_s", res.tokens_per_s);
-        cJSON_AddItemToObject(o, "window_nll",
-                              cJSON_CreateDoubleArray(res.window_nll, (int)res.windows));
-        char *s = cJSON_PrintUnformatted(o);
-        if (s) {
-            printf("%s\n", s);
-            free(s);
-        } else {
-            rc = ptq_fail(&e, PTQ_ENOMEM, "out of memory printing JSON");
-        }
-        cJSON_Delete(o);
-    } else if (!rc) {
-        printf("model            %s\n", model_path);
-        printf("text             %s (%zu bytes, %d document%s", srcnames, len, text.ndocs,
-               text.ndocs == 1 ? "" : "s");
-        if (text.n_replaced) printf(", %zu invalid UTF-8 sequences replaced", text.n_replaced);
-        printf(")\n");
-        printf("tokens           %zu (%s+ %zu from the text)\n", n_ids, bos >= 0 ? "BOS " : "",
-               bos >= 0 ? n_ids - 1 : n_ids);
-        printf("windows          %ld of ctx %ld: %ld predicted tokens, %ld dropped\n",
-               res.windows, ctx, res.predicted, res.dropped);
-        printf("perplexity       %.6f\n", res.ppl);
-        printf("nll              %.6f mean, %.4f total (nats)\n", res.nll_mean, res.nll_total);
-        if (ref_path) {
-            printf("reference        %s: perplexity %.6f\n", ref_path, res.ref_ppl);
-            printf("KL(ref||model)   %.6g nats per token (mean)\n", res.kl_mean);
-            printf("top-1 agreement  %.4f %%\n", 100.0 * res.top1_agree);
-        }
-        printf("speed            %.1f tokens/s (%.2f s of forward passes%s, %d thread%s)\n",
-               res.tokens_per_s, res.seconds, ref_path ? ", both models" : "", res.threads,
-               res.threads == 1 ? "" : "s");
-    }
-    if (have_res) ptq_eval_result_free(&res);
-    free(ids);
-    free(rids);
-    free(all);
-    free(srcnames);
-    ptq_text_free(&text);
-    eval_model_close(&m);
-    eval_model_close(&r);
-    free(texts);
+    eval_job j;
+    memset(&j, 0, sizeof j);
+    j.bos = j.rbos = -1;
+    j.srcnames = join_sources(o.texts, o.ntexts);
+    rc = open_models(&o, &j, &e);
+    if (!rc) rc = make_ids(&o, &j, &e);
+    prog_state ps = {isatty(2) && !o.json, ptq_now()};
+    if (!rc && o.cuda)
+        rc = ptqc_eval_cuda(o.model_path, j.ids, j.n_ids, (int)o.ctx, &j.res, &e);
+    else if (!rc)
+        rc = ptq_eval_ppl(&j.m.w, o.ref_path ? &j.r.w : NULL, j.ids, j.n_ids, (int)o.ctx,
+                          (int)o.batch, (int)o.threads, &j.res, on_progress, &ps, &e);
+    j.have_res = !rc;
+    if (!rc && o.json) rc = print_json(&o, &j, &e);
+    else if (!rc) print_text(&o, &j);
+    job_free(&j);
+    free(o.texts);
     if (rc) {
         if (ps.on) fprintf(stderr, "\r%60s\r", "");
         return cli_report(&e);

@@ -15,6 +15,9 @@
 #include <sys/stat.h>
 
 #include "formats/checkpoint.h"
+#include "formats/config_json.h"
+#include "formats/gguf_model.h"
+#include "lib/qfmt/ggml.h"
 #include "src/cli.h"
 
 static const char usage_text[] =
@@ -37,11 +40,6 @@ static const char usage_text[] =
     "\n"
     "Exit status: 0 success, 2 usage, 3 input unreadable, 4 input malformed,\n"
     "8 out of memory.  See ptqc-inspect(1).\n";
-
-static const char *rope_name(int r)
-{
-    return r == PTQ_ROPE_LINEAR ? "linear" : r == PTQ_ROPE_LLAMA3 ? "llama3" : "none";
-}
 
 static void shape_text(char *buf, size_t n, const ptq_st_tensor *t)
 {
@@ -67,7 +65,7 @@ static void print_config(const ptq_config *c)
     printf("  heads %d, kv_heads %d, head_dim %d\n", c->n_heads, c->n_kv_heads, c->head_dim);
     printf("  vocab_size %d, max_position_embeddings %d\n", c->vocab, c->max_pos);
     printf("  rms_norm_eps %g, rope_theta %g, rope_scaling %s", (double)c->rms_eps,
-           (double)c->rope_theta, rope_name(c->rope_scaling));
+           (double)c->rope_theta, ptq_rope_name(c->rope_scaling));
     if (c->rope_scaling == PTQ_ROPE_LINEAR) printf(" (factor %g)", (double)c->rope_factor);
     if (c->rope_scaling == PTQ_ROPE_LLAMA3)
         printf(" (factor %g, low_freq_factor %g, high_freq_factor %g, "
@@ -142,54 +140,6 @@ static void print_tokenizer(const ptq_tokenizer *t)
 
 /* ---------------------------------------------------------------- JSON */
 
-/* The shortest decimal that reads back as f (1e-05, not 9.99999974737875e-06). */
-static double short_double(float f)
-{
-    char buf[32];
-    for (int p = 6; p < 9; p++) {
-        snprintf(buf, sizeof buf, "%.*g", p, (double)f);
-        if ((float)strtod(buf, NULL) == f) return strtod(buf, NULL);
-    }
-    return (double)f;
-}
-
-static cJSON *json_config(const ptq_config *c)
-{
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "model_type", c->model_type);
-    cJSON_AddNumberToObject(j, "hidden_size", c->hidden);
-    cJSON_AddNumberToObject(j, "intermediate_size", c->intermediate);
-    cJSON_AddNumberToObject(j, "num_hidden_layers", c->n_layers);
-    cJSON_AddNumberToObject(j, "num_attention_heads", c->n_heads);
-    cJSON_AddNumberToObject(j, "num_key_value_heads", c->n_kv_heads);
-    cJSON_AddNumberToObject(j, "head_dim", c->head_dim);
-    cJSON_AddNumberToObject(j, "vocab_size", c->vocab);
-    cJSON_AddNumberToObject(j, "max_position_embeddings", c->max_pos);
-    cJSON_AddNumberToObject(j, "rms_norm_eps", short_double(c->rms_eps));
-    cJSON_AddNumberToObject(j, "rope_theta", short_double(c->rope_theta));
-    if (c->rope_scaling == PTQ_ROPE_NONE) {
-        cJSON_AddNullToObject(j, "rope_scaling");
-    } else {
-        cJSON *r = cJSON_AddObjectToObject(j, "rope_scaling");
-        cJSON_AddStringToObject(r, "rope_type", rope_name(c->rope_scaling));
-        cJSON_AddNumberToObject(r, "factor", short_double(c->rope_factor));
-        if (c->rope_scaling == PTQ_ROPE_LLAMA3) {
-            cJSON_AddNumberToObject(r, "low_freq_factor", short_double(c->rope_low_freq_factor));
-            cJSON_AddNumberToObject(r, "high_freq_factor", short_double(c->rope_high_freq_factor));
-            cJSON_AddNumberToObject(r, "original_max_position_embeddings", c->rope_orig_max_pos);
-        }
-    }
-    cJSON_AddBoolToObject(j, "tie_word_embeddings", c->tie_embeddings);
-    cJSON_AddBoolToObject(j, "qkv_bias", c->qkv_bias);
-    if (c->bos_id >= 0) cJSON_AddNumberToObject(j, "bos_token_id", c->bos_id);
-    else cJSON_AddNullToObject(j, "bos_token_id");
-    if (c->eos_id >= 0) cJSON_AddNumberToObject(j, "eos_token_id", c->eos_id);
-    else cJSON_AddNullToObject(j, "eos_token_id");
-    if (c->torch_dtype[0]) cJSON_AddStringToObject(j, "torch_dtype", c->torch_dtype);
-    else cJSON_AddNullToObject(j, "torch_dtype");
-    return j;
-}
-
 static void json_tensors(cJSON *root, const ptq_safetensors *st)
 {
     if (st->index_path) cJSON_AddStringToObject(root, "index", st->index_path);
@@ -263,6 +213,31 @@ static int print_json(cJSON *root)
 
 /* ---------------------------------------------------------------- kinds */
 
+/* The tensors of a .gguf checkpoint (llama.cpp names, ggml dims and types). */
+static cJSON *gguf_tensors(const ptq_gguf *g, int print)
+{
+    cJSON *a = print ? NULL : cJSON_CreateArray();
+    if (print) printf("gguf: version %u, alignment %u, %llu tensors\n", g->version, g->alignment,
+                      (unsigned long long)g->n_tensors);
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        const ptq_gguf_tensor *t = &g->tensors[i];
+        const char *ty = ptq_ggml_type_name(t->type);
+        if (print) {
+            printf("  %-32s  %-5s  [%llu", t->name, ty, (unsigned long long)t->dims[0]);
+            for (int d = 1; d < t->ndim; d++) printf(", %llu", (unsigned long long)t->dims[d]);
+            printf("]  %llu bytes\n", (unsigned long long)t->nbytes);
+            continue;
+        }
+        cJSON *o = cJSON_CreateObject(), *dims = cJSON_AddArrayToObject(o, "ggml_dims");
+        cJSON_AddStringToObject(o, "name", t->name);
+        cJSON_AddStringToObject(o, "type", ty);
+        for (int d = 0; d < t->ndim; d++) cJSON_AddItemToArray(dims, cJSON_CreateNumber((double)t->dims[d]));
+        cJSON_AddNumberToObject(o, "bytes", (double)t->nbytes);
+        cJSON_AddItemToArray(a, o);
+    }
+    return a;
+}
+
 static int inspect_checkpoint(const char *path, int json)
 {
     ptq_checkpoint ck;
@@ -273,14 +248,16 @@ static int inspect_checkpoint(const char *path, int json)
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "path", path);
         cJSON_AddStringToObject(root, "kind", "checkpoint");
-        cJSON_AddItemToObject(root, "config", json_config(&ck.cfg));
-        json_tensors(root, &ck.st);
+        cJSON_AddItemToObject(root, "config", ptq_config_json(&ck.cfg));
+        if (ck.gguf) cJSON_AddItemToObject(root, "gguf_tensors", gguf_tensors(&ck.gguf->g, 0));
+        else json_tensors(root, &ck.st);
         cJSON_AddItemToObject(root, "tokenizer", json_tokenizer(ck.tok));
         rc = print_json(root);
     } else {
         printf("checkpoint: %s\n", path);
         print_config(&ck.cfg);
-        print_tensors(&ck.st);
+        if (ck.gguf) gguf_tensors(&ck.gguf->g, 1);
+        else print_tensors(&ck.st);
         print_tokenizer(ck.tok);
     }
     ptq_ckpt_close(&ck);
@@ -348,7 +325,8 @@ int cmd_inspect(int argc, char **argv)
         ptq_fail(&e, PTQ_EIO, "%s: %s", path, strerror(errno));
         return cli_report(&e);
     }
-    if (S_ISDIR(sb.st_mode)) return inspect_checkpoint(path, json);
+    if (S_ISDIR(sb.st_mode) || (S_ISREG(sb.st_mode) && ptq_gguf_is(path)))
+        return inspect_checkpoint(path, json);
     if (S_ISREG(sb.st_mode) && ends_with(path, ".ptq")) return inspect_bundle(path, json);
     return inspect_safetensors(path, json);
 }

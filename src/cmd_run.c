@@ -14,6 +14,7 @@
 #include "formats/bundle.h"
 #include "formats/tokenizer.h"
 #include "lib/model/generate.h"
+#include "lib/runtime/logits.h"
 #include "lib/runtime/runtime_cpu.h"
 #include "src/cli.h"
 
@@ -137,17 +138,6 @@ static int runner_sample(runner *r, const float *logits, float temp, float top_p
     return ptq_sample(logits, r->vocab, temp, top_p, &r->crng);
 }
 
-/* Largest minus second largest logit (0 on a tie). */
-static double top2_margin(const float *l, int n)
-{
-    float a = l[0], b = -3.4e38f;
-    for (int i = 1; i < n; i++) {
-        if (l[i] > a) b = a, a = l[i];
-        else if (l[i] > b) b = l[i];
-    }
-    return n > 1 ? (double)a - (double)b : 0.0;
-}
-
 typedef struct stream_ctx {
     const ptq_tokenizer *tok;
     int32_t *ids;
@@ -184,23 +174,15 @@ static int parse_device(const char *s, int *cuda, long *ordinal)
     return cli_parse_long("run", "--device", num, 0, 1024, ordinal);
 }
 
-/* The bundle's tokenizer (read without verification: the model load verifies). */
-static int load_tokenizer(const char *path, ptq_tokenizer **tok, ptq_err *e)
-{
-    ptq_bundle b;
-    memset(&b, 0, sizeof b);
-    int rc = ptq_bundle_open(&b, path, 0, e);
-    if (rc) return rc;
-    uint64_t tl = 0, cl = 0;
-    const char *tj = ptq_bundle_member_data(&b, "tokenizer.json", &tl);
-    const char *tc = ptq_bundle_member_data(&b, "tokenizer_config.json", &cl);
-    if (!tj) rc = ptq_fail(e, PTQ_EFORMAT, "%s: no tokenizer.json member", path);
-    else rc = ptq_tok_load_mem(tok, tj, (size_t)tl, tc, tc ? (size_t)cl : 0, "tokenizer.json", e);
-    ptq_bundle_close(&b);
-    return rc;
-}
+typedef struct run_opts {
+    const char *path, *prompt;
+    long ntok, seed, device, max_seq;
+    double temp, top_p;
+    int verify, cuda, print_ids, ignore_eos;
+} run_opts;
 
-int cmd_run(int argc, char **argv)
+/* Options and arguments into o; 0, or the exit status to return (-1: --help). */
+static int parse_opts(int argc, char **argv, run_opts *o)
 {
     static const struct option opts[] = {
         {"prompt", required_argument, NULL, 'p'}, {"tokens", required_argument, NULL, 'n'},
@@ -210,118 +192,148 @@ int cmd_run(int argc, char **argv)
         {"print-ids", no_argument, NULL, 'I'},    {"ignore-eos", no_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
-    const char *prompt = NULL;
-    long ntok = 128, seed = 0, device = 0, max_seq = 0;
-    double temp = 0.0, top_p = 1.0;
-    int verify = 1, cuda = 1, print_ids = 0, ignore_eos = 0, c;
+    *o = (run_opts){.ntok = 128, .top_p = 1.0, .verify = 1, .cuda = 1};
+    int c, rc = 0;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "p:n:h", opts, NULL)) != -1) {
+    while (!rc && (c = getopt_long(argc, argv, "p:n:h", opts, NULL)) != -1) {
         switch (c) {
-        case 'p': prompt = optarg; break;
-        case 'n': if (cli_parse_long("run", "--tokens", optarg, 0, 1000000, &ntok)) return PTQ_EUSAGE; break;
-        case 't': if (cli_parse_double("run", "--temp", optarg, 0.0, 100.0, &temp)) return PTQ_EUSAGE; break;
-        case 'P': if (cli_parse_double("run", "--top-p", optarg, 1e-9, 1.0, &top_p)) return PTQ_EUSAGE; break;
-        case 's': if (cli_parse_long("run", "--seed", optarg, 0, 0x7fffffffffffffffL, &seed)) return PTQ_EUSAGE; break;
-        case 'd': if (parse_device(optarg, &cuda, &device)) return PTQ_EUSAGE; break;
-        case 'L': if (cli_parse_long("run", "--max-seq", optarg, 1, 1 << 20, &max_seq)) return PTQ_EUSAGE; break;
-        case 'V': verify = 0; break;
-        case 'I': print_ids = 1; break;
-        case 'E': ignore_eos = 1; break;
-        case 'h': fputs(run_help, stdout); return 0;
+        case 'p': o->prompt = optarg; break;
+        case 'n': rc = cli_parse_long("run", "--tokens", optarg, 0, 1000000, &o->ntok); break;
+        case 't': rc = cli_parse_double("run", "--temp", optarg, 0.0, 100.0, &o->temp); break;
+        case 'P': rc = cli_parse_double("run", "--top-p", optarg, 1e-9, 1.0, &o->top_p); break;
+        case 's':
+            rc = cli_parse_long("run", "--seed", optarg, 0, 0x7fffffffffffffffL, &o->seed);
+            break;
+        case 'd': rc = parse_device(optarg, &o->cuda, &o->device); break;
+        case 'L': rc = cli_parse_long("run", "--max-seq", optarg, 1, 1 << 20, &o->max_seq); break;
+        case 'V': o->verify = 0; break;
+        case 'I': o->print_ids = 1; break;
+        case 'E': o->ignore_eos = 1; break;
+        case 'h': fputs(run_help, stdout); return -1;
         default: return cli_usage_error("run", "unknown option");
         }
     }
+    if (rc) return PTQ_EUSAGE;
     if (optind != argc - 1) return cli_usage_error("run", "expected one BUNDLE argument");
-    if (!prompt) return cli_usage_error("run", "--prompt TEXT is required");
+    if (!o->prompt) return cli_usage_error("run", "--prompt TEXT is required");
+    o->path = argv[optind];
+    return 0;
+}
+
+/* 0 when the device asked for can run, else the exit status (with a message). */
+static int device_ok(const run_opts *o)
+{
 #ifndef PTQC_HAVE_CUDA
-    if (cuda) {
+    if (o->cuda) {
         fprintf(stderr, "ptqc: ptqc was built without CUDA (use --device cpu)\n");
         return PTQ_ENODEV;
     }
 #else
-    if (cuda && ptqrt_device_count() < 1) {
+    if (o->cuda && ptqrt_device_count() < 1) {
         fprintf(stderr, "ptqc: no CUDA device (use --device cpu)\n");
         return PTQ_ENODEV;
     }
 #endif
-    const char *path = argv[optind];
+    return 0;
+}
+
+/* Print the prompt as the tokenizer decodes it; the stream continues after it. */
+static void print_prompt(stream_ctx *sc, const int32_t *ids, size_t nids)
+{
+    for (size_t i = 0; i < nids; i++) sc->ids[sc->n++] = ids[i];
+    char *text = NULL;
+    size_t len = 0;
     ptq_err e;
-    ptq_tokenizer *tok = NULL;
-    int rc = load_tokenizer(path, &tok, &e);
-    if (rc) return cli_report(&e);
-    int32_t *ids = NULL;
-    size_t nids = 0;
-    if ((rc = ptq_tok_encode(tok, prompt, strlen(prompt), ptq_tok_add_bos(tok), &ids, &nids, &e))) {
-        ptq_tok_free(tok);
-        return cli_report(&e);
+    if (ptq_tok_decode(sc->tok, ids, nids, &text, &len, &e) == PTQ_OK) {
+        fwrite(text, 1, len, stdout);
+        sc->printed = len;
     }
-    if (nids == 0) {
-        free(ids);
-        ptq_tok_free(tok);
-        return cli_usage_error("run", "the prompt encodes to no tokens (and the tokenizer adds no BOS)");
+    free(text);
+    fflush(stdout);
+}
+
+/* Feed the prompt, then sample, print and feed one token at a time. */
+static int generate(runner *r, const run_opts *o, const int32_t *ids, size_t nids,
+                    stream_ctx *sc, float *logits, int *nout, ptq_err *e)
+{
+    int rc = o->ntok > 0 ? runner_feed(r, ids, (int)nids, 0, logits, e) : PTQ_OK;
+    int pos = (int)nids;
+    *nout = 0;
+    while (!rc && *nout < o->ntok) {
+        int32_t t = runner_sample(r, logits, (float)o->temp, (float)o->top_p);
+        if (t < 0) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+        (*nout)++;
+        if (o->print_ids) {
+            printf("%d %.6f\n", (int)t, ptq_logit_margin(logits, r->vocab));
+            fflush(stdout);
+        } else {
+            stream_token(sc, t);
+        }
+        if ((t == r->eos && !o->ignore_eos) || *nout == o->ntok || pos >= r->max_seq) break;
+        rc = runner_feed(r, &t, 1, pos++, logits, e);
     }
+    return rc;
+}
+
+/* Open the model for the prompt ids and run the generation. */
+static int run_model(const run_opts *o, ptq_tokenizer *tok, const int32_t *ids, size_t nids,
+                     ptq_err *e)
+{
     runner r;
     memset(&r, 0, sizeof r);
-    double t0 = cli_now();
-    rc = runner_open(&r, path, cuda, (int)device, (int)max_seq, (int)(nids + (size_t)ntok), verify,
-                     (uint64_t)seed, &e);
+    double t0 = ptq_now();
+    int rc = runner_open(&r, o->path, o->cuda, (int)o->device, (int)o->max_seq,
+                         (int)(nids + (size_t)o->ntok), o->verify, (uint64_t)o->seed, e);
     if (!rc && nids > (size_t)r.max_seq)
-        rc = ptq_fail(&e, PTQ_EUSAGE, "the prompt of %zu tokens is longer than the KV cache (%d)",
+        rc = ptq_fail(e, PTQ_EUSAGE, "the prompt of %zu tokens is longer than the KV cache (%d)",
                       nids, r.max_seq);
     if (rc) {
         runner_close(&r);
-        free(ids);
-        ptq_tok_free(tok);
-        return cli_report(&e);
+        return rc;
     }
-    double t1 = cli_now();
-    stream_ctx sc = {tok, malloc(sizeof(int32_t) * (nids + (size_t)ntok + 1)), 0, 0};
+    double t1 = ptq_now();
+    stream_ctx sc = {tok, malloc(sizeof(int32_t) * (nids + (size_t)o->ntok + 1)), 0, 0};
     float *logits = malloc(sizeof(float) * (size_t)r.vocab);
     int nout = 0;
     if (!sc.ids || !logits) {
-        rc = ptq_fail(&e, PTQ_ENOMEM, "out of memory");
+        rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
     } else {
-        if (!print_ids) {
-            /* print the prompt as the tokenizer decodes it, then stream the rest */
-            for (size_t i = 0; i < nids; i++) sc.ids[sc.n++] = ids[i];
-            char *text = NULL;
-            size_t len = 0;
-            if (ptq_tok_decode(tok, ids, nids, &text, &len, &e) == PTQ_OK) {
-                fwrite(text, 1, len, stdout);
-                sc.printed = len;
-            }
-            free(text);
-            fflush(stdout);
-        }
-        double g0 = cli_now();
-        rc = ntok > 0 ? runner_feed(&r, ids, (int)nids, 0, logits, &e) : PTQ_OK;
-        int pos = (int)nids;
-        while (!rc && nout < ntok) {
-            int32_t t = runner_sample(&r, logits, (float)temp, (float)top_p);
-            if (t < 0) {
-                rc = ptq_fail(&e, PTQ_ENOMEM, "out of memory");
-                break;
-            }
-            nout++;
-            if (print_ids) {
-                printf("%d %.6f\n", (int)t, top2_margin(logits, r.vocab));
-                fflush(stdout);
-            } else {
-                stream_token(&sc, t);
-            }
-            if ((t == r.eos && !ignore_eos) || nout == ntok || pos >= r.max_seq) break;
-            rc = runner_feed(&r, &t, 1, pos++, logits, &e);
-        }
-        double g1 = cli_now();
-        if (!print_ids) printf("\n");
+        if (!o->print_ids) print_prompt(&sc, ids, nids);
+        double g0 = ptq_now();
+        rc = generate(&r, o, ids, nids, &sc, logits, &nout, e);
+        double g1 = ptq_now();
+        if (!o->print_ids) printf("\n");
         if (!rc)
-            fprintf(stderr, "ptqc run: %s, load %.2f s, %zu prompt + %d generated tokens in %.3f s (%.1f tokens/s)\n",
-                    r.name, t1 - t0, nids, nout, g1 - g0, nout / (g1 - g0 > 0 ? g1 - g0 : 1e-9));
+            fprintf(stderr, "ptqc run: %s, load %.2f s, %zu prompt + %d generated tokens in "
+                    "%.3f s (%.1f tokens/s)\n", r.name, t1 - t0, nids, nout, g1 - g0,
+                    nout / (g1 - g0 > 0 ? g1 - g0 : 1e-9));
     }
     free(logits);
     free(sc.ids);
-    free(ids);
     runner_close(&r);
+    return rc;
+}
+
+int cmd_run(int argc, char **argv)
+{
+    run_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) return rc < 0 ? 0 : rc;
+    if ((rc = device_ok(&o))) return rc;
+    ptq_err e;
+    ptq_tokenizer *tok = NULL;
+    if ((rc = ptq_bundle_file_tokenizer(o.path, &tok, &e))) return cli_report(&e);
+    int32_t *ids = NULL;
+    size_t nids = 0;
+    rc = ptq_tok_encode(tok, o.prompt, strlen(o.prompt), ptq_tok_add_bos(tok), &ids, &nids, &e);
+    if (!rc && nids == 0) {
+        free(ids);
+        ptq_tok_free(tok);
+        return cli_usage_error("run", "the prompt encodes to no tokens (and the tokenizer adds "
+                                      "no BOS)");
+    }
+    if (!rc) rc = run_model(&o, tok, ids, nids, &e);
+    free(ids);
     ptq_tok_free(tok);
     return rc ? cli_report(&e) : 0;
 }

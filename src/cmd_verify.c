@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "formats/bundle.h"
+#include "formats/config.h"
 #include "src/cli.h"
 
 static const char verify_help[] =
@@ -100,25 +101,56 @@ int cmd_verify(int argc, char **argv)
 
 /* ---------------------------------------------------------------- inspect */
 
-static double num(const cJSON *o, const char *k)
+static void print_bundle_json(const char *path, const ptq_bundle *b, const ptq_bundle_totals *t)
 {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsNumber(x) ? x->valuedouble : cJSON_IsTrue(x) ? 1 : 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "path", path);
+    cJSON_AddStringToObject(o, "kind", "bundle");
+    cJSON_AddNumberToObject(o, "file_bytes", (double)b->size);
+    cJSON_AddNumberToObject(o, "tensor_bytes", t->payload_bytes);
+    cJSON_AddNumberToObject(o, "params", t->params);
+    cJSON_AddNumberToObject(o, "fp16_bytes", t->fp16_bytes);
+    cJSON_AddNumberToObject(o, "compression",
+                            t->payload_bytes > 0 ? t->fp16_bytes / t->payload_bytes : 0);
+    cJSON_AddItemToObject(o, "manifest", cJSON_Duplicate(b->manifest, 1));
+    char *s = cJSON_Print(o);
+    if (s) printf("%s\n", s);
+    free(s);
+    cJSON_Delete(o);
 }
 
-static const char *str(const cJSON *o, const char *k)
+static void print_model(const ptq_bundle *b)
 {
-    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
-    return cJSON_IsString(x) ? x->valuestring : "";
+    ptq_config c;
+    ptq_err e;
+    if (ptq_bundle_config(b, &c, &e)) return;
+    printf("model: %s, %d layers, hidden %d, intermediate %d, heads %d (kv %d, head_dim %d), "
+           "vocab %d, context %d%s%s, source dtype %s\n", c.model_type, c.n_layers, c.hidden,
+           c.intermediate, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab, c.max_pos,
+           c.tie_embeddings ? ", tied embeddings" : "", c.qkv_bias ? ", qkv bias" : "",
+           c.torch_dtype);
 }
 
-/* Bytes of all payloads of a tensor entry. */
-static double entry_bytes(const cJSON *t)
+static void print_tensor_table(const ptq_bundle *b)
 {
-    double n = 0;
-    const cJSON *pl = cJSON_GetObjectItemCaseSensitive(t, "payloads");
-    for (const cJSON *p = pl ? pl->child : NULL; p; p = p->next) n += num(p, "size");
-    return n;
+    printf("\n%-52s %-6s %-6s %4s %5s %-4s %-13s %12s\n", "tensor", "method", "format", "bits",
+           "group", "sym", "shape", "bytes");
+    for (int i = 0; i < ptq_bundle_ntensors(b); i++) {
+        ptq_bundle_tinfo t;
+        ptq_bundle_tensor_info(b, i, &t);
+        char shape[32], bits[8] = "-", group[8] = "-", sym[8] = "-";
+        snprintf(shape, sizeof shape, "%dx%d", t.rows, t.cols);
+        const char *fmt = t.format;
+        if (!strcmp(fmt, "int")) {
+            snprintf(bits, sizeof bits, "%d", t.bits);
+            snprintf(group, sizeof group, "%d", t.group);
+            snprintf(sym, sizeof sym, "%s%s", t.sym ? "yes" : "no", t.act_order ? "+g" : "");
+        } else {
+            fmt = t.dtype;
+        }
+        printf("%-52s %-6s %-6s %4s %5s %-4s %-13s %12llu\n", t.name, t.method, fmt, bits,
+               group, sym, shape, (unsigned long long)t.bytes);
+    }
 }
 
 int cli_inspect_bundle(const char *path, int json)
@@ -126,69 +158,30 @@ int cli_inspect_bundle(const char *path, int json)
     ptq_bundle b;
     ptq_err e = {0};
     if (ptq_bundle_open(&b, path, 0, &e)) return cli_report(&e);
-    const cJSON *man = b.manifest;
-    const cJSON *ts = cJSON_GetObjectItemCaseSensitive(man, "tensors");
-    double total = 0, f16 = 0, params = 0;
-    for (const cJSON *t = ts->child; t; t = t->next) {
-        total += entry_bytes(t);
-        params += num(t, "rows") * num(t, "cols");
-    }
-    f16 = 2 * params;
+    ptq_bundle_totals t;
+    ptq_bundle_get_totals(&b, &t);
     if (json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "path", path);
-        cJSON_AddStringToObject(o, "kind", "bundle");
-        cJSON_AddNumberToObject(o, "file_bytes", (double)b.size);
-        cJSON_AddNumberToObject(o, "tensor_bytes", total);
-        cJSON_AddNumberToObject(o, "params", params);
-        cJSON_AddNumberToObject(o, "fp16_bytes", f16);
-        cJSON_AddNumberToObject(o, "compression", total > 0 ? f16 / total : 0);
-        cJSON_AddItemToObject(o, "manifest", cJSON_Duplicate(man, 1));
-        char *s = cJSON_Print(o);
-        if (s) printf("%s\n", s);
-        free(s);
-        cJSON_Delete(o);
+        print_bundle_json(path, &b, &t);
         ptq_bundle_close(&b);
         return 0;
     }
-    printf("%s: ptqc bundle version %.0f, %zu bytes, %d members\n", path, num(man, "version"),
-           b.size, b.nmembers);
-    const cJSON *m = cJSON_GetObjectItemCaseSensitive(man, "model");
-    if (cJSON_IsObject(m)) {
-        printf("model: %s, %.0f layers, hidden %.0f, intermediate %.0f, heads %.0f (kv %.0f, "
-               "head_dim %.0f), vocab %.0f, context %.0f%s%s, source dtype %s\n",
-               str(m, "model_type"), num(m, "num_hidden_layers"), num(m, "hidden_size"),
-               num(m, "intermediate_size"), num(m, "num_attention_heads"),
-               num(m, "num_key_value_heads"), num(m, "head_dim"), num(m, "vocab_size"),
-               num(m, "max_position_embeddings"),
-               num(m, "tie_word_embeddings") ? ", tied embeddings" : "",
-               num(m, "qkv_bias") ? ", qkv bias" : "", str(m, "torch_dtype"));
-    }
-    printf("\n%-52s %-6s %-6s %4s %5s %-4s %-13s %12s\n", "tensor", "method", "format", "bits",
-           "group", "sym", "shape", "bytes");
-    for (const cJSON *t = ts->child; t; t = t->next) {
-        char shape[32], bits[8] = "-", group[8] = "-", sym[8] = "-";
-        snprintf(shape, sizeof shape, "%.0fx%.0f", num(t, "rows"), num(t, "cols"));
-        const char *fmt = str(t, "format");
-        if (!strcmp(fmt, "int")) {
-            snprintf(bits, sizeof bits, "%.0f", num(t, "bits"));
-            snprintf(group, sizeof group, "%.0f", num(t, "group"));
-            snprintf(sym, sizeof sym, "%s", num(t, "sym") ? "yes" : "no");
-            if (num(t, "act_order")) snprintf(sym + strlen(sym), sizeof sym - strlen(sym), "+g");
-        } else {
-            fmt = str(t, "dtype");
-        }
-        printf("%-52s %-6s %-6s %4s %5s %-4s %-13s %12.0f\n", str(t, "name"), str(t, "method"),
-               fmt, bits, group, sym, shape, entry_bytes(t));
-    }
+    const cJSON *man = b.manifest, *v = cJSON_GetObjectItemCaseSensitive(man, "version");
+    printf("%s: ptqc bundle version %d, %zu bytes, %d members\n", path,
+           cJSON_IsNumber(v) ? v->valueint : 0, b.size, b.nmembers);
+    print_model(&b);
+    print_tensor_table(&b);
     printf("\ntensors: %d, parameters: %.0f, payload bytes: %.0f, fp16 bytes: %.0f, "
-           "compression: %.2fx (%.2f bits per parameter)\n",
-           cJSON_GetArraySize(ts), params, total, f16, total > 0 ? f16 / total : 0.0,
-           params > 0 ? 8 * total / params : 0.0);
-    const cJSON *fs = cJSON_GetObjectItemCaseSensitive(man, "files");
-    for (const cJSON *f = fs->child; f; f = f->next)
-        printf("file: %s (%.0f bytes, sha256 %.16s...)\n", str(f, "member"), num(f, "size"),
-               str(f, "sha256"));
+           "compression: %.2fx (%.2f bits per parameter)\n", t.tensors, t.params,
+           t.payload_bytes, t.fp16_bytes,
+           t.payload_bytes > 0 ? t.fp16_bytes / t.payload_bytes : 0.0,
+           t.params > 0 ? 8 * t.payload_bytes / t.params : 0.0);
+    for (int i = 0; i < ptq_bundle_nfiles(&b); i++) {
+        const char *member, *sha;
+        uint64_t size;
+        ptq_bundle_file_info(&b, i, &member, &size, &sha);
+        printf("file: %s (%llu bytes, sha256 %.16s...)\n", member, (unsigned long long)size, sha);
+    }
+    /* the rest of the manifest (provenance, settings, report) as it stands */
     for (const cJSON *x = man->child; x; x = x->next) {
         if (!x->string || !strcmp(x->string, "format") || !strcmp(x->string, "version") ||
             !strcmp(x->string, "model") || !strcmp(x->string, "tensors") ||

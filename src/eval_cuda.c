@@ -42,9 +42,9 @@ int ptqc_eval_cuda(const char *path, const int32_t *ids, size_t n_ids, int ctx, 
         ptqrt_close(m);
         return ptq_fail(e, PTQ_ENOMEM, "out of memory");
     }
-    double t0 = cli_now();
+    double t0 = ptq_now();
     rc = ptqrt_eval_nll(m, ids, n_ids, ctx, r->window_nll, e);
-    double t1 = cli_now();
+    double t1 = ptq_now();
     ptqrt_close(m);
     if (rc) {
         ptq_eval_result_free(r);

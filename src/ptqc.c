@@ -18,6 +18,8 @@ typedef struct command {
 
 static const command commands[] = {
     {"compile", cmd_compile, "quantize a checkpoint layer by layer (RTN/GPTQ) into a bundle"},
+    {"convert", cmd_convert, "write a .gguf or a model directory as a Hugging Face checkpoint"},
+    {"export", cmd_export, "write a bundle as a compressed-tensors, GPTQ or AWQ checkpoint"},
     {"inspect", cmd_inspect, "show a checkpoint's or bundle's config, tensors and tokenizer"},
     {"eval", cmd_eval, "perplexity (ptqc-ppl-v1), KL divergence and top-1 agreement"},
     {"verify", cmd_verify, "check a bundle's checksums and manifest"},

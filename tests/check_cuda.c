@@ -1,6 +1,6 @@
 /* check_cuda.c - the GPU tests of libptqrt: every kernel against CPU
  * references on random layers and on real stories260k layers
- * (tests/gpu/cases.c states each tolerance).  Exits 77 with "SKIP: no CUDA
+ * (each check in tests/gpu/ states its tolerance).  Exits 77 with "SKIP: no CUDA
  * device" when no device is usable, or "SKIP: built without CUDA".  The CPU
  * side of the shared decode arithmetic is tests/check_cuda_decode, always
  * run; the end-to-end comparison with the CPU runtime (perplexity, greedy

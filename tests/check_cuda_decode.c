@@ -2,7 +2,9 @@
  * arithmetic that the CUDA kernels share with the CPU (lib/cuda/ptqrt_kernels.h on
  * top of lib/qfmt/pack.h) against an independent bit-by-bit reader and against
  * ptq_dequant, bit-exact; the GEMV block dot against a double-precision sum
- * with a stated bound.  The GPU tests are tests/check_cuda.
+ * with a stated bound; and the CPU references of the kernels
+ * (lib/cuda/ref/) against independent computations (ptq_qtensor_dequant,
+ * hand-derived values).  The GPU tests are tests/check_cuda.
  */
 #include <check.h>
 #include <math.h>
@@ -13,6 +15,8 @@
 #include "lib/base/half.h"
 #include "lib/qfmt/pack.h"
 #include "lib/cuda/ptqrt_kernels.h"
+#include "lib/cuda/ref/ref.h"
+#include "lib/qfmt/qtensor.h"
 
 static uint64_t st = 88172645463325252ull;
 static uint32_t rnd32(void)
@@ -118,6 +122,79 @@ START_TEST(group_helpers)
 }
 END_TEST
 
+/* The int reference equals the library's reference decode (ptq_qtensor_dequant)
+ * summed in double, with g_idx and without. */
+START_TEST(ref_int_linear_matches_qtensor_dequant)
+{
+    enum { R = 5, C = 96, N = 2, G = 32 };
+    for (int gi = 0; gi < 2; gi++) {
+        static uint32_t qw[R * 3 * 4];
+        static uint16_t sc[R * 3];
+        static uint8_t zr[R * 3];
+        static int32_t gidx[C];
+        for (int r = 0; r < R; r++)
+            for (int k = 0; k < C; k++) ptq_pack_set(qw + r * 3 * 4, k, 4, rnd32() & 15u);
+        for (int i = 0; i < R * 3; i++) sc[i] = ptq_f32_to_f16((float)(rnd32() % 100 + 1) / 1024.0f), zr[i] = rnd32() & 15u;
+        for (int k = 0; k < C; k++) gidx[k] = (int32_t)(rnd32() % 3u);
+        ptq_qtensor q = {.format = PTQ_QF_INT, .rows = R, .cols = C, .bits = 4, .group = G, .ngroups = 3,
+                         .qweight = qw, .scales = sc, .zeros = zr, .g_idx = gi ? gidx : NULL, .mapped = 1};
+        float w[R * C];
+        ptq_err e;
+        ck_assert_int_eq(ptq_qtensor_dequant(&q, w, &e), 0);
+        uint16_t x[N * C];
+        for (int i = 0; i < N * C; i++) x[i] = ptq_f32_to_f16(((float)(rnd32() % 2001u) - 1000.0f) / 500.0f);
+        ptqk_int_w iw = {R, C, 4, G, 3, qw, sc, zr, gi ? gidx : NULL};
+        double y[N * R], a[N * R];
+        ptqr_linear_int(&iw, 0, x, C, N, y, a);
+        for (int t = 0; t < N; t++)
+            for (int r = 0; r < R; r++) {
+                double s = 0, m = 0;
+                for (int k = 0; k < C; k++) {
+                    double p = (double)w[r * C + k] * ptq_f16_to_f32(x[t * C + k]);
+                    s += p, m += fabs(p);
+                }
+                ck_assert_double_eq_tol(y[t * R + r], s, 1e-12 * m + 1e-300);
+                ck_assert_double_eq_tol(a[t * R + r], m, 1e-12 * m + 1e-300);
+            }
+    }
+}
+END_TEST
+
+/* Values derived by hand: rmsnorm of (3, 4) with eps 0 is (3, 4) / sqrt(12.5);
+ * swiglu(0) = 0 and silu(g) * 1 -> g / (1 + e^-g); RoPE at position 0 is the
+ * identity and at angle pi/2 maps (a, b) to (-b, a); attention over one
+ * position returns its value, over two equal keys the mean of the values. */
+START_TEST(ref_layers_golden)
+{
+    float x[2] = {3.0f, 4.0f}, w[2] = {1.0f, 2.0f};
+    double o[4];
+    ptqr_rmsnorm(x, w, 2, 0.0f, 1, o);
+    ck_assert_double_eq_tol(o[0], 3.0 / sqrt(12.5), 1e-15);
+    ck_assert_double_eq_tol(o[1], 8.0 / sqrt(12.5), 1e-15);
+    float g[2] = {0.0f, 2.0f}, u[2] = {5.0f, 1.0f};
+    ptqr_swiglu(g, u, 2, o);
+    ck_assert_double_eq_tol(o[0], 0.0, 1e-300);
+    ck_assert_double_eq_tol(o[1], 2.0 / (1.0 + exp(-2.0)), 1e-15);
+    float r[4] = {1.0f, 2.0f, 3.0f, 4.0f}, inv[2] = {1.0f, (float)(M_PI / 2)};
+    ptqr_rope(r, 1, 4, inv, 1, 1, 0, o); /* position 0 */
+    for (int i = 0; i < 4; i++) ck_assert_double_eq_tol(o[i], r[i], 1e-15);
+    float r2[8] = {1.0f, 2.0f, 3.0f, 4.0f, 1.0f, 2.0f, 3.0f, 4.0f};
+    double o2[8];
+    ptqr_rope(r2, 1, 4, inv, 1, 2, 0, o2); /* token 1: pair (2, 4) turned by the float angle pi/2 */
+    double ang = (double)(float)(M_PI / 2);
+    ck_assert_double_eq_tol(o2[5], 2.0 * cos(ang) - 4.0 * sin(ang), 1e-15);
+    ck_assert_double_eq_tol(o2[7], 4.0 * cos(ang) + 2.0 * sin(ang), 1e-15);
+    ck_assert_double_eq_tol(o2[7], 2.0, 1e-6);
+    /* attention: B 1, T 2, 1 head of 2, S 2; equal keys -> token 1 averages v */
+    float q[4] = {1.0f, 0.5f, 1.0f, 0.5f}, kc[4] = {0.3f, 0.7f, 0.3f, 0.7f}, vc[4] = {1.0f, 2.0f, 3.0f, 6.0f};
+    ptqr_attention(q, kc, vc, 1, 1, 2, 1, 2, 0, 2, o);
+    ck_assert_double_eq_tol(o[0], 1.0, 1e-15);
+    ck_assert_double_eq_tol(o[1], 2.0, 1e-15);
+    ck_assert_double_eq_tol(o[2], 2.0, 1e-15);
+    ck_assert_double_eq_tol(o[3], 4.0, 1e-15);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cuda-decode");
@@ -127,6 +204,8 @@ int main(void)
     tcase_add_test(tc, weight_equals_dequant_bitwise);
     tcase_add_test(tc, block_dot_within_bound);
     tcase_add_test(tc, group_helpers);
+    tcase_add_test(tc, ref_int_linear_matches_qtensor_dequant);
+    tcase_add_test(tc, ref_layers_golden);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

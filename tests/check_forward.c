@@ -129,10 +129,7 @@ static void naive_forward(const synth_model *m, const int32_t *ids, int T, doubl
 
 static void rand_ids(int32_t *ids, int n, int V, uint64_t seed)
 {
-    for (int i = 0; i < n; i++) {
-        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        ids[i] = (int32_t)((seed >> 33) % (uint64_t)V);
-    }
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)(tu_rng_next(&seed) % (uint64_t)V);
 }
 
 static float *fwd_logits(const ptq_weights *w, const int32_t *ids, int B, int T)
@@ -149,11 +146,8 @@ static float *fwd_logits(const ptq_weights *w, const int32_t *ids, int B, int T)
 /* Logits of a checkpoint directory through the real reader. */
 static float *ck_logits(const char *dir, const int32_t *ids, int B, int T)
 {
-    ptq_err e = {0};
     ptq_checkpoint ck;
-    ck_assert_msg(ptq_ckpt_open(&ck, dir, &e) == 0, "%s", e.msg);
-    ptq_weights w;
-    ptq_ckpt_weights(&ck, &w);
+    ptq_weights w = tu_ckpt_open(&ck, dir);
     float *lg = fwd_logits(&w, ids, B, T);
     ptq_ckpt_close(&ck);
     return lg;
@@ -274,29 +268,19 @@ START_TEST(test_batching)
 }
 END_TEST
 
-/* A provider that passes through to another and records the layer order. */
-typedef struct order_ctx {
-    ptq_weights inner;
+/* Records the order in which a provider's layers are widened. */
+typedef struct order_log {
     int calls[16];
     int ncalls;
-} order_ctx;
+} order_log;
 
-static int order_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
+static int order_edit(const tu_fold *f, int l, ptq_layer_w *w, ptq_err *e)
 {
-    order_ctx *o = ctx;
+    (void)w, (void)e;
+    order_log *o = f->ctx;
     if (o->ncalls < 16) o->calls[o->ncalls] = l;
     o->ncalls++;
-    return o->inner.layer(o->inner.ctx, l, w, e);
-}
-static int order_embed(void *ctx, const int32_t *tok, int n, float *out, ptq_err *e)
-{
-    order_ctx *o = ctx;
-    return o->inner.embed(o->inner.ctx, tok, n, out, e);
-}
-static int order_head(void *ctx, float *norm, float *lm_head, ptq_err *e)
-{
-    order_ctx *o = ctx;
-    return o->inner.head(o->inner.ctx, norm, lm_head, e);
+    return PTQ_OK;
 }
 
 START_TEST(test_layer_order)
@@ -306,9 +290,10 @@ START_TEST(test_layer_order)
     c.n_layers = 5;
     synth_model m;
     ck_assert_int_eq(synth_init(&m, &c, 4), 0);
-    order_ctx o = {0};
-    synth_weights(&m, &o.inner);
-    ptq_weights w = {&m.cfg, &o, order_layer, order_embed, order_head};
+    order_log o = {0};
+    tu_fold fold = {.edit = order_edit, .ctx = &o};
+    synth_weights(&m, &fold.base);
+    ptq_weights w = tu_fold_weights(&fold);
     int32_t ids[8];
     rand_ids(ids, 8, c.vocab, 3);
     float *lg = fwd_logits(&w, ids, 1, 8);
@@ -682,9 +667,7 @@ static void check_ppl(const char *model, const char *dir, const int32_t *ids, si
 {
     ptq_err e = {0};
     ptq_checkpoint ck;
-    ck_assert_msg(ptq_ckpt_open(&ck, dir, &e) == 0, "%s", e.msg);
-    ptq_weights w;
-    ptq_ckpt_weights(&ck, &w);
+    ptq_weights w = tu_ckpt_open(&ck, dir);
     const cJSON *g;
     cJSON_ArrayForEach(g, gold_results)
     {
@@ -771,12 +754,8 @@ START_TEST(test_cli_eval)
     cJSON_ArrayForEach(g, cJSON_GetObjectItem(gold, "results"))
     {
         int ctx = cJSON_GetObjectItem(g, "ctx")->valueint;
-        char *args = tu_fmt("eval '%s' --text '%s' --ctx %d --json", model, text, ctx);
-        char *out = NULL, *err = NULL;
-        int rc = tu_ptqc(args, &out, &err);
-        ck_assert_msg(rc == 0, "ptqc %s: exit %d: %s", args, rc, err ? err : "");
-        cJSON *j = cJSON_Parse(out);
-        ck_assert_msg(j != NULL, "not JSON: %s", out);
+        char *args = tu_fmt("eval '%s' --text '%s' --ctx %d", model, text, ctx);
+        cJSON *j = tu_eval_json(args);
         double ppl = cJSON_GetObjectItem(j, "ppl")->valuedouble;
         double gppl = cJSON_GetObjectItem(g, "ppl")->valuedouble;
         ck_assert_msg(fabs(ppl / gppl - 1) < 1e-3, "ctx %d: ppl %.9g vs golden %.9g", ctx, ppl,
@@ -787,7 +766,7 @@ START_TEST(test_cli_eval)
                          cJSON_GetObjectItem(g, "predicted_tokens")->valueint);
         ck_assert_int_eq(cJSON_GetObjectItem(j, "n_ids")->valueint, 11735);
         cJSON_Delete(j);
-        free(out); free(err); free(args);
+        free(args);
     }
     /* human-readable output names the perplexity */
     char *args = tu_fmt("eval '%s' --text '%s' --reference '%s'", model, text, model);
@@ -800,20 +779,6 @@ START_TEST(test_cli_eval)
     free(gpath); free(model); free(text);
 }
 END_TEST
-
-/* Run `ptqc ARGS --json` and return the JSON (the caller frees it). */
-static cJSON *eval_json(const char *args)
-{
-    char *full = tu_fmt("%s --json", args), *out = NULL, *err = NULL;
-    int rc = tu_ptqc(full, &out, &err);
-    ck_assert_msg(rc == 0, "ptqc %s: exit %d: %s", full, rc, err ? err : "");
-    cJSON *j = cJSON_Parse(out);
-    ck_assert_msg(j != NULL, "not JSON: %s", out);
-    free(full);
-    free(out);
-    free(err);
-    return j;
-}
 
 /* The figures of an eval as %.17g text, window NLLs included. */
 static char *eval_figures(const cJSON *j)
@@ -846,11 +811,7 @@ START_TEST(test_cli_eval_deterministic)
     char *text = tu_shared("text/tinystories-eval.txt");
     char *gpath = tu_shared("models/babyllama-105/golden/ppl.json");
     char *dir = tu_tmpdir(), *q = tu_fmt("%s/q4.ptq", dir);
-    char *args = tu_fmt("compile '%s' -o '%s' --method rtn --bits 4 --nsamples 2 --seqlen 64 "
-                        "--calib '%s' --quiet", model, q, text);
-    char *out = NULL, *err = NULL;
-    ck_assert_msg(tu_ptqc(args, &out, &err) == 0, "ptqc %s: %s", args, err ? err : "");
-    free(out); free(err); free(args);
+    tu_compile_ok(model, q, text, "--method rtn --bits 4 --nsamples 2 --seqlen 64 --quiet", 0);
     static const struct { const char *opts; int threads, batch; } runs[] = {
         {"--threads 1 --batch 1", 1, 4},  /* one group per round */
         {"--threads 2", 2, 16},           /* default: 4 groups per round on 2 workers */
@@ -860,9 +821,9 @@ START_TEST(test_cli_eval_deterministic)
     };
     char *first = NULL;
     for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
-        args = tu_fmt("eval '%s' --reference '%s' --text '%s' --ctx 128 %s", model, q, text,
-                      runs[i].opts);
-        cJSON *j = eval_json(args);
+        char *args = tu_fmt("eval '%s' --reference '%s' --text '%s' --ctx 128 %s", model, q, text,
+                            runs[i].opts);
+        cJSON *j = tu_eval_json(args);
         ck_assert_int_eq(cJSON_GetObjectItem(j, "group")->valueint, 4);
         ck_assert_msg(cJSON_GetObjectItem(j, "threads")->valueint == runs[i].threads &&
                           cJSON_GetObjectItem(j, "batch")->valueint == runs[i].batch,
@@ -1009,9 +970,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run(suite());
 }

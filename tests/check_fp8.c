@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "lib/base/fp8.h"
+#include "tests/testutil.h"
 
 static double defined_value(int c)
 {
@@ -93,9 +94,9 @@ START_TEST(saturation_and_tiny)
     ck_assert_int_eq(ptq_f32_to_e4m3(0x1p-140f), 0x00); /* float subnormal */
     ck_assert_int_eq(ptq_f32_to_e4m3(-0.0f), 0x80);
     /* random values: the code is the nearest of all finite codes (ties to even) */
-    uint64_t x = 88172645463325252ull;
+    uint64_t st = 88172645463325252ull;
     for (int i = 0; i < 200000; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t x = tu_rng_next(&st);
         float f = ldexpf((float)(x & 0xffffff) / 16777216.0f, (int)((x >> 24) % 24) - 12);
         if (x >> 63) f = -f;
         int best = -1;
@@ -122,9 +123,5 @@ int main(void)
     tcase_add_test(tc, midpoints_round_to_even);
     tcase_add_test(tc, saturation_and_tiny);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(s);
 }

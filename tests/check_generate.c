@@ -67,9 +67,7 @@ START_TEST(batch_equals_single)
     char *dir = tu_src("examples/stories260k");
     ptq_checkpoint ck;
     ptq_err e = {0};
-    ck_assert_msg(ptq_ckpt_open(&ck, dir, &e) == 0, "%s", e.msg);
-    ptq_weights w;
-    ptq_ckpt_weights(&ck, &w);
+    ptq_weights w = tu_ckpt_open(&ck, dir);
     int V = ck.cfg.vocab, T = 12;
     int32_t seq[2][12] = {{1, 400, 32, 77, 5, 300, 12, 9, 100, 200, 250, 3},
                           {1, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27}};
@@ -159,9 +157,7 @@ START_TEST(data_free_samples)
     char *dir = tu_src("examples/stories260k");
     ptq_checkpoint ck;
     ptq_err e = {0};
-    ck_assert_msg(ptq_ckpt_open(&ck, dir, &e) == 0, "%s", e.msg);
-    ptq_weights w;
-    ptq_ckpt_weights(&ck, &w);
+    ptq_weights w = tu_ckpt_open(&ck, dir);
     int N = 3, L = 40;
     int32_t *a = malloc(sizeof(int32_t) * N * L), *b = malloc(sizeof(int32_t) * N * L),
             *c = malloc(sizeof(int32_t) * N * L);
@@ -193,9 +189,5 @@ int main(void)
     tcase_add_test(tc, sampler);
     tcase_add_test(tc, data_free_samples);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return tu_run(s);
 }

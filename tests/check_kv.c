@@ -81,8 +81,8 @@ START_TEST(kv_code_shared)
                       hand[i].code);
     uint64_t st = 0x243f6a8885a308d3ull;
     for (int i = 0; i < 1000000; i++) {
-        st = st * 6364136223846793005ull + 1442695040888963407ull;
-        uint32_t r1 = (uint32_t)(st >> 32), r2 = (uint32_t)st;
+        uint64_t r = tu_rng_next(&st);
+        uint32_t r1 = (uint32_t)(r >> 32), r2 = (uint32_t)r;
         float s = ldexpf(1.0f + (float)(r2 & 0xffff) / 65536.0f, (int)((r2 >> 16) % 24) - 16);
         /* x spans about +-200 codes, with exact ties in a quarter of the draws */
         float c = (float)((int)(r1 % 400001) - 200000) / 1000.0f;
@@ -101,34 +101,21 @@ END_TEST
 
 static char *compile(const char *dir, const char *name, const char *flags)
 {
-    char *model = tu_src("examples/stories260k"), *calib = tu_shared("text/tinystories-calib.txt");
-    char *out = tu_fmt("%s/%s", dir, name), *err = NULL;
-    char *args = tu_fmt("compile '%s' -o '%s' --calib '%s' %s " FLAGS, model, out, calib, flags);
-    int st = tu_ptqc(args, NULL, &err);
-    ck_assert_msg(st == 0, "compile %s failed (%d): %s", flags, st, err ? err : "");
-    free(args), free(err), free(model), free(calib);
+    char *model = tu_src("examples/stories260k");
+    char *out = tu_fmt("%s/%s", dir, name), *fl = tu_fmt("%s " FLAGS, flags);
+    tu_compile_ok(model, out, NULL, fl, 0);
+    free(fl), free(model);
     return out;
 }
 
 /* A provider that hides the 8-bit linears and the KV scales of another: the
  * dequantized float32 weights, float KV. */
-static int strip_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
+static int strip(const tu_fold *f, int l, ptq_layer_w *w, ptq_err *e)
 {
-    const ptq_weights *in = ctx;
-    int rc = in->layer(in->ctx, l, w, e);
+    (void)f, (void)l, (void)e;
     for (int i = 0; i < PTQ_NLINEAR; i++) w->aq[i] = NULL;
     w->kv_scale = NULL;
-    return rc;
-}
-static int strip_embed(void *ctx, const int32_t *tok, int n, float *out, ptq_err *e)
-{
-    const ptq_weights *in = ctx;
-    return in->embed(in->ctx, tok, n, out, e);
-}
-static int strip_head(void *ctx, float *norm, float *lm_head, ptq_err *e)
-{
-    const ptq_weights *in = ctx;
-    return in->head(in->ctx, norm, lm_head, e);
+    return PTQ_OK;
 }
 
 enum { B = 2, T = 32 };
@@ -207,8 +194,8 @@ static void step_equals_forward(const char *flags, int want_aq, int want_kv)
     ck_assert_msg(d < 1e-4, "%s: KV-cached logits differ from the forward's by %g", flags, d);
 
     /* the same bundle with its 8-bit linears and KV rounding ignored */
-    ptq_weights s = {.cfg = w.cfg, .ctx = &w, .layer = strip_layer, .embed = strip_embed,
-                     .head = strip_head};
+    tu_fold fold = {w, strip, NULL};
+    ptq_weights s = tu_fold_weights(&fold);
     float *plain = forward_logits(&s, tok);
     double dp = maxdiff(plain, ref, (size_t)B * T * V);
     printf("%s: max |forward - forward ignoring them| = %.3g\n", flags, dp);
@@ -392,9 +379,5 @@ int main(void)
     tcase_add_test(tc, step_fp8_static_kv_int8);
     tcase_add_test(tc, per_head_bundles_load);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(s);
 }

@@ -14,19 +14,7 @@
 #include "lib/base/half.h"
 #include "lib/qfmt/pack.h"
 #include "lib/quant/quant.h"
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-static double rng_unif(uint64_t *s) { return ((double)(rng_next(s) >> 11) + 0.5) / 9007199254740992.0; }
-static float rng_normal(uint64_t *s)
-{
-    return (float)(sqrt(-2.0 * log(rng_unif(s))) * cos(6.283185307179586 * rng_unif(s)));
-}
+#include "tests/testutil.h"
 
 static ptq_quant_opts qo(int bits, int sym, int mse)
 {
@@ -142,7 +130,7 @@ START_TEST(grid_uses_fp16_scale)
     uint64_t s = 7;
     float v[128];
     for (int t = 0; t < 200; t++) {
-        for (int i = 0; i < 128; i++) v[i] = rng_normal(&s) * (float)(t + 1) * 0.01f;
+        for (int i = 0; i < 128; i++) v[i] = tu_rng_normal(&s) * (float)(t + 1) * 0.01f;
         o.bits = 2 + t % 7, o.sym = t % 2, o.mse = (t % 5) == 0;
         ptq_quant_grid(v, 128, 1, &o, &g);
         ck_assert(g.scale == ptq_f16_to_f32(g.scale_f16));
@@ -169,8 +157,8 @@ START_TEST(mse_never_worse)
     for (int t = 0; t < 280; t++) {
         int n = t % 2 ? 128 : 37;
         for (int i = 0; i < n; i++) {
-            w[i] = rng_normal(&s);
-            if (rng_unif(&s) < 0.03) w[i] *= 8.0f; /* outliers make clipping pay */
+            w[i] = tu_rng_normal(&s);
+            if (tu_rng_unif(&s) < 0.03) w[i] *= 8.0f; /* outliers make clipping pay */
         }
         ptq_quant_opts o = qo(2 + t % 7, (t / 7) % 2, 0);
         ptq_qgrid plain, mse;
@@ -200,7 +188,7 @@ START_TEST(pack_round_trip)
             uint32_t *row = calloc((size_t)words, 4), *ref = calloc((size_t)words, 4);
             uint32_t *q = malloc((size_t)cols * 4);
             for (int k = 0; k < cols; k++) {
-                q[k] = (uint32_t)(rng_next(&s) % (1u << bits));
+                q[k] = (uint32_t)(tu_rng_next(&s) % (1u << bits));
                 ptq_pack_set(row, k, bits, q[k]);
                 /* bit t of column k is bit (k%32)*bits + t of block k/32's stream */
                 for (int t = 0; t < bits; t++)
@@ -279,6 +267,48 @@ START_TEST(rtn_by_hand)
 }
 END_TEST
 
+/* A group (2) that does not divide the columns (5): ceil(5/2) = 3 groups,
+ * the last of one column, its grid from that column alone.  2 bits asym:
+ *   row 0: {-1, 0.5}: scale 1.5/3 = 0.5 (0x3800), zero 2, codes 0, 3
+ *          {2, 0}:    scale 2/3 -> fp16 0.66650390625 (0x3955), zero 0,
+ *                     codes round(3.0007) = 3, 0
+ *          {1}:       scale 1/3 -> 0.333251953125 (0x3555), zero 0, code 3
+ *   row 1: {0, 0}:    all zero: range [-1, 1], scale 0x3955, zero
+ *                     round(1 / 0.6665) = 2, codes 2, 2
+ *          {0.5, 1}:  scale 0x3555, zero 0, codes round(1.5004) = 2, 3
+ *          {-2}:      range [-2, 0], scale 0x3955, zero round(3.0007) = 3,
+ *                     code round(-3.0007) + 3 = 0 -> -3 * 0.6665 */
+START_TEST(rtn_partial_group_by_hand)
+{
+    const float W[10] = {-1, 0.5f, 2, 0, 1, 0, 0, 0.5f, 1, -2};
+    ptq_gptq_opts o = gopts(2, 0, 2);
+    ptq_qtensor q;
+    ptq_err e;
+    memset(&q, 0, sizeof q);
+    ck_assert_int_eq(ptq_rtn(W, 2, 5, &o, &q, &e), PTQ_OK);
+    ck_assert_int_eq(q.group, 2);
+    ck_assert_int_eq(q.ngroups, 3);
+    const uint16_t sc[6] = {0x3800, 0x3955, 0x3555, 0x3955, 0x3555, 0x3955};
+    const uint8_t zr[6] = {2, 0, 0, 2, 0, 3};
+    const uint32_t codes[10] = {0, 3, 3, 0, 3, 2, 2, 2, 3, 0};
+    for (int i = 0; i < 6; i++) {
+        ck_assert_uint_eq(q.scales[i], sc[i]);
+        ck_assert_uint_eq(q.zeros[i], zr[i]);
+    }
+    int words = ptq_pack_row_words(5, 2);
+    for (int r = 0; r < 2; r++)
+        for (int k = 0; k < 5; k++)
+            ck_assert_uint_eq(ptq_pack_get(q.qweight + r * words, k, 2), codes[r * 5 + k]);
+    float d[10];
+    ck_assert_int_eq(ptq_qtensor_dequant(&q, d, &e), PTQ_OK);
+    ck_assert(d[4] == 3 * 0.333251953125f && d[9] == -3 * 0.66650390625f);
+    ck_assert(ptq_pack_ngroups(5, 2) == 3 && ptq_pack_group_len(5, 2, 2) == 1);
+    ck_assert(ptq_pack_ngroups(172, 256) == 1 && ptq_pack_group_len(172, 256, 0) == 172);
+    ck_assert(ptq_pack_ngroups(576, 128) == 5 && ptq_pack_group_len(576, 128, 4) == 64);
+    ptq_qtensor_free(&q);
+}
+END_TEST
+
 /* Every weight inside its group's grid range decodes within half a step
  * (plus what the fp16 rounding of the scale can move the top of the grid). */
 START_TEST(rtn_error_bound)
@@ -286,10 +316,11 @@ START_TEST(rtn_error_bound)
     const int rows = 16, cols = 256;
     float *W = malloc(sizeof(float) * rows * cols), *D = malloc(sizeof(float) * rows * cols);
     uint64_t s = 5;
-    for (int i = 0; i < rows * cols; i++) W[i] = rng_normal(&s) * 0.02f;
-    static const int groups[] = {0, 32, 128};
+    for (int i = 0; i < rows * cols; i++) W[i] = tu_rng_normal(&s) * 0.02f;
+    static const int groups[] = {0, 32, 128, 48, 100, 300}; /* the last three leave a
+                                                               shorter last group */
     for (int bits = 2; bits <= 8; bits++)
-        for (int gi = 0; gi < 3; gi++) {
+        for (int gi = 0; gi < 6; gi++) {
             ptq_gptq_opts o = gopts(bits, 0, groups[gi]);
             ptq_qtensor q;
             ptq_err e;
@@ -322,9 +353,9 @@ START_TEST(rtn_rejects)
     ck_assert_ptr_nonnull(strstr(e.msg, "--bits 1"));
     o = gopts(9, 0, 0);
     ck_assert_int_eq(ptq_rtn(W, 2, 256, &o, &q, &e), PTQ_EUSAGE);
-    o = gopts(4, 0, 96);
+    o = gopts(4, 0, -1);
     ck_assert_int_eq(ptq_rtn(W, 2, 256, &o, &q, &e), PTQ_EUSAGE);
-    ck_assert_msg(strstr(e.msg, "--group 96") && strstr(e.msg, "256"), "%s", e.msg);
+    ck_assert_msg(strstr(e.msg, "--group -1"), "%s", e.msg);
     o = gopts(4, 0, 128);
     W[300] = NAN;
     ck_assert_int_eq(ptq_rtn(W, 2, 256, &o, &q, &e), PTQ_EDATA);
@@ -347,12 +378,9 @@ int main(void)
     tcase_add_test(t, mse_never_worse);
     tcase_add_test(t, pack_round_trip);
     tcase_add_test(t, rtn_by_hand);
+    tcase_add_test(t, rtn_partial_group_by_hand);
     tcase_add_test(t, rtn_error_bound);
     tcase_add_test(t, rtn_rejects);
     suite_add_tcase(s, t);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run(s);
 }

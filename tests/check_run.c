@@ -31,16 +31,14 @@ static void compile_bundle(void)
     tmp = tu_tmpdir();
     bundle = tu_fmt("%s/stories-w4.ptq", tmp);
     char *model = tu_src("examples/stories260k"), *calib = tu_src("examples/stories-calib.txt");
-    char *args = tu_fmt("compile '%s' -o '%s' --method gptq --bits 4 --group 0 --calib '%s' "
-                        "--nsamples 16 --seqlen 128 --seed 1",
-                        model, bundle, calib);
+    const char *flags = "--method gptq --bits 4 --group 0 --nsamples 16 --seqlen 128 --seed 1";
     char *err = NULL;
-    int st = tu_ptqc(args, NULL, &err);
-    if (st != 0) {
-        fprintf(stderr, "check_run: ptqc %s: exit %d: %s\n", args, st, err ? err : "");
+    int st = tu_compile(model, bundle, calib, flags, &err);
+    if (st != 0) { /* before any test runs: no ck_assert here */
+        fprintf(stderr, "check_run: ptqc compile %s: exit %d: %s\n", flags, st, err ? err : "");
         exit(1);
     }
-    free(err), free(args), free(model), free(calib);
+    free(err), free(model), free(calib);
 }
 
 /* Parse "ID MARGIN" lines; returns the count. */
@@ -217,11 +215,8 @@ int main(void)
     tcase_add_test(tc, cuda_eval_matches_cpu_or_exits_9);
     tcase_add_test(tc, bad_device_is_usage);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = tu_run(s);
     tu_rmrf(tmp);
     free(tmp), free(bundle);
-    return nf ? 1 : 0;
+    return rc;
 }

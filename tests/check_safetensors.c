@@ -995,9 +995,5 @@ int main(void)
     tcase_add_test(cli, inspect_cli);
     tcase_add_test(cli, inspect_help_matches_man);
     suite_add_tcase(s, cli);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run(s);
 }

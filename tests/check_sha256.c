@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "lib/base/sha256.h"
+#include "tests/testutil.h"
 
 static void hex_of(const void *data, size_t len, char hex[65])
 {
@@ -115,9 +116,5 @@ int main(void)
     tcase_add_test(tc, padding_boundaries);
     tcase_add_test(tc, incremental_equals_oneshot);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(s);
 }

@@ -31,12 +31,8 @@
 #include "tests/testutil.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static double urand(void) /* [0, 1) */
-{
-    rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
-    return (double)(rng_state >> 11) / 9007199254740992.0;
-}
-static float nrand(void) { return (float)(sqrt(-2 * log(1 - urand())) * cos(6.283185307 * urand())); }
+static double urand(void) { return tu_rng_unif(&rng_state); } /* (0, 1) */
+static float nrand(void) { return tu_rng_normal(&rng_state); }
 
 /* ---------------------------------------------------------------- execution */
 
@@ -169,36 +165,20 @@ END_TEST
 
 /* ---------------------------------------------------------------- folding */
 
-typedef struct fold_src {
-    ptq_weights base;
-    int L;
-    float **s; /* [2 L][D]: layer l's q/k/v factors at 2l, gate/up at 2l + 1 */
-} fold_src;
-
-static int fold_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
+/* Layer l's q/k/v factors at s[2l], gate/up at s[2l + 1]. */
+static int fold_factors(const tu_fold *f, int l, ptq_layer_w *w, ptq_err *e)
 {
-    fold_src *f = ctx;
-    int rc = f->base.layer(f->base.ctx, l, w, e);
-    if (rc) return rc;
+    (void)e;
     const ptq_config *c = f->base.cfg;
+    float **s = f->ctx;
     int rows[3];
     ptq_linear_shape(c, PTQ_Q, &rows[0], &(int){0});
     ptq_linear_shape(c, PTQ_K, &rows[1], &(int){0});
     ptq_linear_shape(c, PTQ_V, &rows[2], &(int){0});
-    ptq_sq_fold(w->attn_norm, &w->w[PTQ_Q], rows, 3, c->hidden, f->s[2 * l]);
+    ptq_sq_fold(w->attn_norm, &w->w[PTQ_Q], rows, 3, c->hidden, s[2 * l]);
     int r2[2] = {c->intermediate, c->intermediate};
-    ptq_sq_fold(w->mlp_norm, &w->w[PTQ_GATE], r2, 2, c->hidden, f->s[2 * l + 1]);
+    ptq_sq_fold(w->mlp_norm, &w->w[PTQ_GATE], r2, 2, c->hidden, s[2 * l + 1]);
     return PTQ_OK;
-}
-static int fold_embed(void *ctx, const int32_t *t, int n, float *o, ptq_err *e)
-{
-    fold_src *f = ctx;
-    return f->base.embed(f->base.ctx, t, n, o, e);
-}
-static int fold_head(void *ctx, float *norm, float *lm, ptq_err *e)
-{
-    fold_src *f = ctx;
-    return f->base.head(f->base.ctx, norm, lm, e);
 }
 
 static void absmax_rows(const float *x, int N, int D, float *mx)
@@ -223,7 +203,7 @@ static void fold_unchanged(const ptq_weights *src, const char *what)
     ck_assert_int_eq(ptq_layer_w_alloc(&lw, c, &e), 0);
     float *x = malloc(sizeof(float) * N * D), *a1 = malloc(sizeof(float) * N * D);
     float *a2 = malloc(sizeof(float) * N * D), *mx = malloc(sizeof(float) * D);
-    fold_src fs = {*src, c->n_layers, calloc(2 * (size_t)c->n_layers, sizeof(float *))};
+    float **fs = calloc(2 * (size_t)c->n_layers, sizeof(float *));
     ck_assert_int_eq(src->embed(src->ctx, tok, N, x, &e), 0);
     double spread = 0;
     for (int l = 0; l < c->n_layers; l++) {
@@ -240,65 +220,24 @@ static void fold_unchanged(const ptq_weights *src, const char *what)
                 W[i] = lw.w[which];
             }
             absmax_rows(g ? a2 : a1, N, D, mx);
-            fs.s[2 * l + g] = malloc(sizeof(float) * D);
-            ck_assert_int_eq(ptq_sq_scales(mx, W, rows, nw, D, 0.5f, fs.s[2 * l + g], &e), 0);
-            for (int j = 0; j < D; j++) spread = fmax(spread, fabs(log(fs.s[2 * l + g][j])));
+            fs[2 * l + g] = malloc(sizeof(float) * D);
+            ck_assert_int_eq(ptq_sq_scales(mx, W, rows, nw, D, 0.5f, fs[2 * l + g], &e), 0);
+            for (int j = 0; j < D; j++) spread = fmax(spread, fabs(log(fs[2 * l + g][j])));
         }
     }
     ck_assert_msg(spread > 0.5, "%s: smoothing factors all near 1 (test would be weak)", what);
-    ptq_weights fw = {c, &fs, fold_layer, fold_embed, fold_head};
-    float *l1 = malloc(sizeof(float) * N * c->vocab), *l2 = malloc(sizeof(float) * N * c->vocab);
-    ck_assert_int_eq(ptq_forward(f, src, tok, B, T, l1, &e), 0);
-    ck_assert_int_eq(ptq_forward(f, &fw, tok, B, T, l2, &e), 0);
-    double md = 0, ml = 0;
-    for (size_t i = 0; i < (size_t)N * c->vocab; i++) {
-        md = fmax(md, fabs((double)l1[i] - l2[i]));
-        ml = fmax(ml, fabs((double)l1[i]));
-    }
-    printf("fold %s: max |d logit| / max |logit| = %.3g (max |log s| %.2f)\n", what, md / ml,
-           spread);
-    ck_assert_msg(md / ml <= 1e-5, "%s: folding changed the logits by %g relative", what,
-                  md / ml);
-    for (int i = 0; i < 2 * c->n_layers; i++) free(fs.s[i]);
-    free(fs.s), free(l1), free(l2), free(x), free(a1), free(a2), free(mx), free(tok);
+    tu_fold fold = {*src, fold_factors, fs};
+    tu_assert_fold_exact(f, &fold, tok, B, T, "fold", what, spread);
+    for (int i = 0; i < 2 * c->n_layers; i++) free(fs[i]);
+    free(fs), free(x), free(a1), free(a2), free(mx), free(tok);
     ptq_layer_w_free(&lw);
     ptq_fwd_free(f);
 }
 
-START_TEST(fold_exact_real)
-{
-    for (int m = 0; m < 2; m++) {
-        char *dir = m ? tu_shared("models/babyllama-105") : tu_src("examples/stories260k");
-        ptq_checkpoint ck;
-        ptq_err e;
-        ck_assert_msg(ptq_ckpt_open(&ck, dir, &e) == 0, "%s", e.msg);
-        ptq_weights w;
-        ptq_ckpt_weights(&ck, &w);
-        fold_unchanged(&w, m ? "babyllama-105" : "stories260k");
-        ptq_ckpt_close(&ck);
-        free(dir);
-    }
-}
+START_TEST(fold_exact_real) { tu_each_real_model(fold_unchanged); }
 END_TEST
 
-START_TEST(fold_exact_synthetic)
-{
-    for (int v = 0; v < 2; v++) {
-        ptq_config c = synth_tiny_config();
-        if (v == 0) {
-            c.qkv_bias = 1;
-            snprintf(c.model_type, sizeof c.model_type, "qwen2");
-        } else {
-            c.tie_embeddings = 0;
-        }
-        synth_model m;
-        ck_assert_int_eq(synth_init(&m, &c, 11 + v), 0);
-        ptq_weights w;
-        synth_weights(&m, &w);
-        fold_unchanged(&w, v ? "synthetic untied" : "synthetic qwen2 bias");
-        synth_free(&m);
-    }
-}
+START_TEST(fold_exact_synthetic) { tu_each_synth_variant(2, 11, fold_unchanged); }
 END_TEST
 
 START_TEST(scales_bad_input)
@@ -333,41 +272,14 @@ END_TEST
 
 #define FLAGS "--nsamples 16 --seqlen 128 --quiet"
 
-static int exists(const char *p)
-{
-    FILE *f = fopen(p, "rb");
-    if (f) fclose(f);
-    return f != NULL;
-}
-
-static double ppl_of(const char *model_or_bundle)
-{
-    char *ev = tu_shared("text/tinystories-eval.txt");
-    char *args = tu_fmt("eval '%s' --text '%s' --ctx 128 --json", model_or_bundle, ev);
-    char *out = NULL, *err = NULL;
-    int st = tu_ptqc(args, &out, &err);
-    ck_assert_msg(st == 0, "eval %s failed (%d): %s", model_or_bundle, st, err ? err : "");
-    const char *p = strstr(out, "\"ppl\":");
-    ck_assert_msg(p != NULL, "no ppl in %s", out);
-    double v = strtod(p + 6, NULL);
-    free(out), free(err), free(args), free(ev);
-    return v;
-}
-
 /* Compile model with flags into dir/p.ptq, verify it, return its perplexity. */
 static double ppl_compiled(const char *model, const char *dir, const char *flags)
 {
-    char *calib = tu_shared("text/tinystories-calib.txt");
-    char *out = tu_fmt("%s/p.ptq", dir), *err = NULL;
-    char *args = tu_fmt("compile '%s' -o '%s' --calib '%s' %s " FLAGS, model, out, calib, flags);
-    int st = tu_ptqc(args, NULL, &err);
-    ck_assert_msg(st == 0, "compile %s failed (%d): %s", flags, st, err ? err : "");
-    free(args), free(err);
-    args = tu_fmt("verify '%s'", out);
-    ck_assert_int_eq(tu_ptqc(args, NULL, NULL), 0);
-    double p = ppl_of(out);
+    char *out = tu_fmt("%s/p.ptq", dir), *fl = tu_fmt("%s " FLAGS, flags);
+    tu_compile_ok(model, out, NULL, fl, 1);
+    double p = tu_ppl(out);
     unlink(out);
-    free(out), free(args), free(calib);
+    free(out), free(fl);
     return p;
 }
 
@@ -388,7 +300,7 @@ START_TEST(quality_w8a8_fp8)
     char *dir = tu_tmpdir();
     for (int m = 0; m < 2; m++) {
         char *model = model_path(m);
-        double p16 = ppl_of(model);
+        double p16 = tu_ppl(model);
         for (size_t i = 0; i < sizeof methods / sizeof *methods; i++) {
             double p = ppl_compiled(model, dir, methods[i]);
             printf("%s %s: ppl %.4f vs FP16 %.4f (%+.2f %%)\n", m ? "babyllama-105" : "stories260k",
@@ -412,7 +324,7 @@ START_TEST(quality_kv_int8)
     char *dir = tu_tmpdir();
     for (int m = 0; m < 2; m++) {
         char *model = model_path(m);
-        double p16 = ppl_of(model);
+        double p16 = tu_ppl(model);
         double pk = ppl_compiled(model, dir, "--method rtn --bits 8 --skip '*' --kv-cache int8");
         double ps = ppl_compiled(model, dir, "--method smoothquant --kv-cache int8");
         printf("%s: int8 KV ppl %.4f (%+.2f %%), smoothquant + int8 KV %.4f (%+.2f %%), FP16 %.4f\n",
@@ -487,7 +399,7 @@ START_TEST(outliers_smoothquant_recovers)
         ck_assert_int_eq(tu_write_file(b, t, n), 0);
         free(t), free(a), free(b);
     }
-    double p16 = ppl_of(mdir), porig = ppl_of(src);
+    double p16 = tu_ppl(mdir), porig = tu_ppl(src);
     double naive = ppl_compiled(mdir, dir, "--method w8a8");
     double sq = ppl_compiled(mdir, dir, "--method smoothquant");
     double naive_orig = ppl_compiled(src, dir, "--method w8a8");
@@ -507,38 +419,23 @@ START_TEST(outliers_smoothquant_recovers)
 }
 END_TEST
 
-static void expect_failure(const char *args, int status, const char *needle, const char *out)
-{
-    char *err = NULL;
-    int st = tu_ptqc(args, NULL, &err);
-    ck_assert_msg(st == status, "%s: status %d, want %d (%s)", args, st, status, err ? err : "");
-    ck_assert_msg(err && strstr(err, needle), "%s: stderr lacks '%s': %s", args, needle,
-                  err ? err : "");
-    char *p = tu_fmt("%s.partial", out), *j = tu_fmt("%s.journal", out);
-    ck_assert_msg(!exists(out) && !exists(p) && !exists(j), "%s: output left behind", args);
-    free(p), free(j), free(err);
-}
-
 START_TEST(bad_inputs)
 {
     char *model = model_path(0), *dir = tu_tmpdir(), *out = tu_fmt("%s/o.ptq", dir);
     char *calib = tu_shared("text/tinystories-calib.txt");
+    static const struct { const char *flags, *needle; } usage[] = {
+        {"--method smoothquant --alpha 1.5", "--alpha"},
+        {"--method smoothquant --alpha -0.1", "--alpha"},
+        {"--method fp8 --bits 4", "--bits"},
+        {"--method gptq --act-scales static", "--act-scales"},
+        {"--kv-cache int4", "--kv-cache"},
+    };
     char *a;
-    a = tu_fmt("compile '%s' -o '%s' --method smoothquant --alpha 1.5", model, out);
-    expect_failure(a, PTQ_EUSAGE, "--alpha", out);
-    free(a);
-    a = tu_fmt("compile '%s' -o '%s' --method smoothquant --alpha -0.1", model, out);
-    expect_failure(a, PTQ_EUSAGE, "--alpha", out);
-    free(a);
-    a = tu_fmt("compile '%s' -o '%s' --method fp8 --bits 4", model, out);
-    expect_failure(a, PTQ_EUSAGE, "--bits", out);
-    free(a);
-    a = tu_fmt("compile '%s' -o '%s' --method gptq --act-scales static", model, out);
-    expect_failure(a, PTQ_EUSAGE, "--act-scales", out);
-    free(a);
-    a = tu_fmt("compile '%s' -o '%s' --kv-cache int4", model, out);
-    expect_failure(a, PTQ_EUSAGE, "--kv-cache", out);
-    free(a);
+    for (size_t i = 0; i < sizeof usage / sizeof usage[0]; i++) {
+        a = tu_fmt("compile '%s' -o '%s' %s", model, out, usage[i].flags);
+        tu_expect_fail(a, PTQ_EUSAGE, usage[i].needle, out);
+        free(a);
+    }
     /* calibration activations with Inf: norm weights of 3e38 (F32) overflow */
     ptq_config c = synth_tiny_config();
     synth_model m;
@@ -552,7 +449,7 @@ START_TEST(bad_inputs)
     synth_free(&m);
     a = tu_fmt("compile '%s' -o '%s' --method smoothquant --nsamples 2 --seqlen 16 --quiet",
                mdir, out);
-    expect_failure(a, PTQ_EDATA, "inf", out);
+    tu_expect_fail(a, PTQ_EDATA, "inf", out);
     free(a);
     free(mdir), free(model), free(out), free(calib);
     tu_rmrf(dir);
@@ -565,10 +462,8 @@ START_TEST(bundle_payloads)
 {
     char *model = model_path(0), *dir = tu_tmpdir(), *out = tu_fmt("%s/s.ptq", dir);
     char *calib = tu_shared("text/tinystories-calib.txt");
-    char *a = tu_fmt("compile '%s' -o '%s' --calib '%s' --method smoothquant --act-scales static "
-                     "--kv-cache int8 " FLAGS, model, out, calib);
-    char *err = NULL;
-    ck_assert_msg(tu_ptqc(a, NULL, &err) == 0, "%s", err ? err : "");
+    tu_compile_ok(model, out, calib,
+                  "--method smoothquant --act-scales static --kv-cache int8 " FLAGS, 0);
     ptq_bundle b;
     ptq_err e;
     ck_assert_msg(ptq_bundle_open(&b, out, 1, &e) == 0, "%s", e.msg);
@@ -586,7 +481,7 @@ START_TEST(bundle_payloads)
     int nbad = 0;
     ck_assert_int_eq(ptq_bundle_verify(&b, &nbad, NULL, NULL, &e), 0);
     ptq_bundle_close(&b);
-    free(a), free(err), free(model), free(out), free(calib);
+    free(model), free(out), free(calib);
     tu_rmrf(dir);
     free(dir);
 }
@@ -612,9 +507,5 @@ int main(void)
     tcase_add_test(te, quality_kv_int8);
     tcase_add_test(te, outliers_smoothquant_recovers);
     suite_add_tcase(s, te);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run(s);
 }

@@ -8,6 +8,7 @@
 
 #include "formats/safetensors.h"
 #include "lib/base/half.h"
+#include "tests/testutil.h"
 
 ptq_config synth_tiny_config(void)
 {
@@ -33,22 +34,30 @@ ptq_config synth_tiny_config(void)
     return c;
 }
 
-/* splitmix64 */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* uniform in [-a, a) */
 static void fill(float *p, size_t n, float a, float center, uint64_t *s)
 {
     for (size_t i = 0; i < n; i++) {
-        double u = (double)(rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
+        double u = (double)(tu_rng_next(s) >> 11) * (1.0 / 9007199254740992.0);
         p[i] = center + (float)((2.0 * u - 1.0) * a);
     }
+}
+
+ptq_config synth_variant(int v, const char **name)
+{
+    ptq_config c = synth_tiny_config(); /* 4 heads, 2 kv heads: GQA */
+    if (v == 0) {
+        c.qkv_bias = 1;
+        snprintf(c.model_type, sizeof c.model_type, "qwen2");
+        *name = "synthetic qwen2 bias";
+    } else if (v == 1) {
+        c.tie_embeddings = 0;
+        *name = "synthetic untied";
+    } else {
+        c.n_kv_heads = c.n_heads;
+        *name = "synthetic MHA";
+    }
+    return c;
 }
 
 int synth_init(synth_model *m, const ptq_config *c, uint64_t seed)

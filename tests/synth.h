@@ -24,6 +24,12 @@ typedef struct synth_model {
  * heads, head_dim 8, vocab 64, max_pos 64, tied, eps 1e-5, theta 10000. */
 ptq_config synth_tiny_config(void);
 
+/* Variants of the tiny config that exercise the architecture's options:
+ * 0 Qwen2 with q/k/v biases, 1 untied classifier, 2 multi-head attention
+ * (n_kv_heads = n_heads).  *name: "synthetic qwen2 bias", ... */
+#define SYNTH_NVARIANTS 3
+ptq_config synth_variant(int v, const char **name);
+
 /* Fill m with random weights for c (uniform, scaled 1/sqrt(fan_in); norms
  * near 1; biases when c->qkv_bias; lm_head when untied).  0 on success. */
 int synth_init(synth_model *m, const ptq_config *c, uint64_t seed);

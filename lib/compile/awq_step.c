@@ -1,4 +1,4 @@
-/* compile_awq.c - the AWQ step of one decoder layer (lib/compile/awq_step.h). */
+/* awq_step.c - the AWQ step of one decoder layer (lib/compile/awq_step.h). */
 #include "lib/compile/awq_step.h"
 
 #include <cblas.h>
@@ -8,17 +8,15 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/base/clock.h"
 #include "lib/base/half.h"
+#include "lib/qfmt/pack.h"
+#include "lib/quant/err_metric.h"
 
 static const int grp_first[4] = {PTQ_Q, PTQ_O, PTQ_GATE, PTQ_DOWN};
 static const int grp_count[4] = {3, 1, 2, 1};
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+static double now(void) { return ptq_now(); }
 
 static int cols_of(const ptq_config *c, int g)
 {
@@ -136,7 +134,7 @@ static int lin_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
 {
     (void)e;
     lin_ctx *l = ctx;
-    *loss = ptq_awq_quad_loss(Wq[0], l->W, l->rows, l->cols, l->H, l->buf, NULL);
+    *loss = ptq_quad_err(Wq[0], l->W, l->rows, l->cols, l->H, l->buf, NULL);
     return PTQ_OK;
 }
 
@@ -170,7 +168,7 @@ static int awq_alt(const awq_layer_ctx *c, int g, const ptq_awq_lin *lins0, int 
         int which = grp_first[g] + k, rows = lins[k].rows;
         if (which == PTQ_Q || which == PTQ_K) continue;
         const ptq_gptq_opts *q = lins[k].q;
-        int ng = q->group ? cols / q->group : 1;
+        int ng = ptq_pack_ngroups(cols, q->group); /* the last may be shorter */
         float *Ws = malloc((size_t)rows * cols * sizeof *Ws);
         clip[k] = malloc((size_t)rows * ng * sizeof *clip[k]);
         if (!Ws || !clip[k]) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ clip search");
@@ -243,130 +241,145 @@ static int alt_block(const awq_layer_ctx *c, int g, awq_layer_res *res, const pt
     return rc;
 }
 
-/* The scale search of group g on X [N, cols]; s [cols] out.  0 with
- * res->scale[g] set, or PTQ_OK without when the group is not scaled. */
-static int search_group(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const float *X,
-                        awq_layer_res *res, ptq_err *e)
+/* xmean [cols] = mean |x_j| over the N tokens of X (for o with grouped-query
+ * attention averaged over the query heads of each kv head). */
+static int x_mean(const awq_layer_ctx *c, int g, const float *X, size_t N, int cols, float *xmean,
+                  ptq_err *e)
 {
     const ptq_config *cfg = c->cfg;
-    const int D = cfg->hidden, NI = cfg->intermediate, T = c->T;
-    const int cols = cols_of(cfg, g);
-    const size_t N = (size_t)c->nsamp * T;
-    int rc = PTQ_OK;
-    float *xmean = calloc((size_t)cols, sizeof *xmean), *s = malloc((size_t)cols * sizeof *s);
     double *acc = calloc((size_t)cols, sizeof *acc);
-    if (!xmean || !s || !acc) {
-        free(xmean), free(s), free(acc);
-        return ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
-    }
+    if (!acc) return ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
     for (size_t t = 0; t < N; t++)
         for (int j = 0; j < cols; j++) acc[j] += fabs((double)X[t * cols + j]);
     for (int j = 0; j < cols; j++) xmean[j] = (float)(acc[j] / (double)N);
     free(acc);
     if (g == 1 && cfg->n_heads != cfg->n_kv_heads) {
         float *m = malloc((size_t)cols * sizeof *m);
-        if (!m) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
-        else {
-            ptq_awq_gqa_mean(xmean, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, m);
-            memcpy(xmean, m, (size_t)cols * sizeof *m);
-            free(m);
-        }
+        if (!m) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+        ptq_awq_gqa_mean(xmean, cfg->n_heads, cfg->n_kv_heads, cfg->head_dim, m);
+        memcpy(xmean, m, (size_t)cols * sizeof *m);
+        free(m);
     }
+    return PTQ_OK;
+}
+
+/* H [cols, cols] = scale X^T X, full (both triangles, for GPTQ): one ssyrk. */
+static void gram(const float *X, size_t N, int cols, float scale, float *H, double *tblas)
+{
+    double tt = now();
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, (int)N, scale, X, cols, 0.0f, H, cols);
+    *tblas += now() - tt;
+    for (int i = 0; i < cols; i++)
+        for (int j = 0; j < i; j++) H[(size_t)i * cols + j] = H[(size_t)j * cols + i];
+}
+
+/* The search of o (g 1) or down (g 3), judged by their own output through
+ * the Gram matrix of their inputs. */
+static int search_own(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const float *X, size_t N,
+                      int cols, const float *xmean, float *s, ptq_awq_result *r,
+                      awq_layer_res *res, double *tblas, ptq_err *e)
+{
+    int which = grp_first[g], rows, rc = PTQ_OK;
+    ptq_linear_shape(c->cfg, which, &rows, &(int){0});
+    float *H = malloc((size_t)cols * cols * sizeof *H);
+    if (!H) return ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ Gram matrix");
+    gram(X, N, cols, 1.0f, H, tblas);
+    ptq_awq_timing tm = {0, 0};
+    rc = ptq_awq_search_linear(lw->w[which], rows, cols, H, xmean, c->q[which],
+                               c->awq[which] == 2, c->n_grid, s, r, &tm, e);
+    *tblas += tm.blas;
+    if (!rc && c->awq[which] == 2) {
+        lin_ctx lc = {lw->w[which], H, rows, cols, NULL};
+        ptq_awq_lin lin = {lw->w[which], rows, c->q[which], NULL};
+        float *wq = malloc((size_t)rows * cols * sizeof *wq), *sa = malloc(cols * sizeof *sa);
+        float *clip[1] = {NULL};
+        lc.buf = malloc(2 * (size_t)PTQ_ERR_ROWS * cols * sizeof *lc.buf);
+        ptq_awq_result ra;
+        if (!wq || !sa || !lc.buf) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+        if (!rc) rc = awq_alt(c, g, &lin, 1, xmean, X, cols, N, lin_fn, &lc, &wq, sa, clip, &ra, e);
+        if (!rc) keep_better(c, g, res, r, s, &ra, sa, clip, cols);
+        free(clip[0]), free(wq), free(sa), free(lc.buf);
+    }
+    free(H);
+    return rc;
+}
+
+/* The search of q/k/v (g 0, judged on the attention block) or gate/up (g 2,
+ * on the MLP block). */
+static int search_block(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const float *X,
+                        size_t N, int cols, const float *xmean, float *s, ptq_awq_result *r,
+                        awq_layer_res *res, double *tblas, ptq_err *e)
+{
+    const int D = c->cfg->hidden, NI = c->cfg->intermediate, n = grp_count[g];
+    int rc = PTQ_OK, gptq = 0;
+    block_ctx b;
+    memset(&b, 0, sizeof b);
+    b.c = c;
+    b.lw = *lw;
+    ptq_awq_lin lins[3];
+    float *Wq[3] = {NULL, NULL, NULL}, *H = NULL;
+    for (int k = 0; k < n; k++) gptq |= c->awq[grp_first[g] + k] == 2;
+    if (gptq) { /* the Hessian of the search tokens, for awq+gptq's rounding */
+        H = malloc((size_t)cols * cols * sizeof *H);
+        if (!H) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ Hessian");
+        else gram(X, N, cols, 2.0f / (float)N, H, tblas);
+    }
+    for (int k = 0; k < n && !rc; k++) {
+        int which = grp_first[g] + k, rows;
+        ptq_linear_shape(c->cfg, which, &rows, &(int){0});
+        lins[k].W = lw->w[which];
+        lins[k].rows = rows;
+        lins[k].q = c->q[which];
+        lins[k].H = c->awq[which] == 2 ? H : NULL;
+        Wq[k] = malloc((size_t)rows * cols * sizeof(float));
+        if (!Wq[k]) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+    }
+    float *ref = malloc(N * D * sizeof *ref), *zero = NULL;
+    if (!ref) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ block outputs");
+    ptq_awq_loss_fn fn = g == 0 ? attn_fn : mlp_fn;
+    double l;
+    if (!rc && g == 0) {
+        zero = calloc((size_t)D * NI, sizeof *zero);
+        if (!zero) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
+        b.lw.w[PTQ_DOWN] = zero;
+        b.lw.aq[PTQ_DOWN] = NULL;
+        if (!rc) rc = attn_run(&b, ref, NULL, &l, e);
+    } else if (!rc) {
+        size_t step = (size_t)c->chunk * c->T;
+        b.X = X;
+        b.out = malloc(step * D * sizeof(float));
+        b.hb = malloc(step * NI * sizeof(float));
+        b.hb2 = malloc(step * NI * sizeof(float));
+        if (!b.out || !b.hb || !b.hb2) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
+        if (!rc) mlp_run(&b, lw->w[PTQ_GATE], lw->w[PTQ_UP], ref, &l);
+    }
+    b.ref = ref;
+    if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, fn, &b, Wq, s, r, e);
+    if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, fn, &b, Wq, s, r, e);
+    *tblas += b.blas;
+    free(b.out), free(b.hb), free(b.hb2), free(ref), free(zero), free(H);
+    for (int k = 0; k < n; k++) free(Wq[k]);
+    return rc;
+}
+
+/* The scale search of group g on X [N, cols]; s [cols] out.  0 with
+ * res->scale[g] set, or PTQ_OK without when the group is not scaled. */
+static int search_group(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const float *X,
+                        awq_layer_res *res, ptq_err *e)
+{
+    const int cols = cols_of(c->cfg, g);
+    const size_t N = (size_t)c->nsamp * c->T;
+    float *xmean = calloc((size_t)cols, sizeof *xmean), *s = malloc((size_t)cols * sizeof *s);
+    if (!xmean || !s) {
+        free(xmean), free(s);
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+    }
+    int rc = x_mean(c, g, X, N, cols, xmean, e);
     ptq_awq_result r;
     memset(&r, 0, sizeof r);
     double t0 = now(), tblas = 0;
-    if (!rc && (g == 1 || g == 3)) {
-        /* own output: Gram matrix of the inputs, one ssyrk */
-        int which = grp_first[g], rows;
-        ptq_linear_shape(cfg, which, &rows, &(int){0});
-        float *H = malloc((size_t)cols * cols * sizeof *H);
-        if (!H) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ Gram matrix");
-        if (!rc) {
-            double tt = now();
-            cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, (int)N, 1.0f, X, cols, 0.0f, H,
-                        cols);
-            tblas += now() - tt;
-            ptq_awq_timing tm = {0, 0};
-            for (int i = 0; i < cols; i++) /* lower triangle for GPTQ */
-                for (int j = 0; j < i; j++) H[(size_t)i * cols + j] = H[(size_t)j * cols + i];
-            rc = ptq_awq_search_linear(lw->w[which], rows, cols, H, xmean, c->q[which],
-                                       c->awq[which] == 2, c->n_grid, s, &r, &tm, e);
-            tblas += tm.blas;
-        }
-        if (!rc && c->awq[which] == 2) {
-            lin_ctx lc = {lw->w[which], H, rows, cols, NULL};
-            ptq_awq_lin lin = {lw->w[which], rows, c->q[which], NULL};
-            float *wq = malloc((size_t)rows * cols * sizeof *wq), *sa = malloc(cols * sizeof *sa);
-            float *clip[1] = {NULL};
-            lc.buf = malloc(2 * (size_t)256 * cols * sizeof *lc.buf);
-            ptq_awq_result ra;
-            if (!wq || !sa || !lc.buf) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
-            if (!rc) rc = awq_alt(c, g, &lin, 1, xmean, X, cols, N, lin_fn, &lc, &wq, sa, clip, &ra, e);
-            if (!rc) keep_better(c, g, res, &r, s, &ra, sa, clip, cols);
-            free(clip[0]), free(wq), free(sa), free(lc.buf);
-        }
-        free(H);
-    } else if (!rc) {
-        block_ctx b;
-        memset(&b, 0, sizeof b);
-        b.c = c;
-        b.lw = *lw;
-        int n = grp_count[g];
-        ptq_awq_lin lins[3];
-        float *Wq[3] = {NULL, NULL, NULL}, *H = NULL;
-        int gptq = 0;
-        for (int k = 0; k < n; k++) gptq |= c->awq[grp_first[g] + k] == 2;
-        if (gptq) { /* the Hessian of the search tokens, for awq+gptq's rounding */
-            H = malloc((size_t)cols * cols * sizeof *H);
-            if (!H) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ Hessian");
-            else {
-                double tt = now();
-                cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, cols, (int)N, 2.0f / (float)N,
-                            X, cols, 0.0f, H, cols);
-                tblas += now() - tt;
-                for (int i = 0; i < cols; i++)
-                    for (int j = 0; j < i; j++) H[(size_t)i * cols + j] = H[(size_t)j * cols + i];
-            }
-        }
-        for (int k = 0; k < n && !rc; k++) {
-            int which = grp_first[g] + k, rows;
-            ptq_linear_shape(cfg, which, &rows, &(int){0});
-            lins[k].W = lw->w[which];
-            lins[k].rows = rows;
-            lins[k].q = c->q[which];
-            lins[k].H = c->awq[which] == 2 ? H : NULL;
-            Wq[k] = malloc((size_t)rows * cols * sizeof(float));
-            if (!Wq[k]) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
-        }
-        float *ref = malloc(N * D * sizeof *ref), *zero = NULL;
-        if (!ref) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ block outputs");
-        if (!rc && g == 0) {
-            zero = calloc((size_t)D * NI, sizeof *zero);
-            if (!zero) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
-            b.lw.w[PTQ_DOWN] = zero;
-            b.lw.aq[PTQ_DOWN] = NULL;
-            double l;
-            if (!rc) rc = attn_run(&b, ref, NULL, &l, e);
-            b.ref = ref;
-            if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, attn_fn, &b, Wq, s, &r, e);
-            if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, attn_fn, &b, Wq, s, &r, e);
-        } else if (!rc) {
-            size_t step = (size_t)c->chunk * T;
-            b.X = X;
-            b.out = malloc(step * D * sizeof(float));
-            b.hb = malloc(step * NI * sizeof(float));
-            b.hb2 = malloc(step * NI * sizeof(float));
-            if (!b.out || !b.hb || !b.hb2) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
-            double l;
-            if (!rc) mlp_run(&b, lw->w[PTQ_GATE], lw->w[PTQ_UP], ref, &l);
-            b.ref = ref;
-            if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, mlp_fn, &b, Wq, s, &r, e);
-            if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, mlp_fn, &b, Wq, s, &r, e);
-        }
-        tblas += b.blas;
-        free(b.out), free(b.hb), free(b.hb2), free(ref), free(zero), free(H);
-        for (int k = 0; k < n; k++) free(Wq[k]);
-    }
+    if (!rc && (g == 1 || g == 3)) rc = search_own(c, lw, g, X, N, cols, xmean, s, &r, res, &tblas, e);
+    else if (!rc) rc = search_block(c, lw, g, X, N, cols, xmean, s, &r, res, &tblas, e);
     res->seconds += now() - t0;
     res->blas_seconds += tblas;
     free(xmean);
@@ -445,7 +458,7 @@ int awq_layer(const awq_layer_ctx *c, ptq_layer_w *lw, awq_layer_res *res, ptq_e
             int which = grp_first[g] + k, rows;
             if (c->awq[which] != 1 || which == PTQ_Q || which == PTQ_K) continue;
             ptq_linear_shape(cfg, which, &rows, &(int){0});
-            int ng = c->q[which]->group ? cols / c->q[which]->group : 1;
+            int ng = ptq_pack_ngroups(cols, c->q[which]->group);
             res->clip[which] = malloc((size_t)rows * ng * sizeof(float));
             if (!res->clip[which]) {
                 rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");

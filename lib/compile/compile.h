@@ -7,6 +7,18 @@
  * re-run the whole quantized layer to produce the FP16 hidden states that
  * feed the next layer.  Each finished layer goes into the bundle and the
  * resume journal (lib/compile/journal.h).
+ *
+ * What a method does is one row of the method table (lib/compile/method.h):
+ * a transform, a rounder and a packed format.
+ *
+ * Without --calib a run whose methods need no calibration (round-to-nearest
+ * without a transform: rtn, w8a8, fp8; not with --kv-cache int8 or
+ * --act-scales static, see ptq_method_needs_calib) runs none: no samples, no
+ * forward pass, no Hessian.  Each linear is rounded from its weights alone
+ * and its report errors are weight-space errors ||W - Q(W)||_F^2 / ||W||_F^2
+ * (what lib/quant/err_metric.h gives with H = I); the calibration record says
+ * "source": "none" and why.  Otherwise, without --calib, the model writes
+ * its own samples (data-free, lib/model/generate.h).
  */
 #ifndef PTQC_COMPILE_H
 #define PTQC_COMPILE_H
@@ -16,39 +28,47 @@
 #include "lib/base/err.h"
 #include "lib/quant/gptq.h"
 
-enum ptq_method {
-    PTQ_METHOD_RTN = 0,
-    PTQ_METHOD_GPTQ = 1,
-    /* activation-quantized (lib/qfmt/w8a8.h): 8-bit per-channel weights, 8-bit
-     * activations; SmoothQuant folds its factors into the RMSNorms first */
-    PTQ_METHOD_SQ = 2,      /* smoothquant: smoothing + int8 RTN weights */
-    PTQ_METHOD_SQ_GPTQ = 3, /* smoothquant+gptq: smoothing + int8 GPTQ weights */
-    PTQ_METHOD_W8A8 = 4,    /* w8a8: int8 without smoothing (the naive baseline) */
-    PTQ_METHOD_FP8 = 5,     /* fp8: E4M3 weights and activations */
-    /* weight-only AWQ (lib/quant/awq.h, lib/compile/awq_step.h): scales folded into the
-     * op before, clipping, then round-to-nearest or GPTQ */
-    PTQ_METHOD_AWQ = 6,      /* awq */
-    PTQ_METHOD_AWQ_GPTQ = 7, /* awq+gptq */
-};
-/* "rtn", "gptq", "smoothquant", "smoothquant+gptq", "w8a8", "fp8", "awq", "awq+gptq" */
-const char *ptq_method_name(int method);
+/* The calibration budget where o->nsamples / o->seqlen are 0: from --calib
+ * text the GPTQ paper's 128 windows of 2048 tokens; data-free, 128 sequences
+ * of 128 tokens that the model writes itself (the KV-cached decoder widens
+ * every layer once per step for all sequences together, so many short
+ * sequences cost far less than few long ones: ptqc-compile(1) gives the
+ * measurement). */
+#define PTQ_CALIB_NSAMPLES 128
+#define PTQ_CALIB_SEQLEN 2048
+#define PTQ_DATAFREE_NSAMPLES 128
+#define PTQ_DATAFREE_SEQLEN 128
+
+struct ptq_method;
+
+/* Progress of a run, reported through the caller's callbacks (src/progress.c
+ * prints them); any of them may be NULL.  Layers are numbered from 0. */
+typedef struct ptq_compile_progress {
+    void *ctx;
+    void (*start)(void *ctx, int nlayers, int first_layer, int samples, int seqlen);
+    void (*calib)(void *ctx, int done, int total);        /* data-free sampling, tokens */
+    void (*step)(void *ctx, int layer, const char *step); /* awq, qkv, o, mlp, down, output */
+    void (*layer_done)(void *ctx, int layer);             /* in the bundle and the journal */
+    void (*warn)(void *ctx, const char *message);
+    void (*done)(void *ctx, const char *output);
+} ptq_compile_progress;
 
 typedef struct ptq_compile_opts {
     const char *model;          /* checkpoint directory */
     const char *out;            /* OUT.ptq */
-    int method;                 /* enum ptq_method */
+    const struct ptq_method *method; /* a row of the method table; NULL: gptq */
     ptq_gptq_opts q;            /* bits, sym, mse, group, act_order, static_groups, damp, block */
     const char *const *calib;   /* calibration sources (calib/text.h); none = data-free */
     int ncalib;
     const char *jsonl_field;    /* NULL: calib/text.h's default */
-    int nsamples, seqlen;
+    int nsamples, seqlen;       /* 0: the defaults above */
     uint64_t seed;
     const char *const *skip;    /* fnmatch patterns of linears kept dense */
     int nskip;
     const char *report;         /* report JSON path or NULL */
     const char *tmpdir;         /* activations and resume states here, or NULL */
     int resume;
-    int progress;               /* enum prog_mode (src/progress.h) */
+    const ptq_compile_progress *progress; /* or NULL */
     int chunk_tokens;           /* tokens per forward chunk (0 = 512) */
     int threads;                /* workers running chunks in parallel (0 = 1) */
     float alpha;                /* SmoothQuant migration strength in [0, 1] (0.5) */
@@ -63,7 +83,9 @@ typedef struct ptq_compile_opts {
 } ptq_compile_opts;
 
 /* Run the compile; PTQ_OK or an error status with e filled.  On error nothing
- * is left at out, out.partial or out.journal. */
+ * is left at out, out.partial or out.journal.  BLAS runs single-threaded
+ * during the run (its threaded kernels round differently with the thread
+ * count); o->threads workers run chunks of samples instead. */
 int ptq_compile(const ptq_compile_opts *o, ptq_err *e);
 
 #endif

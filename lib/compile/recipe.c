@@ -9,11 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lib/compile/compile.h"
-
-static const char *const methods[] = {"rtn", "gptq", "awq", "awq+gptq"};
-static const int method_ids[] = {PTQ_METHOD_RTN, PTQ_METHOD_GPTQ, PTQ_METHOD_AWQ,
-                                 PTQ_METHOD_AWQ_GPTQ};
+#include "lib/compile/method.h"
 
 static int read_file(const char *path, char **out, ptq_err *e)
 {
@@ -33,7 +29,8 @@ static int read_file(const char *path, char **out, ptq_err *e)
 static int parse_set(const char *path, const char *where, const cJSON *o, int is_override,
                      recipe_set *s, char **match, ptq_err *e)
 {
-    s->method = s->bits = s->group = s->sym = s->skip = -1;
+    s->method = NULL;
+    s->bits = s->group = s->sym = s->skip = -1;
     if (!cJSON_IsObject(o)) return ptq_fail(e, PTQ_EFORMAT, "recipe %s: %s is not an object", path, where);
     const cJSON *it;
     cJSON_ArrayForEach(it, o) {
@@ -46,11 +43,13 @@ static int parse_set(const char *path, const char *where, const cJSON *o, int is
         } else if (!strcmp(k, "method")) {
             if (!cJSON_IsString(it))
                 return ptq_fail(e, PTQ_EFORMAT, "recipe %s: %s: \"method\" is not a string", path, where);
-            for (size_t i = 0; i < sizeof methods / sizeof *methods; i++)
-                if (!strcmp(it->valuestring, methods[i])) s->method = method_ids[i];
-            if (s->method < 0)
-                return ptq_fail(e, PTQ_EFORMAT, "recipe %s: %s: method \"%s\" is not rtn, gptq, awq "
-                                "or awq+gptq", path, where, it->valuestring);
+            s->method = ptq_method_find(it->valuestring);
+            if (!s->method || !ptq_method_per_linear(s->method)) {
+                char list[256];
+                ptq_method_list(list, sizeof list, 1);
+                return ptq_fail(e, PTQ_EFORMAT, "recipe %s: %s: method \"%s\" is not %s", path,
+                                where, it->valuestring, list);
+            }
         } else if (!strcmp(k, "bits") || !strcmp(k, "group")) {
             int bits = !strcmp(k, "bits");
             double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
@@ -87,7 +86,8 @@ static void where_in(const char *text, size_t off, int *line, int *col)
 int recipe_load(recipe *r, const char *path, ptq_err *e)
 {
     memset(r, 0, sizeof *r);
-    r->def.method = r->def.bits = r->def.group = r->def.sym = r->def.skip = -1;
+    r->def.method = NULL;
+    r->def.bits = r->def.group = r->def.sym = r->def.skip = -1;
     char *text = NULL;
     int rc = read_file(path, &text, e);
     if (rc) return rc;
@@ -143,7 +143,7 @@ int recipe_load(recipe *r, const char *path, ptq_err *e)
 
 static void merge(recipe_set *dst, const recipe_set *src)
 {
-    if (src->method >= 0) dst->method = src->method;
+    if (src->method) dst->method = src->method;
     if (src->bits >= 0) dst->bits = src->bits;
     if (src->group >= 0) dst->group = src->group;
     if (src->sym >= 0) dst->sym = src->sym;

@@ -4,7 +4,8 @@
  *    "overrides": [{"match": "model.layers.0.*", "method": "rtn", "bits": 8},
  *                  {"match": "*.mlp.down_proj.weight", "skip": true}]}
  *
- * Settings: method ("rtn", "gptq", "awq", "awq+gptq"), bits (2..8), group
+ * Settings: method (a weight-only method of lib/compile/method.h: "rtn",
+ * "gptq", "awq", "awq+gptq"), bits (2..8), group
  * (0 or a divisor of the input size), sym (true/false), skip (true: kept
  * dense).  Each linear starts from the command line's settings, then
  * "default", then every override whose fnmatch(3) pattern matches its tensor
@@ -23,9 +24,11 @@
 
 #include "lib/base/err.h"
 
-/* One set of settings; -1 = not set. */
+struct ptq_method;
+
+/* One set of settings; -1 (method NULL) = not set. */
 typedef struct recipe_set {
-    int method; /* enum ptq_method (lib/compile/compile.h) */
+    const struct ptq_method *method; /* a weight-only row of lib/compile/method.h */
     int bits, group, sym, skip;
 } recipe_set;
 

@@ -1,7 +1,7 @@
 /* dense.cu - fp16 linears for the tensors kept in FP16 (and the FP16
  * baseline model of the benchmark): cuBLAS GemmEx with fp16 inputs, fp32
- * compute and fp32 output; plus a plain reference kernel that the tests
- * check cuBLAS and the packed-integer kernels against on the GPU.
+ * compute and fp32 output.  (The plain kernel version that the GPU checks
+ * hold next to cuBLAS is tests/gpu/dense_naive.cu.)
  *
  * y [n][rows] (row-major) = x [n][cols] * W^T with W [rows][cols] row-major.
  * cuBLAS is column-major: W row-major is the column-major cols x rows matrix
@@ -26,26 +26,4 @@ extern "C" int ptqk_linear_f16(void *cublas, const ptqk_f16_w *w, const uint16_t
                                      CUBLAS_GEMM_DEFAULT);
     /* cuBLAS statuses are not cudaError_t values: report them as a launch failure */
     return st == CUBLAS_STATUS_SUCCESS ? 0 : (int)cudaErrorLaunchFailure;
-}
-
-__global__ void linear_f16_ref_kernel(ptqk_f16_w w, const __half *x, int ldx, float *y, int ldy, int n)
-{
-    int r = blockIdx.x * blockDim.x + threadIdx.x, t = blockIdx.y;
-    if (r >= w.rows || t >= n) return;
-    const __half *wr = reinterpret_cast<const __half *>(w.w) + (size_t)r * w.cols;
-    const __half *xr = x + (size_t)t * ldx;
-    float acc = 0.0f;
-    for (int k = 0; k < w.cols; k++) acc = fmaf(__half2float(wr[k]), __half2float(xr[k]), acc);
-    y[(size_t)t * ldy + r] = acc;
-}
-
-extern "C" int ptqk_linear_f16_ref(const ptqk_f16_w *w, const uint16_t *x, int ldx, float *y,
-                                   int ldy, int n, ptqk_stream s)
-{
-    if (n < 1 || n > 65535 || w->rows < 1 || w->cols < 1 || ldx < w->cols || ldy < w->rows)
-        return (int)cudaErrorInvalidValue;
-    dim3 grid((w->rows + 127) / 128, n);
-    linear_f16_ref_kernel<<<grid, 128, 0, (cudaStream_t)s>>>(*w, reinterpret_cast<const __half *>(x),
-                                                             ldx, y, ldy, n);
-    return (int)cudaGetLastError();
 }

@@ -1,8 +1,7 @@
 /* layers.cu - the layers around the linears: embedding, RMSNorm, bias,
  * residual, RoPE (HF rotate_half), the fp16 or int8 KV cache (int8 codes of
  * lib/qfmt/kvq.h with static per-channel scales), causal grouped-query
- * attention, SwiGLU, row gathering, and deterministic random fills for the
- * synthetic benchmark models.  Straightforward kernels: these are a small
+ * attention, SwiGLU and row gathering.  Straightforward kernels: these are a small
  * part of a decode step next to the weight reads.  Float32 arithmetic
  * throughout (no fast-math intrinsics), fp16 only where stored.
  */
@@ -324,68 +323,4 @@ extern "C" int ptqk_attention_i8(const float *q, const int8_t *kc, const int8_t 
 {
     if (!kv_scale) return (int)cudaErrorInvalidValue;
     return attention(q, kc, vc, kv_scale, nh, nkv, hd, B, T, pos, S, out, s);
-}
-
-/* ---------------------------------------------------------------- random fills */
-__device__ __forceinline__ uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-__global__ void fill_u32_kernel(uint32_t *p, size_t n, uint64_t seed)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        p[i] = (uint32_t)mix64(seed * 0x100000001b3ull + i);
-}
-
-__global__ void fill_f16_kernel(__half *p, size_t n, float amp, float offset, uint64_t seed)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-        float u = (float)(mix64(seed * 0x100000001b3ull + i) >> 40) * (1.0f / 16777216.0f); /* [0, 1) */
-        p[i] = __float2half_rn(offset + amp * (2.0f * u - 1.0f));
-    }
-}
-
-__global__ void fill_u8_kernel(uint8_t *p, size_t n, unsigned lo, unsigned hi, uint64_t seed)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        p[i] = (uint8_t)(lo + (unsigned)(mix64(seed * 0x100000001b3ull + i) % (uint64_t)(hi - lo + 1)));
-}
-
-__global__ void fill_f32_kernel(float *p, size_t n, float v)
-{
-    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-        p[i] = v;
-}
-
-extern "C" int ptqk_fill_u32(uint32_t *p, size_t n, uint64_t seed, ptqk_stream s)
-{
-    if (!n) return 0;
-    fill_u32_kernel<<<grid_for(n), NTHREADS, 0, (cudaStream_t)s>>>(p, n, seed);
-    return last_error();
-}
-
-extern "C" int ptqk_fill_f16(uint16_t *p, size_t n, float amp, float offset, uint64_t seed, ptqk_stream s)
-{
-    if (!n) return 0;
-    fill_f16_kernel<<<grid_for(n), NTHREADS, 0, (cudaStream_t)s>>>(reinterpret_cast<__half *>(p), n, amp, offset, seed);
-    return last_error();
-}
-
-extern "C" int ptqk_fill_u8(uint8_t *p, size_t n, unsigned lo, unsigned hi, uint64_t seed, ptqk_stream s)
-{
-    if (!n) return 0;
-    if (hi < lo) return (int)cudaErrorInvalidValue;
-    fill_u8_kernel<<<grid_for(n), NTHREADS, 0, (cudaStream_t)s>>>(p, n, lo, hi, seed);
-    return last_error();
-}
-
-extern "C" int ptqk_fill_f32(float *p, size_t n, float value, ptqk_stream s)
-{
-    if (!n) return 0;
-    fill_f32_kernel<<<grid_for(n), NTHREADS, 0, (cudaStream_t)s>>>(p, n, value);
-    return last_error();
 }

@@ -57,18 +57,6 @@ int ptqrt_device_count(void);
 /* Open, validate and upload a bundle. */
 int ptqrt_open(ptqrt_model **m, const char *bundle_path, const ptqrt_options *o, ptq_err *e);
 
-/* A model with random weights generated on the GPU, for benchmarks: Llama
- * shapes with every linear packed at `bits` (2, 3, 4 or 8) in groups of
- * `group` columns, or fp16 linears when bits = 16. */
-typedef struct ptqrt_synth {
-    int hidden, intermediate, n_layers, n_heads, n_kv_heads, vocab, max_pos;
-    int bits, group;
-    uint64_t seed;
-} ptqrt_synth;
-/* Llama-2-7B shapes: 4096 / 11008 / 32 layers / 32 heads / 32000 vocab. */
-void ptqrt_synth_llama7b(ptqrt_synth *s, int bits, int group);
-int ptqrt_open_synthetic(ptqrt_model **m, const ptqrt_synth *s, const ptqrt_options *o, ptq_err *e);
-
 void ptqrt_close(ptqrt_model *m);
 
 typedef struct ptqrt_info {

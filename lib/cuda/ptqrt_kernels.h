@@ -1,12 +1,14 @@
 /* ptqrt_kernels.h - internal interface of libptqrt: the decode arithmetic
  * shared by the CUDA kernels and the CPU (tests, reference), the kernel
  * launchers (extern "C", one .cu file per concern) and the tensor provider
- * that ptqrt.c loads models through.
+ * that ptqrt_load.c loads models through.
  *
  * Adding a weight format = one enum value in lib/qfmt/qtensor.h, its shared decode
  * functions here (PTQ_HD: __host__ __device__ under nvcc, static inline in C,
- * so tests/check_cuda.c covers them on the CPU), one kernel file
- * (lib/gemv_<fmt>.cu / lib/gemm_<fmt>.cu) and a case in ptqrt.c's linear().
+ * so tests/check_cuda_decode.c covers them on the CPU), one kernel file
+ * (lib/cuda/gemv_<fmt>.cu / gemm_<fmt>.cu), its CPU reference
+ * (lib/cuda/ref/<fmt>_ref.c), its GPU check (tests/gpu/<fmt>.c), a row in
+ * bench/bench_kernels.cu and a case in ptqrt_forward.c's linear().
  *
  * Layouts: activations are row-major [n tokens][features]; a linear computes
  * y[t][r] = sum_k W[r][k] * x[t][k] with x fp16 ("A16") and y float32; the
@@ -118,11 +120,6 @@ int ptqk_linear_int(const ptqk_int_w *w, const uint16_t *x, int ldx, float *y, i
  * handle is a cublasHandle_t already bound to the stream. */
 int ptqk_linear_f16(void *cublas, const ptqk_f16_w *w, const uint16_t *x, int ldx, float *y,
                     int ldy, int n);
-/* The plain reference kernel of the same (one thread per output, fp32
- * accumulate in column order); tests compare cuBLAS and the int kernels. */
-int ptqk_linear_f16_ref(const ptqk_f16_w *w, const uint16_t *x, int ldx, float *y, int ldy,
-                        int n, ptqk_stream s);
-
 /* lib/cuda/layers.cu */
 /* x[t][:] = row tok[t] of an fp16 table [vocab][dim] (as float32). */
 int ptqk_embed_f16(const uint16_t *table, int dim, const int32_t *tok, int n, float *x,
@@ -163,15 +160,8 @@ int ptqk_swiglu(const float *g, const float *u, size_t count, uint16_t *out, ptq
 /* dst[i][:] = src[idx[i]][:] for i < n, rows of dim floats */
 int ptqk_gather_rows(const float *src, int dim, const int32_t *idx, int n, float *dst,
                      ptqk_stream s);
-/* Deterministic pseudo-random fill (splitmix64 of seed + index):
- * u32: uniform bits; f16: uniform in [-amp, amp); u8: uniform in [lo, hi]. */
-int ptqk_fill_u32(uint32_t *p, size_t n, uint64_t seed, ptqk_stream s);
-int ptqk_fill_f16(uint16_t *p, size_t n, float amp, float offset, uint64_t seed, ptqk_stream s);
-int ptqk_fill_u8(uint8_t *p, size_t n, unsigned lo, unsigned hi, uint64_t seed, ptqk_stream s);
-int ptqk_fill_f32(float *p, size_t n, float value, ptqk_stream s);
-
-/* lib/cuda/ptqrt.c: load a model from any tensor source (the bundle is one; tests
- * feed checkpoint tensors).  get fills q with the tensor of that HF name
+/* lib/cuda/ptqrt_load.c: load a model from any tensor source (the bundle is
+ * one; tests feed checkpoint tensors, `ptqc bench --synthetic` random ones).  get fills q with the tensor of that HF name
  * (model.layers.0.self_attn.q_proj.weight ...); the loader calls
  * ptq_qtensor_free on it after uploading.  With q NULL, get answers whether
  * the source has an optional tensor (model.layers.L.self_attn.kv_scale): 1

@@ -24,20 +24,14 @@
 #include "lib/model/eval.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "lib/base/clock.h"
+#include "lib/base/par.h"
 
 #define EVAL_ROUND_TOKENS 2048      /* default round: about this many tokens */
 #define EVAL_LOGIT_BYTES (64L << 20) /* logits of one block, per model and worker */
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 int ptq_eval_group(int ctx)
 {
@@ -166,7 +160,7 @@ static int window_figures(engine *g, int wk, long w, ptq_err *e)
 
 /* Worker wk: groups wk, wk + nworkers, ... of the round, in order; stops at
  * its first failure. */
-static void *run_job(void *arg)
+static void run_job(void *arg)
 {
     job *j = arg;
     engine *g = j->g;
@@ -187,7 +181,6 @@ static void *run_job(void *arg)
         }
         if (j->rc) j->bad = gi;
     }
-    return NULL;
 }
 
 /* Run the current step (a layer, or the figures) on every group of the round;
@@ -195,20 +188,12 @@ static void *run_job(void *arg)
 static int run_step(engine *g, ptq_err *e)
 {
     job jobs[PTQ_EVAL_MAX_THREADS];
-    pthread_t tid[PTQ_EVAL_MAX_THREADS];
-    int started[PTQ_EVAL_MAX_THREADS] = {0};
     for (int i = 0; i < g->nworkers; i++) {
         memset(&jobs[i], 0, sizeof jobs[i]);
         jobs[i].g = g;
         jobs[i].wk = i;
     }
-    for (int i = 1; i < g->nworkers; i++)
-        started[i] = !pthread_create(&tid[i], NULL, run_job, &jobs[i]);
-    run_job(&jobs[0]);
-    for (int i = 1; i < g->nworkers; i++) {
-        if (started[i]) pthread_join(tid[i], NULL);
-        else run_job(&jobs[i]);
-    }
+    ptq_par_run(g->nworkers, run_job, jobs, sizeof *jobs);
     int first = -1;
     for (int i = 0; i < g->nworkers; i++)
         if (jobs[i].rc && (first < 0 || jobs[i].bad < jobs[first].bad)) first = i;
@@ -344,7 +329,7 @@ int ptq_eval_ppl(const ptq_weights *model, const ptq_weights *ref, const int32_t
         if (!(g->ebuf[i] = malloc(sizeof(double) * (size_t)g->V)))
             rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
 
-    double t0 = now_s();
+    double t0 = ptq_now();
     for (long w0 = 0; w0 < windows && !rc; w0 += rw) {
         g->w0 = w0;
         g->nwin = windows - w0 < rw ? windows - w0 : rw;
@@ -369,7 +354,7 @@ int ptq_eval_ppl(const ptq_weights *model, const ptq_weights *ref, const int32_t
         rc = run_step(g, e);
         if (!rc && progress) progress(ud, w0 + g->nwin, windows);
     }
-    double secs = now_s() - t0;
+    double secs = ptq_now() - t0;
 
     double total = 0.0, ref_total = 0.0, kl_total = 0.0;
     long agree = 0;

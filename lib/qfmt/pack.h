@@ -12,10 +12,15 @@
  *            [j*b, j*b + b) of that stream.  Columns past cols are 0.
  *            (b = 4: word w of a block holds columns 8w..8w+7, nibble by
  *            nibble from the least significant; b = 8: bytes in order.)
- *   scales   fp16 [rows][ngroups]            ngroups = G ? cols / G : 1
+ *   scales   fp16 [rows][ngroups]            ngroups = G ? ceil(cols / G) : 1
  *   zeros    uint8 [rows][ngroups]           integer zero point in [0, 2^b - 1]
  *   g_idx    int32 [cols], optional           group of each column (act-order
  *            without static groups); absent: group(k) = G ? k / G : 0
+ *
+ *   G need not divide cols: group g holds columns [g*G, min((g+1)*G, cols)),
+ *   the last one shorter; group(k) = k / G either way, so a decoder needs
+ *   nothing but ngroups for the scale row stride.  (Bundles with such a
+ *   group are version 3, ptqc-bundle(5).)
  *
  *   w[r][k] = scale[r][g] * (q[r][k] - zero[r][g]),  g = group(k),
  *   computed in float32 from the fp16 scale.  Symmetric quantization stores
@@ -35,10 +40,22 @@
 #include "lib/base/half.h"
 
 #define PTQ_PACK_BLOCK 32
+/* the largest group a tensor may name (--group's bound) */
+#define PTQ_PACK_MAX_GROUP (1 << 20)
 
 PTQ_HD int ptq_pack_kblocks(int cols) { return (cols + PTQ_PACK_BLOCK - 1) / PTQ_PACK_BLOCK; }
 /* uint32 words per packed row */
 PTQ_HD int ptq_pack_row_words(int cols, int bits) { return ptq_pack_kblocks(cols) * bits; }
+
+/* Groups per row of a tensor of cols columns in groups of G (0: one). */
+PTQ_HD int ptq_pack_ngroups(int cols, int G) { return G ? (cols + G - 1) / G : 1; }
+/* Columns of group g: G, except a shorter last group; cols when G is 0. */
+PTQ_HD int ptq_pack_group_len(int cols, int G, int g)
+{
+    if (!G) return cols;
+    int end = (g + 1) * G < cols ? (g + 1) * G : cols;
+    return end - g * G;
+}
 
 /* Code of column k in one packed row. */
 PTQ_HD uint32_t ptq_pack_get(const uint32_t *row, int k, int bits)

@@ -4,8 +4,9 @@
  * A quantizer (lib/quant/rtn.c, lib/quant/gptq.c, later awq, smoothquant, fp8, e8p,
  * aqlm) turns float32 weights into a ptq_qtensor; the bundle stores its
  * payloads; the CPU runtime dequantizes it.  Adding a method = one quantizer
- * file + (if its storage is new) one format enum value with its payloads and
- * its decode routine in lib/qfmt/qtensor.c.
+ * file + (if its storage is new) one format enum value here and its row in
+ * the packed-format table (lib/qfmt/qfmt.h: payloads, sizes, check, decode,
+ * reference encoder, in a lib/qfmt/qf_<name>.c).
  *
  * Ownership: a quantizer mallocs the arrays and leaves `mapped` 0, so
  * ptq_qtensor_free frees them.  The bundle reader fills a ptq_qtensor whose

@@ -5,18 +5,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "lib/base/clock.h"
+#include "lib/qfmt/pack.h"
+#include "lib/quant/err_metric.h"
 #include "lib/quant/quant.h"
 
-#define QUAD_ROWS 256
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 void ptq_awq_scales(const float *xmean, int cols, float ratio, float *s)
 {
@@ -36,18 +30,18 @@ int ptq_awq_fake_quant(const float *W, int rows, int cols, const float *s, const
                        const ptq_gptq_opts *q, float *out, ptq_err *e)
 {
     if (q->q.mse) return ptq_fail(e, PTQ_EUSAGE, "AWQ: --mse does not apply (AWQ clips itself)");
-    if (q->group < 0 || (q->group && cols % q->group))
-        return ptq_fail(e, PTQ_EUSAGE, "--group %d does not divide the %d input columns", q->group,
-                        cols);
-    int G = q->group ? q->group : cols, ng = cols / G;
-    float *tmp = malloc((size_t)G * sizeof *tmp);
+    if (q->group < 0 || q->group > PTQ_PACK_MAX_GROUP)
+        return ptq_fail(e, PTQ_EUSAGE, "--group %d: out of range", q->group);
+    int G = q->group ? q->group : cols, ng = ptq_pack_ngroups(cols, q->group);
+    float *tmp = malloc((size_t)(G < cols ? G : cols) * sizeof *tmp);
     if (!tmp) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
     for (int r = 0; r < rows; r++)
         for (int g = 0; g < ng; g++) {
             const float *w = W + (size_t)r * cols + (size_t)g * G;
             const float *sg = s ? s + (size_t)g * G : NULL;
             float c = clip ? clip[(size_t)r * ng + g] : INFINITY;
-            for (int k = 0; k < G; k++) {
+            int len = ptq_pack_group_len(cols, G, g); /* the last may be shorter */
+            for (int k = 0; k < len; k++) {
                 float v = sg ? w[k] * sg[k] : w[k];
                 if (!isfinite(v)) {
                     free(tmp);
@@ -57,14 +51,14 @@ int ptq_awq_fake_quant(const float *W, int rows, int cols, const float *s, const
                 tmp[k] = v > c ? c : v < -c ? -c : v;
             }
             ptq_qgrid grid;
-            ptq_quant_grid(tmp, G, 1, &q->q, &grid);
+            ptq_quant_grid(tmp, len, 1, &q->q, &grid);
             if (!ptq_quant_grid_ok(&grid)) {
                 free(tmp);
                 return ptq_fail(e, PTQ_EDATA, "weights of row %d from column %d span a range too "
                                 "large for an fp16 scale", r, g * G);
             }
             float *o = out + (size_t)r * cols + (size_t)g * G;
-            for (int k = 0; k < G; k++) {
+            for (int k = 0; k < len; k++) {
                 float v = ptq_quant_value(&grid, ptq_quant_code(&grid, tmp[k]));
                 o[k] = sg ? v / sg[k] : v;
             }
@@ -143,30 +137,6 @@ int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw
     return rc;
 }
 
-double ptq_awq_quad_loss(const float *A, const float *B, int rows, int cols, const float *H,
-                         float *buf, double *blas_seconds)
-{
-    float *dbuf = buf, *pbuf = buf + (size_t)QUAD_ROWS * cols;
-    double sum = 0;
-    for (int r0 = 0; r0 < rows; r0 += QUAD_ROWS) {
-        int nr = rows - r0 < QUAD_ROWS ? rows - r0 : QUAD_ROWS;
-        size_t n = (size_t)nr * cols;
-        const float *a = A + (size_t)r0 * cols;
-        if (B) {
-            const float *b = B + (size_t)r0 * cols;
-            for (size_t i = 0; i < n; i++) dbuf[i] = a[i] - b[i];
-        } else {
-            memcpy(dbuf, a, n * sizeof *dbuf);
-        }
-        double t0 = blas_seconds ? now() : 0;
-        cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, nr, cols, 1.0f, H, cols, dbuf, cols,
-                    0.0f, pbuf, cols);
-        if (blas_seconds) *blas_seconds += now() - t0;
-        for (size_t i = 0; i < n; i++) sum += (double)dbuf[i] * (double)pbuf[i];
-    }
-    return sum;
-}
-
 typedef struct quad_ctx {
     const float *W, *H;
     int rows, cols;
@@ -178,7 +148,7 @@ static int quad_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
 {
     (void)e;
     quad_ctx *c = ctx;
-    *loss = ptq_awq_quad_loss(Wq[0], c->W, c->rows, c->cols, c->H, c->buf, &c->blas);
+    *loss = ptq_quad_err(Wq[0], c->W, c->rows, c->cols, c->H, c->buf, &c->blas);
     return PTQ_OK;
 }
 
@@ -187,10 +157,10 @@ int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
                           float *s_best, ptq_awq_result *res, ptq_awq_timing *timing,
                           ptq_err *e)
 {
-    double t0 = now();
+    double t0 = ptq_now();
     quad_ctx c = {W, H, rows, cols, NULL, 0};
     float *wq = malloc((size_t)rows * cols * sizeof *wq);
-    c.buf = malloc(2 * (size_t)QUAD_ROWS * cols * sizeof *c.buf);
+    c.buf = malloc(2 * (size_t)PTQ_ERR_ROWS * cols * sizeof *c.buf);
     int rc;
     if (!wq || !c.buf) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
     else {
@@ -200,7 +170,7 @@ int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
     free(wq);
     free(c.buf);
     if (timing) {
-        timing->total += now() - t0;
+        timing->total += ptq_now() - t0;
         timing->blas += c.blas;
     }
     return rc;
@@ -210,12 +180,11 @@ int ptq_awq_clip_search(const float *W, int rows, int cols, const ptq_gptq_opts 
                         const float *X, int ntok, int n_grid, float max_shrink, float *maxval,
                         ptq_awq_timing *timing, ptq_err *e)
 {
-    double t0 = now(), tb = 0;
+    double t0 = ptq_now(), tb = 0;
     if (ntok < 1) return ptq_fail(e, PTQ_EDATA, "AWQ clip search: no calibration tokens");
-    if (q->group < 0 || (q->group && cols % q->group))
-        return ptq_fail(e, PTQ_EUSAGE, "--group %d does not divide the %d input columns", q->group,
-                        cols);
-    int G = q->group ? q->group : cols, ng = cols / G;
+    if (q->group < 0 || q->group > PTQ_PACK_MAX_GROUP)
+        return ptq_fail(e, PTQ_EUSAGE, "--group %d: out of range", q->group);
+    int G = q->group && q->group < cols ? q->group : cols, ng = ptq_pack_ngroups(cols, q->group);
     int step = ntok / PTQ_AWQ_CLIP_TOKENS > 1 ? ntok / PTQ_AWQ_CLIP_TOKENS : 1;
     int n = (ntok + step - 1) / step;
     int nsteps = (int)(max_shrink * (float)n_grid);
@@ -233,27 +202,29 @@ int ptq_awq_clip_search(const float *W, int rows, int cols, const ptq_gptq_opts 
     ptq_gptq_opts qg = *q;
     qg.group = 0; /* each extracted group is one row of G columns */
     for (int g = 0; g < ng && !rc; g++) {
+        /* the group's L columns (the last group may be shorter than G) */
+        const int L = ptq_pack_group_len(cols, G, g);
         for (int t = 0; t < n; t++)
-            memcpy(xg + (size_t)t * G, X + (size_t)t * step * cols + (size_t)g * G,
-                   (size_t)G * sizeof *xg);
+            memcpy(xg + (size_t)t * L, X + (size_t)t * step * cols + (size_t)g * G,
+                   (size_t)L * sizeof *xg);
         for (int r = 0; r < rows; r++) {
             const float *w = W + (size_t)r * cols + (size_t)g * G;
-            memcpy(wg + (size_t)r * G, w, (size_t)G * sizeof *wg);
+            memcpy(wg + (size_t)r * L, w, (size_t)L * sizeof *wg);
             float m = 0;
-            for (int k = 0; k < G; k++) m = fabsf(w[k]) > m ? fabsf(w[k]) : m;
+            for (int k = 0; k < L; k++) m = fabsf(w[k]) > m ? fabsf(w[k]) : m;
             mx[r] = m;
             best[r] = INFINITY;
         }
         for (int i = 0; i < nsteps && !rc; i++) {
             float p = 1.0f - (float)i / (float)n_grid;
             for (int r = 0; r < rows; r++) cl[r] = p * mx[r];
-            rc = ptq_awq_fake_quant(wg, rows, G, NULL, cl, &qg, cw, e);
+            rc = ptq_awq_fake_quant(wg, rows, L, NULL, cl, &qg, cw, e);
             if (rc) break;
-            for (size_t k = 0; k < (size_t)rows * G; k++) cw[k] -= wg[k];
-            double tt = now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, G, 1.0f, cw, G, xg, G,
+            for (size_t k = 0; k < (size_t)rows * L; k++) cw[k] -= wg[k];
+            double tt = ptq_now();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, L, 1.0f, cw, L, xg, L,
                         0.0f, E, n);
-            tb += now() - tt;
+            tb += ptq_now() - tt;
             for (int r = 0; r < rows; r++) {
                 double err = 0;
                 const float *er = E + (size_t)r * n;
@@ -267,7 +238,7 @@ int ptq_awq_clip_search(const float *W, int rows, int cols, const ptq_gptq_opts 
     }
     free(xg), free(wg), free(cw), free(E), free(mx), free(cl), free(best);
     if (timing) {
-        timing->total += now() - t0;
+        timing->total += ptq_now() - t0;
         timing->blas += tb;
     }
     return rc;
@@ -275,12 +246,13 @@ int ptq_awq_clip_search(const float *W, int rows, int cols, const ptq_gptq_opts 
 
 void ptq_awq_clip_apply(float *W, int rows, int cols, int group, const float *maxval)
 {
-    int G = group ? group : cols, ng = cols / G;
+    int G = group ? group : cols, ng = ptq_pack_ngroups(cols, group);
     for (int r = 0; r < rows; r++)
         for (int g = 0; g < ng; g++) {
             float c = maxval[(size_t)r * ng + g];
             float *w = W + (size_t)r * cols + (size_t)g * G;
-            for (int k = 0; k < G; k++) w[k] = w[k] > c ? c : w[k] < -c ? -c : w[k];
+            int len = ptq_pack_group_len(cols, G, g);
+            for (int k = 0; k < len; k++) w[k] = w[k] > c ? c : w[k] < -c ? -c : w[k];
         }
 }
 

@@ -68,8 +68,9 @@ void ptq_awq_scales(const float *xmean, int cols, float ratio, float *s);
 /* out [rows, cols] = Q(clamp(W diag(s))) diag(1/s): s may be NULL (ones);
  * clip [rows * ngroups] clamps each group of W diag(s) to [-clip, clip]
  * first (NULL: none).  PTQ_EDATA when a group's range does not fit an fp16
- * scale or W is not finite; PTQ_EUSAGE for q->q.mse or a group not dividing
- * cols. */
+ * scale or W is not finite; PTQ_EUSAGE for q->q.mse or a negative group.
+ * ceil(cols / group) groups a row, the last one shorter when the group does
+ * not divide cols (lib/qfmt/pack.h). */
 int ptq_awq_fake_quant(const float *W, int rows, int cols, const float *s, const float *clip,
                        const ptq_gptq_opts *q, float *out, ptq_err *e);
 
@@ -84,18 +85,15 @@ int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw
 
 /* The search for one linear judged by its own output error over the
  * tokens whose Gram matrix is H [cols, cols] (H = sum x x^T up to a
- * factor): loss = sum over rows of (W' - W) H (W' - W)^T, computed with one
- * sgemm per block of 256 rows: the candidate evaluations are GEMM-bound.
- * gptq: round with GPTQ on H (as ptq_awq_lin.H; H must then be full). 
+ * factor, full): loss = sum over rows of (W' - W) H (W' - W)^T, the
+ * measure of the compile report (ptq_quad_err, lib/quant/err_metric.h).
+ * gptq: round with GPTQ on H (as ptq_awq_lin.H).
  * timing may be NULL. */
 int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
                           const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
                           float *s_best, ptq_awq_result *res, ptq_awq_timing *timing,
                           ptq_err *e);
 
-/* sum over rows of (A - B) H (A - B)^T (B NULL: A H A^T); buf [2 * 256 * cols]. */
-double ptq_awq_quad_loss(const float *A, const float *B, int rows, int cols, const float *H,
-                         float *buf, double *blas_seconds);
 
 /* The clipping search for W [rows, cols] (already scaled) with input
  * X [ntok, cols] (already divided by the scales): maxval [rows * ngroups]

@@ -12,7 +12,6 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -174,7 +173,7 @@ int ptq_gptq_prepare(const float *W, float *H, int rows, int cols, const ptq_gpt
             return ptq_fail(e, PTQ_EDATA, "Hessian diagonal [%zu] is negative (%g)", i,
                             (double)H[i * n + i]);
     s->rows = rows, s->cols = cols, s->group = o->group;
-    s->ngroups = o->group ? cols / o->group : 1;
+    s->ngroups = ptq_pack_ngroups(cols, o->group); /* the last group may be shorter */
     s->fixed = o->group == 0 || o->static_groups;
     size_t wn = (size_t)rows * n;
     s->W = malloc(wn * sizeof *s->W);
@@ -202,7 +201,8 @@ int ptq_gptq_prepare(const float *W, float *H, int rows, int cols, const ptq_gpt
         for (int r = 0; r < rows && !rc; r++)
             for (int g = 0; g < s->ngroups && !rc; g++) {
                 ptq_qgrid *gr = &s->grid[(size_t)r * s->ngroups + g];
-                ptq_quant_grid(s->W + (size_t)r * n + (size_t)g * G, G, 1, &o->q, gr);
+                ptq_quant_grid(s->W + (size_t)r * n + (size_t)g * G, ptq_pack_group_len(cols, G, g),
+                               1, &o->q, gr);
                 rc = ptq_int_grid_check(gr, r, g * G, e);
             }
         if (rc) goto out;
@@ -257,11 +257,11 @@ int ptq_gptq_finish(ptq_gptq_state *s, const ptq_gptq_opts *o, ptq_qtensor *out,
 /* End of the block that starts at i1: i1 + block, cut at the start of a
  * group that would not end inside the block (its grid needs the columns
  * after it updated by every earlier column, which the lazy batch has not
- * done yet past i2). */
+ * done yet past i2).  A block ending at cols holds its last group whole. */
 static int block_end(const ptq_gptq_state *s, int block, int i1)
 {
     int i2 = i1 + block < s->cols ? i1 + block : s->cols;
-    if (!s->fixed && s->group > 0) {
+    if (!s->fixed && s->group > 0 && i2 < s->cols) {
         int j = (i2 - 1) / s->group * s->group;
         if (j > i1 && j + s->group > i2) i2 = j;
     }
@@ -280,7 +280,7 @@ static int row_block(ptq_gptq_state *s, const ptq_gptq_opts *o, int r, int i1, i
     for (int i = i1; i < i2; i++) {
         ptq_qgrid *g = ptq_gptq_grid_at(s, r, i);
         if (!s->fixed && i % s->group == 0) {
-            ptq_quant_grid(w + i, s->group, 1, &o->q, g);
+            ptq_quant_grid(w + i, ptq_pack_group_len(cols, s->group, i / s->group), 1, &o->q, g);
             int rc = ptq_int_grid_check(g, r, s->perm[i], e);
             if (rc) return rc;
         }
@@ -308,7 +308,7 @@ typedef struct {
     ptq_err e;
 } worker;
 
-static void *run_worker(void *arg)
+static void run_worker(void *arg)
 {
     worker *wk = arg;
     ptq_gptq_state *s = wk->s;
@@ -317,7 +317,7 @@ static void *run_worker(void *arg)
     if (!err) {
         wk->rc = ptq_fail(&wk->e, PTQ_ENOMEM, "out of memory for GPTQ errors");
         wk->bad_chunk = wk->first;
-        return NULL;
+        return;
     }
     for (int c = wk->first; c < wk->nchunks && !wk->rc; c += wk->step) {
         int r0 = c * PTQ_GPTQ_CHUNK;
@@ -337,11 +337,44 @@ static void *run_worker(void *arg)
         wk->loss[c] = loss;
     }
     free(err);
-    return NULL;
 }
 
-int ptq_gptq(const float *W, float *H, int rows, int cols, const ptq_gptq_opts *o,
-             ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e)
+/* The rows in chunks of PTQ_GPTQ_CHUNK over o->threads workers (default:
+ * the caller's BLAS thread count); chunk losses added in chunk order. */
+static int blocked_loop(ptq_gptq_state *s, const ptq_gptq_opts *o, int nt, double *loss_out,
+                        ptq_err *e)
+{
+    int nchunks = (s->rows + PTQ_GPTQ_CHUNK - 1) / PTQ_GPTQ_CHUNK;
+    int nw = o->threads > 0 ? o->threads : (nt > 0 ? nt : 1);
+    if (nw > nchunks) nw = nchunks;
+    if (nw > PTQ_GPTQ_MAX_WORKERS) nw = PTQ_GPTQ_MAX_WORKERS;
+    double *loss = calloc((size_t)nchunks, sizeof *loss);
+    if (!loss) return ptq_fail(e, PTQ_ENOMEM, "out of memory for GPTQ");
+    worker wk[PTQ_GPTQ_MAX_WORKERS];
+    for (int w = 0; w < nw; w++) {
+        memset(&wk[w], 0, sizeof wk[w]);
+        wk[w].s = s, wk[w].o = o, wk[w].first = w, wk[w].step = nw;
+        wk[w].nchunks = nchunks, wk[w].loss = loss;
+        wk[w].block = o->block > 0 ? o->block : 128;
+    }
+    ptq_par_run(nw, run_worker, wk, sizeof *wk);
+    /* the first failing chunk's message, whatever the number of workers */
+    int bad = nchunks, rc = PTQ_OK;
+    for (int w = 0; w < nw; w++)
+        if (wk[w].rc && wk[w].bad_chunk < bad) {
+            bad = wk[w].bad_chunk;
+            rc = wk[w].rc;
+            if (e) *e = wk[w].e;
+        }
+    double sum = 0.0;
+    for (int c = 0; c < nchunks; c++) sum += loss[c];
+    *loss_out = sum;
+    free(loss);
+    return rc;
+}
+
+int ptq_gptq_run(const float *W, float *H, int rows, int cols, const ptq_gptq_opts *o,
+                 ptq_gptq_loop loop, ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e)
 {
     int nt = ptq_blas_single();
     ptq_gptq_state s;
@@ -350,46 +383,19 @@ int ptq_gptq(const float *W, float *H, int rows, int cols, const ptq_gptq_opts *
         ptq_blas_restore(nt);
         return rc;
     }
-    int nchunks = (rows + PTQ_GPTQ_CHUNK - 1) / PTQ_GPTQ_CHUNK;
-    int nw = o->threads > 0 ? o->threads : (nt > 0 ? nt : 1);
-    if (nw > nchunks) nw = nchunks;
-    if (nw > PTQ_GPTQ_MAX_WORKERS) nw = PTQ_GPTQ_MAX_WORKERS;
-    double *loss = calloc((size_t)nchunks, sizeof *loss);
-    worker wk[PTQ_GPTQ_MAX_WORKERS];
-    pthread_t tid[PTQ_GPTQ_MAX_WORKERS];
-    int started[PTQ_GPTQ_MAX_WORKERS] = {0};
-    if (!loss) {
-        rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for GPTQ");
-        goto out;
-    }
-    for (int w = 0; w < nw; w++) {
-        memset(&wk[w], 0, sizeof wk[w]);
-        wk[w].s = &s, wk[w].o = o, wk[w].first = w, wk[w].step = nw;
-        wk[w].nchunks = nchunks, wk[w].loss = loss;
-        wk[w].block = o->block > 0 ? o->block : 128;
-    }
-    for (int w = 1; w < nw; w++) started[w] = !pthread_create(&tid[w], NULL, run_worker, &wk[w]);
-    run_worker(&wk[0]);
-    for (int w = 1; w < nw; w++) {
-        if (started[w]) pthread_join(tid[w], NULL);
-        else run_worker(&wk[w]);
-    }
-    /* the first failing chunk's message, whatever the number of workers */
-    int bad = nchunks;
-    for (int w = 0; w < nw; w++)
-        if (wk[w].rc && wk[w].bad_chunk < bad) {
-            bad = wk[w].bad_chunk;
-            rc = wk[w].rc;
-            if (e) *e = wk[w].e;
-        }
+    double loss = 0.0;
+    rc = loop(&s, o, nt, &loss, e);
     if (!rc) {
-        rep->loss = 0.0;
-        for (int c = 0; c < nchunks; c++) rep->loss += loss[c];
+        rep->loss = loss;
         rc = ptq_gptq_finish(&s, o, out, e);
     }
-out:
-    free(loss);
     ptq_gptq_state_free(&s);
     ptq_blas_restore(nt);
     return rc;
+}
+
+int ptq_gptq(const float *W, float *H, int rows, int cols, const ptq_gptq_opts *o,
+             ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e)
+{
+    return ptq_gptq_run(W, H, rows, cols, o, blocked_loop, out, rep, e);
 }

@@ -13,7 +13,9 @@
 
 typedef struct ptq_gptq_opts {
     ptq_quant_opts q;   /* bits, sym, mse */
-    int group;          /* 0 = per output channel, else 32/64/128/... dividing cols */
+    int group;          /* 0 = per output channel, else 32/64/128/...: ceil(cols / group)
+                           groups a row, the last one shorter when group does
+                           not divide cols */
     int act_order;      /* quantize columns in order of decreasing H diagonal */
     int static_groups;  /* with act_order: groups fixed in original order before
                            the permutation (no g_idx); else g_idx is stored */

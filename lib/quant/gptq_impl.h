@@ -44,7 +44,8 @@ typedef struct ptq_gptq_state {
 int ptq_gptq_prepare(const float *W, float *H, int rows, int cols, const ptq_gptq_opts *o,
                      ptq_gptq_state *s, ptq_gptq_report *rep, ptq_err *e);
 /* The grid that quantizes permuted column i of row r; for a group start
- * (not fixed) computes it first from W[r][i .. i+group). */
+ * (not fixed) computes it first from W[r][i .. i+group) (up to cols: the
+ * last group may be shorter). */
 static inline ptq_qgrid *ptq_gptq_grid_at(ptq_gptq_state *s, int r, int i)
 {
     if (s->group == 0) return &s->grid[(long)r * s->ngroups];
@@ -67,6 +68,15 @@ static inline int ptq_gptq_code(const ptq_qgrid *g, float w, int r, int i, int *
 }
 int ptq_gptq_finish(ptq_gptq_state *s, const ptq_gptq_opts *o, ptq_qtensor *out, ptq_err *e);
 void ptq_gptq_state_free(ptq_gptq_state *s);
+
+/* A column loop: fill s->Q and the grids, set *loss (rep->loss); nt is the
+ * BLAS thread count the caller had (the default worker count). */
+typedef int (*ptq_gptq_loop)(ptq_gptq_state *s, const ptq_gptq_opts *o, int nt, double *loss,
+                             ptq_err *e);
+/* prepare, loop, finish under single-threaded BLAS: ptq_gptq and
+ * ptq_gptq_reference differ only in their loop. */
+int ptq_gptq_run(const float *W, float *H, int rows, int cols, const ptq_gptq_opts *o,
+                 ptq_gptq_loop loop, ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e);
 
 /* Lower-level pieces, exported for the tests: factor the (permuted) H in
  * place into U, upper with U^T U = (H + damp mean(diag) I)^-1, raising the

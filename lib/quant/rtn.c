@@ -13,9 +13,9 @@ int ptq_int_validate(const float *W, int rows, int cols, const ptq_gptq_opts *o,
         return ptq_fail(e, PTQ_EINTERNAL, "weights of shape %d x %d", rows, cols);
     if (o->q.bits < 2 || o->q.bits > 8)
         return ptq_fail(e, PTQ_EUSAGE, "--bits %d: out of range 2..8", o->q.bits);
-    if (o->group < 0 || (o->group > 0 && cols % o->group != 0))
-        return ptq_fail(e, PTQ_EUSAGE, "--group %d does not divide the %d input columns", o->group,
-                        cols);
+    if (o->group < 0 || o->group > PTQ_PACK_MAX_GROUP)
+        return ptq_fail(e, PTQ_EUSAGE, "--group %d: out of range 0..%d", o->group,
+                        PTQ_PACK_MAX_GROUP);
     size_t n = (size_t)rows * (size_t)cols;
     for (size_t i = 0; i < n; i++)
         if (!isfinite(W[i]))
@@ -31,7 +31,7 @@ int ptq_int_alloc(ptq_qtensor *q, int rows, int cols, const ptq_gptq_opts *o, in
     q->rows = rows, q->cols = cols;
     q->bits = o->q.bits;
     q->group = o->group;
-    q->ngroups = o->group ? cols / o->group : 1;
+    q->ngroups = ptq_pack_ngroups(cols, o->group); /* the last group may be shorter */
     q->sym = o->q.sym;
     q->mapped = 0;
     size_t words = (size_t)rows * (size_t)ptq_pack_row_words(cols, o->q.bits);
@@ -68,14 +68,15 @@ int ptq_rtn(const float *W, int rows, int cols, const ptq_gptq_opts *o, ptq_qten
         uint32_t *packed = out->qweight + (size_t)r * words;
         for (int g = 0; g < ng; g++) {
             ptq_qgrid grid;
-            ptq_quant_grid(w + (size_t)g * G, G, 1, &o->q, &grid);
+            int len = ptq_pack_group_len(cols, G, g);
+            ptq_quant_grid(w + (size_t)g * G, len, 1, &o->q, &grid);
             if ((rc = ptq_int_grid_check(&grid, r, g * G, e))) {
                 ptq_qtensor_free(out);
                 return rc;
             }
             out->scales[(size_t)r * ng + g] = grid.scale_f16;
             out->zeros[(size_t)r * ng + g] = grid.zero;
-            for (int k = g * G; k < (g + 1) * G; k++)
+            for (int k = g * G; k < g * G + len; k++)
                 ptq_pack_set(packed, k, o->q.bits, (uint32_t)ptq_quant_code(&grid, w[k]));
         }
     }

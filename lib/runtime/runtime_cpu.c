@@ -1,5 +1,6 @@
 /* runtime_cpu.c - the CPU reference runtime over a bundle (runtime_cpu.h). */
 #include "lib/runtime/runtime_cpu.h"
+#include "formats/gguf.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -8,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "lib/base/dtype.h"
-#include "lib/qfmt/qtensor.h"
+#include "lib/qfmt/qfmt.h"
 
 /* Decode tensor name (of shape rows x cols) into out. */
 static int load(ptq_cpu_model *m, const char *name, int rows, int cols, float *out, ptq_err *e)
@@ -76,7 +77,7 @@ static int cpu_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
         /* activation-quantized: the forward runs the 8-bit product */
         w->aq[i] = NULL;
         if ((rc = ptq_bundle_tensor(&m->b, name, &m->aq[i], e))) return rc;
-        if (m->aq[i].format == PTQ_QF_W8A8 || m->aq[i].format == PTQ_QF_FP8) w->aq[i] = &m->aq[i];
+        if (ptq_qfmt_get(m->aq[i].format)->flags & PTQ_QFMT_ACT) w->aq[i] = &m->aq[i];
         if (w->bias[i]) {
             snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, ptq_linear_name(i));
             if ((rc = load(m, name, 1, r, w->bias[i], e))) return rc;
@@ -120,14 +121,7 @@ int ptq_cpu_open(ptq_cpu_model *m, const char *path, int verify, ptq_err *e)
     memset(m, 0, sizeof *m);
     int rc = ptq_bundle_open(&m->b, path, verify, e);
     if (rc) return rc;
-    uint64_t len;
-    const char *json = ptq_bundle_member_data(&m->b, "config.json", &len);
-    if (!json) {
-        rc = ptq_fail(e, PTQ_EFORMAT, "%s: the bundle has no config.json member", path);
-    } else if ((rc = ptq_config_parse(&m->cfg, json, (size_t)len, "config.json", e))) {
-        ptq_fail_prefix(e, "%s", path);
-    }
-    if (rc) ptq_cpu_close(m);
+    if ((rc = ptq_bundle_config(&m->b, &m->cfg, e))) ptq_cpu_close(m);
     return rc;
 }
 
@@ -148,22 +142,38 @@ void ptq_cpu_weights(ptq_cpu_model *m, ptq_weights *w)
     w->head = cpu_head;
 }
 
-int ptq_cpu_tokenizer(const ptq_cpu_model *m, ptq_tokenizer **t, ptq_err *e)
+int ptq_bundle_tokenizer(const ptq_bundle *b, ptq_tokenizer **t, ptq_err *e)
 {
     uint64_t len, clen = 0;
-    const char *json = ptq_bundle_member_data(&m->b, "tokenizer.json", &len);
-    const char *cfg = ptq_bundle_member_data(&m->b, "tokenizer_config.json", &clen);
+    const char *json = ptq_bundle_member_data(b, "tokenizer.json", &len);
+    const char *cfg = ptq_bundle_member_data(b, "tokenizer_config.json", &clen);
     *t = NULL;
-    if (!json) return ptq_fail(e, PTQ_EFORMAT, "%s: the bundle has no tokenizer.json", m->b.path);
+    if (!json) return ptq_fail(e, PTQ_EFORMAT, "%s: the bundle has no tokenizer.json", b->path);
     int rc = ptq_tok_load_mem(t, json, (size_t)len, cfg, (size_t)clen, "tokenizer.json", e);
-    if (rc) ptq_fail_prefix(e, "%s", m->b.path);
+    if (rc) ptq_fail_prefix(e, "%s", b->path);
+    return rc;
+}
+
+int ptq_cpu_tokenizer(const ptq_cpu_model *m, ptq_tokenizer **t, ptq_err *e)
+{
+    return ptq_bundle_tokenizer(&m->b, t, e);
+}
+
+int ptq_bundle_file_tokenizer(const char *path, ptq_tokenizer **t, ptq_err *e)
+{
+    ptq_bundle b;
+    *t = NULL;
+    int rc = ptq_bundle_open(&b, path, 0, e);
+    if (rc) return rc;
+    rc = ptq_bundle_tokenizer(&b, t, e);
+    ptq_bundle_close(&b);
     return rc;
 }
 
 int ptq_path_is_bundle(const char *path)
 {
     struct stat sb;
-    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && !ptq_gguf_is(path);
 }
 
 int ptq_model_src_open(ptq_model_src *s, const char *path, ptq_err *e)

@@ -35,6 +35,10 @@ void ptq_cpu_close(ptq_cpu_model *m);
 void ptq_cpu_weights(ptq_cpu_model *m, ptq_weights *w);
 /* The tokenizer stored in the bundle (tokenizer.json + tokenizer_config.json). */
 int ptq_cpu_tokenizer(const ptq_cpu_model *m, ptq_tokenizer **t, ptq_err *e);
+/* The same from an open bundle, and from the bundle at path (opened without
+ * verification, for a caller whose model load verifies it). */
+int ptq_bundle_tokenizer(const ptq_bundle *b, ptq_tokenizer **t, ptq_err *e);
+int ptq_bundle_file_tokenizer(const char *path, ptq_tokenizer **t, ptq_err *e);
 
 /* "A model or a bundle": path is a checkpoint directory or a .ptq file (any
  * regular file is tried as a bundle).  Gives a ptq_weights provider and the

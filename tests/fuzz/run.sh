@@ -3,7 +3,7 @@
 #
 #   tests/fuzz/run.sh TARGET [SECONDS] [BUILD_DIR]
 #
-# TARGET is fuzz_safetensors, fuzz_config, fuzz_tokenizer or fuzz_bundle.  The targets are
+# TARGET is fuzz_safetensors, fuzz_config, fuzz_tokenizer, fuzz_bundle or fuzz_gguf.  The targets are
 # built with clang (configure --enable-fuzzing CC=clang) in BUILD_DIR
 # (default /tmp/ptqc-fuzz-build), out of tree, and run for SECONDS (default
 # 60) over a scratch copy of tests/fuzz/corpus/<name>/ (<name> = TARGET
@@ -13,7 +13,7 @@ set -eu
 
 usage() {
     echo "usage: $0 TARGET [SECONDS] [BUILD_DIR]" >&2
-    echo "targets: fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_bundle" >&2
+    echo "targets: fuzz_safetensors fuzz_config fuzz_tokenizer fuzz_bundle fuzz_gguf" >&2
     exit 2
 }
 
@@ -22,7 +22,7 @@ target=$1
 seconds=${2:-60}
 build=${3:-/tmp/ptqc-fuzz-build}
 case $target in
-fuzz_safetensors | fuzz_config | fuzz_tokenizer | fuzz_bundle) ;;
+fuzz_safetensors | fuzz_config | fuzz_tokenizer | fuzz_bundle | fuzz_gguf) ;;
 *) usage ;;
 esac
 case $seconds in

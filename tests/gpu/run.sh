@@ -4,6 +4,10 @@
 #
 #   sh tests/gpu/run.sh [OUTDIR]        (default: $OUT, else ./gpu-results)
 #
+# Environment: PTQC_CUDA_ARCH (the SASS targets, e.g. "90"; default: the
+# GPU's compute capability), PTQC_GPU_DIRECT=1 (skip configure: the direct
+# nvcc build), PTQC_GPU_BUDGET (seconds for all steps, 520).
+#
 # Writes OUTDIR/results.md (device, date, every figure) and one log per step.
 # The GPU machine may lack the dev packages that configure requires (OpenBLAS,
 # LAPACKE, libarchive, cJSON, PCRE2, Check) and has no network, so the script
@@ -12,6 +16,8 @@
 # bench_kernels directly with nvcc, which need only CUDA.  `ptqc bench` and
 # the end-to-end comparison with the CPU runtime need the full build (ptqc
 # compile, eval and run); without it those steps are reported as not run.
+# Both builds compile SASS for this machine's GPU only (nvidia-smi's
+# compute_cap; configure --with-cuda-arch).
 #
 # End to end (full build): a W4 GPTQ bundle of examples/stories260k; its
 # ptqc-ppl-v1 perplexity on examples/stories-eval.txt from `ptqc eval` on the
@@ -58,29 +64,47 @@ say ""
 say "## Steps"
 [ -n "$NVCC" ] || { say "nvcc not found: nothing can be built"; exit 1; }
 
-# ---- 1. full build (configure), else direct nvcc builds
+# ---- 1. full build (configure), else direct nvcc builds; SASS for this GPU only
+# (compute capability from nvidia-smi, e.g. 9.0 -> 90), which keeps the nvcc
+# time of the build to one target instead of configure's default list
+ARCH=${PTQC_CUDA_ARCH:-$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '. ')}
+case "$ARCH" in ''|*[!0-9\ ]*) ARCH="80 90" ;; esac
+say "- CUDA targets: $ARCH"
+GENCODE=""
+for a in $ARCH; do GENCODE="$GENCODE -gencode arch=compute_$a,code=sm_$a"; done
 FULL=0
-if ( cd "$SRC" && { [ -x configure ] || autoreconf -fi; } ) > "$OUTDIR/autoreconf.log" 2>&1 &&
-   ( cd "$B" && "$SRC/configure" -q --with-cuda ) > "$OUTDIR/configure.log" 2>&1; then
+if [ -z "${PTQC_GPU_DIRECT:-}" ] && ( cd "$SRC" && { [ -x configure ] || autoreconf -fi; } ) > "$OUTDIR/autoreconf.log" 2>&1 &&
+   ( cd "$B" && "$SRC/configure" -q --with-cuda --with-cuda-arch="$ARCH" ) > "$OUTDIR/configure.log" 2>&1; then
     if step make 420 make -C "$B" -j16 all tests/check_cuda tests/check_cuda_decode bench/bench_kernels; then FULL=1; fi
 else
     say "- configure failed (see configure.log): direct nvcc build"
 fi
 CUDA_INC=$(dirname "$(dirname "$NVCC")")/include
 CC=${CC:-cc}
-NV="$NVCC -std=c++17 -O3 -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 -I$SRC -I$B"
+NV="$NVCC -std=c++17 -O3 $GENCODE -I$SRC -I$B"
 if [ $FULL = 1 ]; then
     CHECK="$B/tests/check_cuda"; BENCHK="$B/bench/bench_kernels"; PTQC="$B/src/ptqc"
 else
-    mkdir -p "$B/direct"
+    # the kernels (lib/cuda), the test-only kernel, the CPU references
+    # (lib/cuda/ref) and the checks (tests/gpu): the same files as tests/check_cuda
+    D="$B/direct"
+    mkdir -p "$D"
     : > "$B/config.h"
+    KOBJ="$D/gemv_int.o $D/gemm_int.o $D/dense.o $D/layers.o"
+    COBJ="$D/common.o $D/int_linear.o $D/dense_check.o $D/layers_check.o $D/int_ref.o $D/dense_ref.o $D/layers_ref.o"
+    CCF="-std=c11 -O2 -D_GNU_SOURCE -I$SRC -I$B -I$CUDA_INC"
     step nvcc-build 420 sh -c "
-        for f in gemv_int gemm_int dense layers; do $NV -c -o $B/direct/\$f.o $SRC/lib/\$f.cu & done; wait &&
-        $CC -std=c11 -O2 -D_GNU_SOURCE -I$SRC -I$B -I$CUDA_INC -c -o $B/direct/cases.o $SRC/tests/gpu/cases.c &&
-        $CC -std=c11 -O2 -I$SRC -I$B -c -o $B/direct/standalone.o $SRC/tests/gpu/standalone.c &&
-        $NV -o $B/direct/standalone $B/direct/standalone.o $B/direct/cases.o $B/direct/gemv_int.o $B/direct/gemm_int.o $B/direct/dense.o $B/direct/layers.o -lcublas &&
-        $NV -o $B/direct/bench_kernels $SRC/bench/bench_kernels.cu $B/direct/gemv_int.o $B/direct/gemm_int.o $B/direct/dense.o $B/direct/layers.o -lcublas" || status=1
-    CHECK="$B/direct/standalone"; BENCHK="$B/direct/bench_kernels"; PTQC=""
+        for f in gemv_int gemm_int dense layers; do $NV -c -o $D/\$f.o $SRC/lib/cuda/\$f.cu & done
+        $NV -c -o $D/dense_naive.o $SRC/tests/gpu/dense_naive.cu & wait &&
+        $CC $CCF -c -o $D/common.o $SRC/tests/gpu/common.c &&
+        $CC $CCF -c -o $D/int_linear.o $SRC/tests/gpu/int_linear.c &&
+        $CC $CCF -c -o $D/dense_check.o $SRC/tests/gpu/dense.c &&
+        $CC $CCF -c -o $D/layers_check.o $SRC/tests/gpu/layers.c &&
+        for r in int_ref dense_ref layers_ref; do $CC $CCF -c -o $D/\$r.o $SRC/lib/cuda/ref/\$r.c || exit 1; done &&
+        $CC $CCF -c -o $D/standalone.o $SRC/tests/gpu/standalone.c &&
+        $NV -o $D/standalone $D/standalone.o $COBJ $D/dense_naive.o $KOBJ -lcublas &&
+        $NV -o $D/bench_kernels $SRC/bench/bench_kernels.cu $KOBJ -lcublas" || status=1
+    CHECK="$D/standalone"; BENCHK="$D/bench_kernels"; PTQC=""
 fi
 STORIES="$SRC/../shared/models/stories260k/model.safetensors"
 [ -f "$STORIES" ] || STORIES="$SRC/examples/stories260k/model.safetensors"

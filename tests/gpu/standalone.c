@@ -1,5 +1,6 @@
-/* standalone.c - the GPU kernel tests without Check (tests/gpu/run.sh builds
- * this with nvcc when the full configure cannot run on the GPU machine).
+/* standalone.c - the GPU kernel checks (tests/gpu/cases.h) without Check:
+ * tests/gpu/run.sh builds this with nvcc and cc alone when the full
+ * configure cannot run on the GPU machine.
  * Usage: standalone [model.safetensors]; exit 0 all passed, 1 a failure,
  * 77 no CUDA device. */
 #include <stdio.h>

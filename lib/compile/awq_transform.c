@@ -1,0 +1,61 @@
+/* awq_transform.c - the AWQ transform of the method table: its layer step
+ * (lib/compile/awq_step.h), report entries, settings and flag checks
+ * (lib/compile/engine.h). */
+#include <string.h>
+
+#include "lib/base/clock.h"
+#include "lib/compile/engine.h"
+
+/* The AWQ step of layer l: scales searched and folded into lw, clips kept
+ * in s->awq for quantize_linear. */
+int awq_layer_step(cstate *s, int l, ptq_layer_w *lw, const char *folded[2], ptq_err *e)
+{
+    awq_layer_ctx c;
+    memset(&c, 0, sizeof c);
+    int any = 0;
+    for (int i = 0; i < PTQ_NLINEAR; i++) {
+        const lin_plan *p = plan_of(s, l, i);
+        int awq = !p->skip && p->m->transform == PTQ_TF_AWQ;
+        c.q[i] = p->skip ? NULL : &p->q;
+        c.awq[i] = !awq ? 0 : p->m->rounder == PTQ_RD_GPTQ ? 2 : 1;
+        any |= c.awq[i];
+    }
+    if (!any) return PTQ_OK;
+    cs_step(s, l, "awq");
+    c.cfg = s->cfg;
+    c.fwd = s->fwds[0];
+    c.x32 = s->x32;
+    c.hidden = s->hidden;
+    c.T = s->seqlen;
+    c.nsamp = PTQ_AWQ_TOKENS / s->seqlen;
+    if (c.nsamp < 1) c.nsamp = 1;
+    if (c.nsamp > s->nsamples) c.nsamp = s->nsamples;
+    c.chunk = s->chunk;
+    c.n_grid = s->o->awq_grid > 0 ? s->o->awq_grid : PTQ_AWQ_GRID;
+    int rc = awq_layer(&c, lw, &s->awq, e);
+    const char *me = ptq_transforms[PTQ_TF_AWQ].name;
+    if (s->awq.scale[0]) folded[0] = me;
+    if (s->awq.scale[2]) folded[1] = me;
+    return rc;
+}
+
+void awq_entry(const cstate *s, int which, cJSON *entry) { awq_report(&s->awq, which, entry); }
+
+void awq_settings(cJSON *q, const ptq_compile_opts *o)
+{
+    cJSON_AddNumberToObject(q, "awq_grid", o->awq_grid > 0 ? o->awq_grid : PTQ_AWQ_GRID);
+}
+
+int awq_check(const ptq_method *m, const ptq_compile_opts *o, const ptq_flags_given *given,
+              ptq_err *e)
+{
+    if (m->transform == PTQ_TF_AWQ && o->q.q.mse)
+        return ptq_fail(e, PTQ_EUSAGE, "--mse does not apply to --method %s (AWQ searches its "
+                        "own clipping)", m->name);
+    if (m->transform != PTQ_TF_AWQ && given->awq_grid && !o->recipe) {
+        char list[128];
+        ptq_awq_methods(list, sizeof list);
+        return ptq_fail(e, PTQ_EUSAGE, "--awq-grid is an %s option", list);
+    }
+    return PTQ_OK;
+}
