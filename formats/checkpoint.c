@@ -290,10 +290,6 @@ void ptq_ckpt_weights(ptq_checkpoint *ck, ptq_weights *w)
         w->cfg = &ck->cfg;
         return;
     }
-    memset(w, 0, sizeof *w);
-    w->cfg = &ck->cfg;
-    w->ctx = ck;
-    w->layer = ck_layer;
-    w->embed = ck_embed;
-    w->head = ck_head;
+    *w = (ptq_weights){.cfg = &ck->cfg, .ctx = ck,
+                       .layer = ck_layer, .embed = ck_embed, .head = ck_head};
 }

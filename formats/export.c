@@ -152,6 +152,12 @@ int ptq_ex_add(ptq_ex_tensors *t, const char *name, ptq_dtype dt, int64_t d0, in
     return PTQ_OK;
 }
 
+const ptq_st_wtensor *ptq_ex_view(const ptq_ex_tensors *t, int *n)
+{
+    *n = t->n;
+    return t->t;
+}
+
 int ptq_ex_write_st(const ptq_ex_tensors *t, const char *dir, ptq_err *e)
 {
     char *path = ptq_path_join(dir, "model.safetensors");

@@ -54,6 +54,8 @@ void ptq_ex_free(ptq_ex_tensors *t);
  * and becomes t's.  Returns PTQ_ENOMEM (freeing owned data) on failure. */
 int ptq_ex_add(ptq_ex_tensors *t, const char *name, ptq_dtype dt, int64_t d0, int64_t d1,
                const void *data, int own, ptq_err *e);
+/* The tensors so far, in order (*n of them; valid until the next add). */
+const struct ptq_st_wtensor *ptq_ex_view(const ptq_ex_tensors *t, int *n);
 /* Write dir/model.safetensors. */
 int ptq_ex_write_st(const ptq_ex_tensors *t, const char *dir, ptq_err *e);
 /* A dense tensor of b (format PTQ_QF_DENSE) added under its own name. */

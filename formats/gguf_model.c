@@ -217,10 +217,6 @@ int ptq_gguf_model_read(const ptq_gguf_model *m, const ptq_gguf_tensor *t, int h
 
 void ptq_gguf_model_weights(ptq_gguf_model *m, ptq_weights *w)
 {
-    memset(w, 0, sizeof *w);
-    w->cfg = &m->cfg;
-    w->ctx = m;
-    w->layer = gg_layer;
-    w->embed = gg_embed;
-    w->head = gg_head;
+    *w = (ptq_weights){.cfg = &m->cfg, .ctx = m,
+                       .layer = gg_layer, .embed = gg_embed, .head = gg_head};
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "formats/bundle.h"
@@ -24,7 +25,8 @@
 
 static const char run_help[] =
     "Usage: ptqc run BUNDLE --prompt TEXT [-n N] [--temp T] [--top-p P] [--seed S]\n"
-    "                [--device D] [--max-seq L] [--no-verify] [--print-ids] [--ignore-eos]\n"
+    "                [--device D] [--threads N] [--max-seq L] [--no-verify] [--print-ids]\n"
+    "                [--ignore-eos]\n"
     "\n"
     "Generate text from a .ptq bundle on an NVIDIA GPU (sm_80 or later) with the\n"
     "libptqrt runtime, or on the CPU reference runtime with --device cpu.  Prints\n"
@@ -38,6 +40,9 @@ static const char run_help[] =
     "      --seed S        random seed for sampling (default 0)\n"
     "      --device D      cuda (default: CUDA device 0), cuda:N or N (CUDA device N),\n"
     "                      or cpu (the CPU reference runtime)\n"
+    "      --threads N     CPU workers for the packed products of --device cpu, 1..64\n"
+    "                      (default: the number of online CPUs); the same tokens for\n"
+    "                      any N\n"
     "      --max-seq L     KV cache length (default min(max_position_embeddings, 2048))\n"
     "      --no-verify     skip the checksum verification of the bundle\n"
     "      --print-ids     print one line \"ID MARGIN\" per generated token instead of\n"
@@ -67,7 +72,7 @@ typedef struct runner {
 } runner;
 
 static int runner_open(runner *r, const char *path, int cuda, int device, int max_seq, int need,
-                       int verify, uint64_t seed, ptq_err *e)
+                       int verify, uint64_t seed, int threads, ptq_err *e)
 {
     r->cuda = cuda;
     if (cuda) {
@@ -90,6 +95,7 @@ static int runner_open(runner *r, const char *path, int cuda, int device, int ma
         return PTQ_OK;
 #else
         (void)path, (void)device, (void)max_seq, (void)need, (void)verify, (void)seed;
+        (void)threads;
         return ptq_fail(e, PTQ_ENODEV, "ptqc was built without CUDA");
 #endif
     }
@@ -105,7 +111,9 @@ static int runner_open(runner *r, const char *path, int cuda, int device, int ma
     int len = need < r->max_seq ? need : r->max_seq;
     snprintf(r->name, sizeof r->name, "cpu");
     ptq_rng_seed(&r->crng, seed);
-    return ptq_gen_create(&r->g, c, 1, len < 1 ? 1 : len, e);
+    rc = ptq_gen_create(&r->g, c, 1, len < 1 ? 1 : len, e);
+    if (!rc) ptq_gen_set_threads(r->g, threads);
+    return rc;
 }
 
 static void runner_close(runner *r)
@@ -176,7 +184,7 @@ static int parse_device(const char *s, int *cuda, long *ordinal)
 
 typedef struct run_opts {
     const char *path, *prompt;
-    long ntok, seed, device, max_seq;
+    long ntok, seed, device, max_seq, threads;
     double temp, top_p;
     int verify, cuda, print_ids, ignore_eos;
 } run_opts;
@@ -190,7 +198,8 @@ static int parse_opts(int argc, char **argv, run_opts *o)
         {"seed", required_argument, NULL, 's'},   {"device", required_argument, NULL, 'd'},
         {"max-seq", required_argument, NULL, 'L'}, {"no-verify", no_argument, NULL, 'V'},
         {"print-ids", no_argument, NULL, 'I'},    {"ignore-eos", no_argument, NULL, 'E'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"threads", required_argument, NULL, 'j'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     *o = (run_opts){.ntok = 128, .top_p = 1.0, .verify = 1, .cuda = 1};
     int c, rc = 0;
@@ -206,6 +215,7 @@ static int parse_opts(int argc, char **argv, run_opts *o)
             break;
         case 'd': rc = parse_device(optarg, &o->cuda, &o->device); break;
         case 'L': rc = cli_parse_long("run", "--max-seq", optarg, 1, 1 << 20, &o->max_seq); break;
+        case 'j': rc = cli_parse_long("run", "--threads", optarg, 1, 64, &o->threads); break;
         case 'V': o->verify = 0; break;
         case 'I': o->print_ids = 1; break;
         case 'E': o->ignore_eos = 1; break;
@@ -217,6 +227,10 @@ static int parse_opts(int argc, char **argv, run_opts *o)
     if (optind != argc - 1) return cli_usage_error("run", "expected one BUNDLE argument");
     if (!o->prompt) return cli_usage_error("run", "--prompt TEXT is required");
     o->path = argv[optind];
+    if (!o->threads) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o->threads = n < 1 ? 1 : n > 64 ? 64 : n;
+    }
     return 0;
 }
 
@@ -283,7 +297,8 @@ static int run_model(const run_opts *o, ptq_tokenizer *tok, const int32_t *ids, 
     memset(&r, 0, sizeof r);
     double t0 = ptq_now();
     int rc = runner_open(&r, o->path, o->cuda, (int)o->device, (int)o->max_seq,
-                         (int)(nids + (size_t)o->ntok), o->verify, (uint64_t)o->seed, e);
+                         (int)(nids + (size_t)o->ntok), o->verify, (uint64_t)o->seed,
+                         (int)o->threads, e);
     if (!rc && nids > (size_t)r.max_seq)
         rc = ptq_fail(e, PTQ_EUSAGE, "the prompt of %zu tokens is longer than the KV cache (%d)",
                       nids, r.max_seq);

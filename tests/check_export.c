@@ -228,6 +228,15 @@ static cJSON *read_json(const char *dir, const char *name)
     return j;
 }
 
+/* read_json of tmp/sub (an export's output) */
+static cJSON *read_out(const char *sub, const char *name)
+{
+    char *d = tu_fmt("%s/%s", tmp, sub);
+    cJSON *j = read_json(d, name);
+    free(d);
+    return j;
+}
+
 static void no_tmp_left(void)
 {
     DIR *d = opendir(tmp);
@@ -347,21 +356,17 @@ START_TEST(test_w4_g32_sym)
     ck_assert_int_eq(export_and_compare(b, CT, "ct"), 35);
     ck_assert_int_eq(export_and_compare(b, GPTQ, "gptq"), 35);
     ck_assert_int_eq(export_and_compare(b, AWQ, "awq"), 35);
-    char *d = tu_fmt("%s/gptq", tmp);
-    cJSON *qc = read_json(d, "quantize_config.json");
+    cJSON *qc = read_out("gptq", "quantize_config.json");
     ck_assert_int_eq((int)tu_json_num(qc, "bits"), 4);
     ck_assert_int_eq((int)tu_json_num(qc, "group_size"), 32);
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(qc, "sym")));
     ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(qc, "desc_act")));
     cJSON_Delete(qc);
-    free(d);
-    d = tu_fmt("%s/awq", tmp);
-    cJSON *cfg = read_json(d, "config.json");
+    cJSON *cfg = read_out("awq", "config.json");
     const cJSON *a = cJSON_GetObjectItem(cfg, "quantization_config");
     ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(a, "version")), "gemm");
     ck_assert_int_eq((int)tu_json_num(a, "group_size"), 32);
     cJSON_Delete(cfg);
-    free(d);
     free(b);
 }
 END_TEST
@@ -371,8 +376,7 @@ START_TEST(test_w4_g32_asym)
     char *b = compile("w4g32a", "--method rtn --bits 4 --group 32 --asym " QUICK);
     ck_assert_int_eq(export_and_compare(b, CT, "ct"), 35);
     ck_assert_int_eq(export_and_compare(b, AWQ, "awq"), 35);
-    char *d = tu_fmt("%s/ct", tmp);
-    cJSON *cfg = read_json(d, "config.json");
+    cJSON *cfg = read_out("ct", "config.json");
     const cJSON *w = cJSON_GetObjectItem(
         cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(cfg, "quantization_config"),
                                                 "config_groups"),
@@ -381,7 +385,6 @@ START_TEST(test_w4_g32_asym)
     ck_assert(cJSON_IsFalse(cJSON_GetObjectItem(w, "symmetric")));
     ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(w, "strategy")), "group");
     cJSON_Delete(cfg);
-    free(d);
     /* gptq v1 holds zero - 1: exact unless a zero point is 0, then refused by name */
     ptq_bundle bb;
     ptq_err e = {0};
@@ -408,11 +411,9 @@ START_TEST(test_w8_per_channel)
     char *b = compile("w8c", "--method rtn --bits 8 --group 0 " QUICK);
     ck_assert_int_eq(export_and_compare(b, CT, "ct"), 35);
     ck_assert_int_eq(export_and_compare(b, GPTQ, "gptq"), 35);
-    char *d = tu_fmt("%s/gptq", tmp);
-    cJSON *qc = read_json(d, "quantize_config.json");
+    cJSON *qc = read_out("gptq", "quantize_config.json");
     ck_assert_int_eq((int)tu_json_num(qc, "group_size"), -1);
     cJSON_Delete(qc);
-    free(d);
     expect_refused(b, "awq", "awq", "AWQ GEMM is 4-bit only");
     free(b);
 }
@@ -434,11 +435,9 @@ START_TEST(test_act_order)
     char *b = compile("ao", "--method gptq --bits 4 --group 32 --act-order " QUICK);
     ck_assert_int_eq(export_and_compare(b, GPTQ, "gptq"), 35);
     ck_assert_int_eq(export_and_compare(b, CT, "ct"), 35);
-    char *d = tu_fmt("%s/gptq", tmp);
-    cJSON *qc = read_json(d, "quantize_config.json");
+    cJSON *qc = read_out("gptq", "quantize_config.json");
     ck_assert(cJSON_IsTrue(cJSON_GetObjectItem(qc, "desc_act")));
     cJSON_Delete(qc);
-    free(d);
     expect_refused(b, "awq", "awq", "AWQ GEMM has no g_idx");
     free(b);
 }
@@ -449,8 +448,7 @@ static void ct_a8(const char *name, const char *flags, const char *format, const
 {
     char *b = compile(name, flags);
     ck_assert_int_eq(export_and_compare(b, CT, name), 35);
-    char *d = tu_fmt("%s/%s", tmp, name);
-    cJSON *cfg = read_json(d, "config.json");
+    cJSON *cfg = read_out(name, "config.json");
     const cJSON *qc = cJSON_GetObjectItem(cfg, "quantization_config");
     ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(qc, "format")), format);
     const cJSON *a = cJSON_GetObjectItem(
@@ -458,7 +456,6 @@ static void ct_a8(const char *name, const char *flags, const char *format, const
         "input_activations");
     ck_assert_str_eq(cJSON_GetStringValue(cJSON_GetObjectItem(a, "strategy")), strategy);
     cJSON_Delete(cfg);
-    free(d);
     free(b);
 }
 
@@ -508,22 +505,18 @@ START_TEST(test_skip)
     char *b = compile("skip", "--method rtn --bits 4 --group 32 --skip 'model.layers.0.mlp.*' " QUICK);
     ck_assert_int_eq(export_and_compare(b, CT, "ct"), 32);
     ck_assert_int_eq(export_and_compare(b, AWQ, "awq"), 32);
-    char *d = tu_fmt("%s/ct", tmp);
-    cJSON *cfg = read_json(d, "config.json");
+    cJSON *cfg = read_out("ct", "config.json");
     char *ig = cJSON_PrintUnformatted(
         cJSON_GetObjectItem(cJSON_GetObjectItem(cfg, "quantization_config"), "ignore"));
     ck_assert_msg(strstr(ig, "\"model.layers.0.mlp.up_proj\"") && strstr(ig, "\"lm_head\""), "%s", ig);
     free(ig);
     cJSON_Delete(cfg);
-    free(d);
-    d = tu_fmt("%s/awq", tmp);
-    cfg = read_json(d, "config.json");
+    cfg = read_out("awq", "config.json");
     ig = cJSON_PrintUnformatted(cJSON_GetObjectItem(
         cJSON_GetObjectItem(cfg, "quantization_config"), "modules_to_not_convert"));
     ck_assert_msg(strstr(ig, "\"model.layers.0.mlp.gate_proj\""), "%s", ig);
     free(ig);
     cJSON_Delete(cfg);
-    free(d);
     expect_refused(b, "gptq", "gptq", "model.layers.0.mlp.gate_proj.weight: kept unquantized");
     free(b);
 }

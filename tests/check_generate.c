@@ -3,11 +3,16 @@
 #include <check.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "formats/checkpoint.h"
+#include "lib/base/half.h"
 #include "lib/model/generate.h"
+#include "lib/qfmt/gemv_int.h"
+#include "lib/qfmt/pack.h"
+#include "lib/runtime/runtime_cpu.h"
 #include "tests/testutil.h"
 
 /* Golden: logits.f32 [T, V] of llama2.c run.c (float32, one token at a time
@@ -177,6 +182,172 @@ START_TEST(data_free_samples)
 }
 END_TEST
 
+/* ---- the packed GEMV (lib/qfmt/gemv_int.h) ---- */
+
+/* A random PTQ_QF_INT tensor: codes uniform, zeros 2^(b-1) (sym) or uniform,
+ * scales in +-[0.01, 0.1) as fp16; act_order: g_idx = a random permutation's
+ * column / G (every group non-empty, columns of a group scattered). */
+static void rand_int_tensor(ptq_qtensor *q, int rows, int cols, int bits, int G, int sym,
+                            int act_order, uint64_t *rs)
+{
+    memset(q, 0, sizeof *q);
+    q->format = PTQ_QF_INT;
+    q->rows = rows, q->cols = cols, q->bits = bits, q->group = G, q->sym = sym;
+    q->ngroups = ptq_pack_ngroups(cols, G);
+    size_t rw = (size_t)ptq_pack_row_words(cols, bits), ng = (size_t)q->ngroups;
+    q->qweight = calloc((size_t)rows * rw, sizeof(uint32_t));
+    q->scales = malloc(sizeof(uint16_t) * rows * ng);
+    q->zeros = malloc((size_t)rows * ng);
+    ck_assert(q->qweight && q->scales && q->zeros);
+    uint32_t top = 1u << bits;
+    for (int r = 0; r < rows; r++) {
+        for (int k = 0; k < cols; k++)
+            ptq_pack_set(q->qweight + r * rw, k, bits, (uint32_t)(tu_rng_next(rs) % top));
+        for (size_t g = 0; g < ng; g++) {
+            float s = (float)(0.01 + 0.09 * tu_rng_unif(rs));
+            q->scales[r * ng + g] = ptq_f32_to_f16(tu_rng_next(rs) & 1 ? s : -s);
+            q->zeros[r * ng + g] = (uint8_t)(sym ? top / 2 : tu_rng_next(rs) % top);
+        }
+    }
+    if (act_order && G) {
+        q->g_idx = malloc(sizeof(int32_t) * cols);
+        int *perm = malloc(sizeof(int) * cols);
+        ck_assert(q->g_idx && perm);
+        for (int k = 0; k < cols; k++) perm[k] = k;
+        for (int k = cols - 1; k > 0; k--) {
+            int j = (int)(tu_rng_next(rs) % (uint64_t)(k + 1)), t = perm[k];
+            perm[k] = perm[j], perm[j] = t;
+        }
+        for (int k = 0; k < cols; k++) q->g_idx[k] = perm[k] / G;
+        free(perm);
+    }
+}
+
+/* The bound of gemv_int.h: 2 (n + 2) u sum_k |s| (|q| + |z|) |x|, u = 2^-24. */
+static double gemv_bound(const ptq_qtensor *q, int r, const float *x)
+{
+    size_t rw = (size_t)ptq_pack_row_words(q->cols, q->bits);
+    double m = 0;
+    for (int k = 0; k < q->cols; k++) {
+        int g = q->g_idx ? q->g_idx[k] : q->group ? k / q->group : 0;
+        double s = fabs(ptq_f16_to_f32(q->scales[(size_t)r * q->ngroups + g]));
+        double z = q->zeros[(size_t)r * q->ngroups + g];
+        m += s * (ptq_pack_get(q->qweight + r * rw, k, q->bits) + z) * fabs(x[k]);
+    }
+    return 2.0 * (q->cols + 2) * ldexp(1.0, -24) * m;
+}
+
+START_TEST(gemv_int_matches_reference)
+{
+    static const int bits[] = {2, 3, 4, 8}, groups[] = {0, 32, 48, 128};
+    uint64_t rs = 2024;
+    int rows = 37, cols = 300; /* 300 = 9 blocks + 12; groups 32/48/128 end short */
+    float *x = malloc(sizeof(float) * cols), *ref = malloc(sizeof(float) * rows),
+          *y1 = malloc(sizeof(float) * rows), *y3 = malloc(sizeof(float) * rows);
+    ptq_err e;
+    for (int bi = 0; bi < 4; bi++)
+        for (int gi = 0; gi < 4; gi++)
+            for (int sym = 0; sym < 2; sym++)
+                for (int ao = 0; ao < 1 + (groups[gi] > 0); ao++) {
+                    ptq_qtensor q;
+                    rand_int_tensor(&q, rows, cols, bits[bi], groups[gi], sym, ao, &rs);
+                    for (int k = 0; k < cols; k++) x[k] = tu_rng_normal(&rs);
+                    ck_assert_msg(ptq_gemv_int_ref(&q, x, ref, &e) == 0, "%s", e.msg);
+                    ck_assert_msg(ptq_gemv_int(&q, x, y1, 1, &e) == 0, "%s", e.msg);
+                    ck_assert_msg(ptq_gemv_int(&q, x, y3, 3, &e) == 0, "%s", e.msg);
+                    ck_assert_mem_eq(y1, y3, sizeof(float) * rows);
+                    for (int r = 0; r < rows; r++) {
+                        double d = fabs((double)y1[r] - ref[r]), b = gemv_bound(&q, r, x);
+                        ck_assert_msg(d <= b, "b%d g%d sym%d ao%d row %d: |fast - ref| = %g > %g",
+                                      bits[bi], groups[gi], sym, ao, r, d, b);
+                        if (ao) ck_assert_float_eq(y1[r], ref[r]); /* same order */
+                    }
+                    ptq_qtensor_free(&q);
+                }
+    /* not an int tensor */
+    ptq_qtensor d = {.format = PTQ_QF_DENSE, .rows = 1, .cols = 1, .dtype = PTQ_DT_F32,
+                     .data = x};
+    ck_assert_int_ne(ptq_gemv_int(&d, x, y1, 1, &e), 0);
+    free(x); free(ref); free(y1); free(y3);
+}
+END_TEST
+
+/* The CPU runtime over a stories260k W4 bundle with short last groups: the
+ * batch-1 decoder runs the packed GEMV (the provider hands q[], no widened
+ * linear) and its logits follow ptq_forward's (dequantize + sgemm) within
+ * summation-order noise with the same greedy tokens; --threads 1 and 2 give
+ * the same bits. */
+enum { GEN_PROMPT = 8, GEN_NEW = 24, GEN_T = GEN_PROMPT + GEN_NEW };
+
+static void greedy(ptq_weights *w, int threads, int32_t *tok, float *lg)
+{
+    ptq_err e;
+    ptq_gen *g;
+    int V = w->cfg->vocab;
+    ck_assert_int_eq(ptq_gen_create(&g, w->cfg, 1, GEN_T, &e), 0);
+    ptq_gen_set_threads(g, threads);
+    for (int t = 0; t < GEN_T; t++) {
+        ck_assert_msg(ptq_gen_step(g, w, tok + t, t, lg + (size_t)t * V, &e) == 0, "%s", e.msg);
+        if (t + 1 >= GEN_PROMPT && t + 1 < GEN_T) {
+            float best = -INFINITY;
+            for (int i = 0; i < V; i++)
+                if (lg[(size_t)t * V + i] > best) best = lg[(size_t)t * V + i], tok[t + 1] = i;
+        }
+    }
+    ptq_gen_free(g);
+}
+
+START_TEST(packed_decode_w4)
+{
+    char *dir = tu_tmpdir(), *model = tu_src("examples/stories260k");
+    char *path = tu_fmt("%s/w4.ptq", dir);
+    tu_compile_ok(model, path, NULL, "--method rtn --bits 4 --group 48", 0);
+    ptq_cpu_model m;
+    ptq_err e;
+    ck_assert_msg(ptq_cpu_open(&m, path, 1, &e) == 0, "%s", e.msg);
+    ptq_weights w;
+    ptq_cpu_weights(&m, &w);
+    ptq_layer_w lw;
+    ck_assert_int_eq(ptq_layer_w_alloc(&lw, w.cfg, &e), 0);
+    lw.want_packed = 1;
+    ck_assert_int_eq(w.layer(w.ctx, 1, &lw, &e), 0);
+    for (int i = 0; i < PTQ_NLINEAR; i++) ck_assert_ptr_nonnull(lw.q[i]);
+    ck_assert_int_eq(lw.q[PTQ_DOWN]->ngroups, 4); /* 172 = 3 x 48 + 28 */
+    ptq_layer_w_free(&lw);
+
+    int V = w.cfg->vocab;
+    int32_t t1[GEN_T] = {1, 400, 32, 77, 5, 300, 12, 9}, t2[GEN_T];
+    memcpy(t2, t1, sizeof t1);
+    float *l1 = malloc(sizeof(float) * GEN_T * V), *l2 = malloc(sizeof(float) * GEN_T * V);
+    float *ref = malloc(sizeof(float) * GEN_T * V);
+    greedy(&w, 1, t1, l1);
+    greedy(&w, 2, t2, l2);
+    ck_assert_mem_eq(t1, t2, sizeof t1);
+    ck_assert_mem_eq(l1, l2, sizeof(float) * GEN_T * V);
+    /* the forward pass (widened layers, sgemm) over the generated sequence */
+    ptq_fwd *f;
+    ck_assert_int_eq(ptq_fwd_create(&f, w.cfg, GEN_T, GEN_T, &e), 0);
+    ck_assert_msg(ptq_forward(f, &w, t1, 1, GEN_T, ref, &e) == 0, "%s", e.msg);
+    ptq_fwd_free(f);
+    double d = 0;
+    for (size_t i = 0; i < (size_t)GEN_T * V; i++) d = fmax(d, fabs((double)l1[i] - ref[i]));
+    printf("packed W4 g48 decode: max |step - forward| = %.3g\n", d);
+    ck_assert_msg(d < 1e-4, "packed decode logits differ from the forward's by %g", d);
+    for (int t = GEN_PROMPT - 1; t + 1 < GEN_T; t++) {
+        const float *r = ref + (size_t)t * V;
+        int am = 0;
+        for (int i = 1; i < V; i++)
+            if (r[i] > r[am]) am = i;
+        ck_assert_msg(am == t1[t + 1], "position %d: generated %d, forward argmax %d", t,
+                      (int)t1[t + 1], am);
+    }
+    free(l1); free(l2); free(ref);
+    ptq_cpu_close(&m);
+    tu_rmrf(dir);
+    free(dir); free(model); free(path);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("generate");
@@ -188,6 +359,8 @@ int main(void)
     tcase_add_test(tc, rng_deterministic);
     tcase_add_test(tc, sampler);
     tcase_add_test(tc, data_free_samples);
+    tcase_add_test(tc, gemv_int_matches_reference);
+    tcase_add_test(tc, packed_decode_w4);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/export.h"
 #include "formats/safetensors.h"
 #include "lib/base/half.h"
 #include "tests/testutil.h"
@@ -134,65 +135,20 @@ void synth_round(synth_model *m, ptq_dtype dt)
 
 /* ------------------------------------------------------------ writing */
 
-typedef struct tlist {
-    int n, cap;
-    ptq_st_wtensor *t;
-    char **names;
-    void **bufs;
-} tlist;
-
-static int tl_add(tlist *tl, const char *name, const float *src, int64_t d0, int64_t d1,
+/* src as a tensor of dt, appended to tl (which owns the converted copy). */
+static int tl_add(ptq_ex_tensors *tl, const char *name, const float *src, int64_t d0, int64_t d1,
                   ptq_dtype dt)
 {
-    if (tl->n == tl->cap) {
-        int cap = tl->cap ? 2 * tl->cap : 64;
-        ptq_st_wtensor *t = realloc(tl->t, sizeof *t * (size_t)cap);
-        if (!t) return -1;
-        tl->t = t;
-        char **nm = realloc(tl->names, sizeof *nm * (size_t)cap);
-        if (!nm) return -1;
-        tl->names = nm;
-        void **b = realloc(tl->bufs, sizeof *b * (size_t)cap);
-        if (!b) return -1;
-        tl->bufs = b;
-        tl->cap = cap;
-    }
     size_t n = (size_t)d0 * (size_t)(d1 ? d1 : 1);
     void *buf = malloc(n * ptq_dtype_size(dt));
-    char *nm = strdup(name);
-    if (!buf || !nm) {
-        free(buf);
-        free(nm);
-        return -1;
-    }
+    if (!buf) return -1;
     for (size_t i = 0; i < n; i++) {
         if (dt == PTQ_DT_F32) ((float *)buf)[i] = src[i];
         else if (dt == PTQ_DT_F16) ((uint16_t *)buf)[i] = ptq_f32_to_f16(src[i]);
         else ((uint16_t *)buf)[i] = ptq_f32_to_bf16(src[i]);
     }
-    ptq_st_wtensor *t = &tl->t[tl->n];
-    memset(t, 0, sizeof *t);
-    t->name = nm;
-    t->dtype = dt;
-    t->ndim = d1 ? 2 : 1;
-    t->shape[0] = d0;
-    t->shape[1] = d1;
-    t->data = buf;
-    tl->names[tl->n] = nm;
-    tl->bufs[tl->n] = buf;
-    tl->n++;
-    return 0;
-}
-
-static void tl_free(tlist *tl)
-{
-    for (int i = 0; i < tl->n; i++) {
-        free(tl->names[i]);
-        free(tl->bufs[i]);
-    }
-    free(tl->t);
-    free(tl->names);
-    free(tl->bufs);
+    ptq_err e;
+    return ptq_ex_add(tl, name, dt, d0, d1, buf, 1, &e) ? -1 : 0;
 }
 
 static int write_config(const ptq_config *c, const char *dir, ptq_dtype dt)
@@ -238,61 +194,64 @@ int synth_write(const synth_model *m, const char *dir, ptq_dtype dt, int shards,
 {
     const ptq_config *c = &m->cfg;
     if (write_config(c, dir, dt)) return ptq_fail(e, PTQ_EOUTPUT, "%s: cannot write config", dir);
-    tlist tl = {0};
+    ptq_ex_tensors *tl = ptq_ex_new();
+    if (!tl) return ptq_fail(e, PTQ_ENOMEM, "synth: out of memory");
     char name[256];
     int bad = 0;
-    bad |= tl_add(&tl, "model.embed_tokens.weight", m->embed, c->vocab, c->hidden, dt);
+    bad |= tl_add(tl, "model.embed_tokens.weight", m->embed, c->vocab, c->hidden, dt);
     for (int l = 0; l < c->n_layers && !bad; l++) {
         const ptq_layer_w *w = &m->layers[l];
         snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        bad |= tl_add(&tl, name, w->attn_norm, c->hidden, 0, dt);
+        bad |= tl_add(tl, name, w->attn_norm, c->hidden, 0, dt);
         snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        bad |= tl_add(&tl, name, w->mlp_norm, c->hidden, 0, dt);
+        bad |= tl_add(tl, name, w->mlp_norm, c->hidden, 0, dt);
         for (int i = 0; i < PTQ_NLINEAR; i++) {
             int r, k;
             ptq_linear_shape(c, i, &r, &k);
             snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, ptq_linear_name(i));
-            bad |= tl_add(&tl, name, w->w[i], r, k, dt);
+            bad |= tl_add(tl, name, w->w[i], r, k, dt);
             if (w->bias[i]) {
                 snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, ptq_linear_name(i));
-                bad |= tl_add(&tl, name, w->bias[i], r, 0, dt);
+                bad |= tl_add(tl, name, w->bias[i], r, 0, dt);
             }
         }
     }
-    bad |= tl_add(&tl, "model.norm.weight", m->norm, c->hidden, 0, dt);
-    if (m->lm_head && !bad) bad |= tl_add(&tl, "lm_head.weight", m->lm_head, c->vocab, c->hidden, dt);
+    bad |= tl_add(tl, "model.norm.weight", m->norm, c->hidden, 0, dt);
+    if (m->lm_head && !bad) bad |= tl_add(tl, "lm_head.weight", m->lm_head, c->vocab, c->hidden, dt);
     if (bad) {
-        tl_free(&tl);
+        ptq_ex_free(tl);
         return ptq_fail(e, PTQ_ENOMEM, "synth: out of memory");
     }
+    int nt;
+    const ptq_st_wtensor *t = ptq_ex_view(tl, &nt);
     char path[4096];
     int rc = PTQ_OK;
     if (shards <= 1) {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
-        rc = ptq_st_write(path, tl.t, tl.n, e);
+        rc = ptq_st_write(path, t, nt, e);
     } else {
-        int half = tl.n / 2;
+        int half = nt / 2;
         snprintf(path, sizeof path, "%s/%s", dir, shard_name(0));
-        rc = ptq_st_write(path, tl.t, half, e);
+        rc = ptq_st_write(path, t, half, e);
         snprintf(path, sizeof path, "%s/%s", dir, shard_name(1));
-        if (!rc) rc = ptq_st_write(path, tl.t + half, tl.n - half, e);
+        if (!rc) rc = ptq_st_write(path, t + half, nt - half, e);
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
         FILE *f = rc ? NULL : fopen(path, "w");
         if (!rc && !f) rc = ptq_fail(e, PTQ_EOUTPUT, "%s: cannot write", path);
         if (f) {
             size_t total = 0;
-            for (int i = 0; i < tl.n; i++)
-                total += (size_t)tl.t[i].shape[0] * (size_t)(tl.t[i].ndim == 2 ? tl.t[i].shape[1] : 1) *
+            for (int i = 0; i < nt; i++)
+                total += (size_t)t[i].shape[0] * (size_t)(t[i].ndim == 2 ? t[i].shape[1] : 1) *
                          ptq_dtype_size(dt);
             fprintf(f, "{\n  \"metadata\": {\"total_size\": %zu},\n  \"weight_map\": {\n", total);
-            for (int i = 0; i < tl.n; i++)
-                fprintf(f, "    \"%s\": \"%s\"%s\n", tl.t[i].name, shard_name(i >= half),
-                        i + 1 < tl.n ? "," : "");
+            for (int i = 0; i < nt; i++)
+                fprintf(f, "    \"%s\": \"%s\"%s\n", t[i].name, shard_name(i >= half),
+                        i + 1 < nt ? "," : "");
             fprintf(f, "  }\n}\n");
             if (fclose(f)) rc = ptq_fail(e, PTQ_EOUTPUT, "%s: cannot write", path);
         }
     }
-    tl_free(&tl);
+    ptq_ex_free(tl);
     return rc;
 }
 

@@ -31,6 +31,7 @@
 
 #include <cblas.h>
 #include "lib/model/forward_ops.h"
+#include "lib/qfmt/gemv_int.h"
 #include "lib/qfmt/kvq.h"
 #include "lib/qfmt/w8a8.h"
 #include <math.h>
@@ -188,11 +189,17 @@ static void linear(float *y, const float *x, const float *W, const float *bias, 
 int ptq_layer_linear(const ptq_layer_w *w, int i, float *y, const float *x, int N, int rows,
                         int cols, ptq_err *e)
 {
-    if (!w->aq[i]) {
+    int rc = PTQ_OK;
+    if (w->q[i]) { /* packed integer weights: one GEMV per row of x */
+        for (int r = 0; r < N && !rc; r++)
+            rc = ptq_gemv_int(w->q[i], x + (size_t)r * cols, y + (size_t)r * rows,
+                              w->threads, e);
+    } else if (!w->aq[i]) {
         linear(y, x, w->w[i], w->bias[i], N, rows, cols);
         return PTQ_OK;
+    } else {
+        rc = ptq_a8_linear(w->aq[i], x, N, y, e);
     }
-    int rc = ptq_a8_linear(w->aq[i], x, N, y, e);
     if (!rc && w->bias[i])
         for (int r = 0; r < N; r++)
             for (int k = 0; k < rows; k++) y[(size_t)r * rows + k] += w->bias[i][k];

@@ -5,7 +5,11 @@
  * FP8 tensors), and the int8 KV cache: a layer with kv_scale keeps its keys
  * and values as int8 codes (lib/qfmt/kvq.h) and reads code * scale, the values
  * ptq_kv_int8 gives ptq_forward; other layers keep float32.  A layer's cache
- * is allocated at its first step, when the provider says which kind it is. */
+ * is allocated at its first step, when the provider says which kind it is.
+ * At batch 1 the decoder asks the provider for packed layers (arch.h's
+ * want_packed): integer linears then run as lib/qfmt/gemv_int.h's fused
+ * dequantize + GEMV over the bundle's bytes, never widened.  The final norm
+ * and lm_head are widened once, at the first step. */
 #include "lib/model/generate.h"
 
 #include <math.h>
@@ -18,6 +22,8 @@
 struct ptq_gen {
     ptq_config cfg;
     int batch, max_len;
+    int threads;      /* workers of the packed GEMV (ptq_gen_set_threads) */
+    int head_ok;      /* norm and lm_head loaded (at the first step) */
     ptq_layer_w w;    /* one widened layer, reused */
     float *norm;      /* [D] final norm */
     float *lm_head;   /* [V, D] */
@@ -45,6 +51,7 @@ int ptq_gen_create(ptq_gen **out, const ptq_config *c, int batch, int max_len, p
     g->cfg = *c;
     g->batch = batch;
     g->max_len = max_len;
+    g->threads = 1;
     int rc = ptq_layer_w_alloc(&g->w, c, e);
     if (rc) {
         free(g);
@@ -80,6 +87,11 @@ int ptq_gen_create(ptq_gen **out, const ptq_config *c, int batch, int max_len, p
     ptq_rope_tables(c, max_len, g->cos_t, g->sin_t);
     *out = g;
     return PTQ_OK;
+}
+
+void ptq_gen_set_threads(ptq_gen *g, int threads)
+{
+    g->threads = threads < 1 ? 1 : threads;
 }
 
 void ptq_gen_free(ptq_gen *g)
@@ -140,6 +152,8 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
     float scale = 1.0f / sqrtf((float)hd);
     for (int l = 0; l < c->n_layers; l++) {
         ptq_layer_w *w = &g->w;
+        w->want_packed = B == 1; /* batch 1: multiply by the packed bytes */
+        w->threads = g->threads;
         if ((rc = src->layer(src->ctx, l, w, e)) || (rc = layer_cache(g, l, w->kv_scale != NULL, e)))
             return rc;
         const float *ks = w->kv_scale, *vs = ks ? ks + kvd : NULL;
@@ -213,7 +227,10 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
         if ((rc = ptq_layer_linear(w, PTQ_DOWN, g->xn, g->h1, B, D, NI, e))) return rc;
         for (size_t i = 0; i < (size_t)B * D; i++) g->x[i] += g->xn[i];
     }
-    if ((rc = src->head(src->ctx, g->norm, g->lm_head, e))) return rc;
+    if (!g->head_ok) {
+        if ((rc = src->head(src->ctx, g->norm, g->lm_head, e))) return rc;
+        g->head_ok = 1;
+    }
     ptq_fwd_logits(c, g->norm, g->lm_head, g->x, B, logits, g->scratch);
     return PTQ_OK;
 }

@@ -2,9 +2,11 @@
  * the data-free calibration samples that the FP16 model writes itself.
  *
  * ptq_gen_step feeds one token per sequence at position pos (all sequences in
- * step) and returns next-token logits; layers are widened one at a time
- * through the ptq_weights provider at every step, so memory stays at one
- * layer plus the KV cache.  Its logits equal ptq_forward's on the same prefix
+ * step) and returns next-token logits; layers are fetched one at a time
+ * through the ptq_weights provider at every step (widened to float32, or at
+ * batch 1 handed over packed when the provider can), so memory stays at one
+ * layer plus the KV cache.  The provider must be the same at every step of
+ * one ptq_gen (the head is loaded at the first).  Its logits equal ptq_forward's on the same prefix
  * (up to float summation order).
  */
 #ifndef PTQC_GENERATE_H
@@ -19,6 +21,9 @@ typedef struct ptq_gen ptq_gen;
 
 int ptq_gen_create(ptq_gen **g, const ptq_config *c, int batch, int max_len, ptq_err *e);
 void ptq_gen_free(ptq_gen *g);
+/* Workers for the packed GEMV of batch-1 steps (default 1); the logits are
+ * the same bits for any count. */
+void ptq_gen_set_threads(ptq_gen *g, int threads);
 /* tokens [batch] at position pos (0 = start; caches of earlier positions are
  * kept); logits [batch, vocab]. */
 int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int pos,

@@ -73,11 +73,17 @@ static int cpu_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
         int r, k;
         ptq_linear_shape(c, i, &r, &k);
         snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, ptq_linear_name(i));
-        if ((rc = load(m, name, r, k, w->w[i], e))) return rc;
-        /* activation-quantized: the forward runs the 8-bit product */
         w->aq[i] = NULL;
+        w->q[i] = NULL;
         if ((rc = ptq_bundle_tensor(&m->b, name, &m->aq[i], e))) return rc;
-        if (ptq_qfmt_get(m->aq[i].format)->flags & PTQ_QFMT_ACT) w->aq[i] = &m->aq[i];
+        if (w->want_packed && m->aq[i].format == PTQ_QF_INT && m->aq[i].rows == r &&
+            m->aq[i].cols == k) {
+            w->q[i] = &m->aq[i]; /* decoded by the packed GEMV, never widened */
+        } else {
+            if ((rc = load(m, name, r, k, w->w[i], e))) return rc;
+            /* activation-quantized: the forward runs the 8-bit product */
+            if (ptq_qfmt_get(m->aq[i].format)->flags & PTQ_QFMT_ACT) w->aq[i] = &m->aq[i];
+        }
         if (w->bias[i]) {
             snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, ptq_linear_name(i));
             if ((rc = load(m, name, 1, r, w->bias[i], e))) return rc;
@@ -134,12 +140,8 @@ void ptq_cpu_close(ptq_cpu_model *m)
 
 void ptq_cpu_weights(ptq_cpu_model *m, ptq_weights *w)
 {
-    memset(w, 0, sizeof *w);
-    w->cfg = &m->cfg;
-    w->ctx = m;
-    w->layer = cpu_layer;
-    w->embed = cpu_embed;
-    w->head = cpu_head;
+    *w = (ptq_weights){.cfg = &m->cfg, .ctx = m,
+                       .layer = cpu_layer, .embed = cpu_embed, .head = cpu_head};
 }
 
 int ptq_bundle_tokenizer(const ptq_bundle *b, ptq_tokenizer **t, ptq_err *e)

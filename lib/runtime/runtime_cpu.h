@@ -20,8 +20,10 @@
 typedef struct ptq_cpu_model {
     ptq_bundle b;
     ptq_config cfg; /* parsed from the bundle's config.json member */
-    /* the current layer's W8A8 / FP8 tensors (views into the map), which
-     * ptq_layer_w.aq points at: such linears run as 8-bit products */
+    /* the current layer's linears (views into the map), which ptq_layer_w.aq
+     * points at for W8A8 / FP8 (such linears run as 8-bit products) and
+     * ptq_layer_w.q at for PTQ_QF_INT when the caller asks for packed
+     * decoding (the packed GEMV, lib/qfmt/gemv_int.h) */
     ptq_qtensor aq[PTQ_NLINEAR];
     /* the current layer's int8 KV-cache scales [2][kv heads * head_dim],
      * which ptq_layer_w.kv_scale points at (allocated on first use) */

@@ -1,0 +1,37 @@
+/* gemv_int.h - y = W x for one activation row straight from the packed
+ * integer layout of lib/qfmt/pack.h (PTQ_QF_INT): the batch-1 decode step's
+ * linear, with no float copy of W.
+ *
+ * Reference (ptq_gemv_int_ref): each row dequantized exactly as
+ * ptq_qtensor_dequant does (w = scale * (q - zero) in float32), then
+ * y[r] = sum_k w[r][k] * x[k] in float, k ascending.
+ *
+ * Fast (ptq_gemv_int): the codes of a row are decoded to float (exact: q <
+ * 2^8), and for each group g (contiguous columns; no g_idx)
+ *     y[r] = sum_g s[r][g] * (sum_{k in g} q[r][k] x[k] - z[r][g] * X[g]),
+ * X[g] = sum_{k in g} x[k] computed once per call; the inner sums run in 8
+ * float lanes added pairwise at the end.  With act-order g_idx the groups are
+ * not contiguous and the row is summed column by column as (s * (q - z)) * x,
+ * k ascending: the reference's arithmetic, so that case is bit-identical.
+ * Only the summation order differs from the reference, so (standard
+ * floating-point error bound, u = 2^-24, n = cols)
+ *     |fast - ref| <= 2 (n + 2) u  sum_k |s_g| (|q_k| + |z_g|) |x_k|
+ * (each of the two is within (n + 2) u of that sum of magnitudes of the exact
+ * value; tests/check_generate.c checks this bound).
+ *
+ * Determinism: each row's sum is computed by one worker in a fixed order, so
+ * ptq_gemv_int gives the same bits for any thread count.
+ */
+#ifndef PTQC_GEMV_INT_H
+#define PTQC_GEMV_INT_H
+
+#include "lib/base/err.h"
+#include "lib/qfmt/qtensor.h"
+
+/* y [q->rows] = W x, x [q->cols], over `threads` workers (rows split in
+ * contiguous ranges).  PTQ_EFORMAT when q is not a valid PTQ_QF_INT tensor. */
+int ptq_gemv_int(const ptq_qtensor *q, const float *x, float *y, int threads, ptq_err *e);
+/* The reference above (one thread). */
+int ptq_gemv_int_ref(const ptq_qtensor *q, const float *x, float *y, ptq_err *e);
+
+#endif
