@@ -64,20 +64,32 @@ static const char *const vnames[PTQ_GGUF_NVTYPES] = {
 
 const char *ptq_gguf_vtype_name(uint32_t t) { return t < PTQ_GGUF_NVTYPES ? vnames[t] : "?"; }
 
+/* A metadata key or tensor name: a string of 1..MAX_KEY bytes without NUL,
+ * read at `what` (the string's own place) and copied to a C string *out;
+ * `subject` names it in the message. */
+static int rd_name(cur *c, const char *what, const char *subject, char **out)
+{
+    const uint8_t *s;
+    uint64_t len = 0;
+    int rc = rd_str(c, &s, &len, what);
+    if (rc) return rc;
+    if (len == 0 || len > MAX_KEY || memchr(s, 0, len))
+        return ptq_fail(c->e, PTQ_EFORMAT, "%s: %s is empty, longer than %d bytes or has a NUL",
+                        c->fname, subject, MAX_KEY);
+    if (!(*out = malloc(len + 1))) return ptq_fail(c->e, PTQ_ENOMEM, "%s: out of memory", c->fname);
+    memcpy(*out, s, len);
+    (*out)[len] = 0;
+    return PTQ_OK;
+}
+
 static int rd_kv(cur *c, ptq_gguf_kv *kv, uint64_t idx)
 {
     const uint8_t *s;
     uint64_t len = 0, v = 0;
     char what[96];
     snprintf(what, sizeof what, "metadata key %llu", (unsigned long long)idx);
-    int rc = rd_str(c, &s, &len, what);
+    int rc = rd_name(c, what, what, &kv->key);
     if (rc) return rc;
-    if (len == 0 || len > MAX_KEY || memchr(s, 0, len))
-        return ptq_fail(c->e, PTQ_EFORMAT, "%s: %s is empty, longer than %d bytes or has a NUL",
-                        c->fname, what, MAX_KEY);
-    if (!(kv->key = malloc(len + 1))) return ptq_fail(c->e, PTQ_ENOMEM, "%s: out of memory", c->fname);
-    memcpy(kv->key, s, len);
-    kv->key[len] = 0;
     if ((rc = rd(c, 4, &v, kv->key))) return rc;
     if (v >= PTQ_GGUF_NVTYPES)
         return ptq_fail(c->e, PTQ_EFORMAT, "%s: metadata %.200s has unknown value type %llu",
@@ -118,18 +130,12 @@ static int rd_kv(cur *c, ptq_gguf_kv *kv, uint64_t idx)
 
 static int rd_tensor_info(cur *c, ptq_gguf_tensor *t, uint64_t idx)
 {
-    const uint8_t *s;
-    uint64_t len = 0, v = 0;
-    char what[64];
+    uint64_t v = 0;
+    char what[64], subject[80];
     snprintf(what, sizeof what, "tensor info %llu", (unsigned long long)idx);
-    int rc = rd_str(c, &s, &len, what);
+    snprintf(subject, sizeof subject, "%s: name", what);
+    int rc = rd_name(c, what, subject, &t->name);
     if (rc) return rc;
-    if (len == 0 || len > MAX_KEY || memchr(s, 0, len))
-        return ptq_fail(c->e, PTQ_EFORMAT, "%s: %s: name is empty, longer than %d bytes or has "
-                        "a NUL", c->fname, what, MAX_KEY);
-    if (!(t->name = malloc(len + 1))) return ptq_fail(c->e, PTQ_ENOMEM, "%s: out of memory", c->fname);
-    memcpy(t->name, s, len);
-    t->name[len] = 0;
     if ((rc = rd(c, 4, &v, t->name))) return rc;
     if (v < 1 || v > 4)
         return ptq_fail(c->e, PTQ_EFORMAT, "%s: tensor %.200s has %llu dimensions (1 to 4 allowed)",
