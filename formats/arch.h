@@ -28,9 +28,10 @@ typedef struct ptq_layer_w {
      * aq[i]: linear i runs as the 8-bit x 8-bit product of lib/qfmt/w8a8.h
      * (W8A8 / FP8 tensors) instead of the float32 sgemm over w[i]. */
     const struct ptq_qtensor *aq[PTQ_NLINEAR];
-    /* Packed decoding (batch-1 decode steps, lib/qfmt/gemv_int.h): the caller
-     * sets want_packed to ask for it; a provider that can then sets q[i] to
-     * linear i's PTQ_QF_INT tensor (a view that stays valid until its next
+    /* Packed decoding (batch-1 decode steps): the caller sets want_packed to
+     * ask for it; a provider that can then sets q[i] to linear i's tensor
+     * when its format has a fused GEMV (lib/qfmt/qfmt.h's gemv: for int,
+     * lib/qfmt/gemv_int.h) (a view that stays valid until its next
      * layer() call) and leaves w[i] unwritten; the forward multiplies by the
      * packed bytes over `threads` workers (the caller's count, >= 1).  A
      * provider that cannot leaves q[i] NULL and widens w[i] as usual. */

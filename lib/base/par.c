@@ -1,10 +1,9 @@
-/* par.c - fork/join over a fixed number of workers (see par.h). */
+/* par.c - fork/join over a fixed number of workers (see par.h); the BLAS
+ * thread policy is lib/base/blas_threads.c (it needs OpenBLAS, which
+ * libptqc-core does not link). */
 #include "lib/base/par.h"
 
 #include <pthread.h>
-
-int openblas_get_num_threads(void);
-void openblas_set_num_threads(int n);
 
 typedef struct par_job {
     void (*fn)(void *job);
@@ -35,16 +34,4 @@ void ptq_par_run(int n, void (*fn)(void *job), void *jobs, size_t size)
         if (started[i]) pthread_join(tid[i], NULL);
         else fn(pj[i].job);
     }
-}
-
-int ptq_blas_single(void)
-{
-    int n = openblas_get_num_threads();
-    if (n != 1) openblas_set_num_threads(1);
-    return n;
-}
-
-void ptq_blas_restore(int nthreads)
-{
-    if (nthreads != 1 && nthreads > 0) openblas_set_num_threads(nthreads);
 }

@@ -31,7 +31,7 @@
 
 #include <cblas.h>
 #include "lib/model/forward_ops.h"
-#include "lib/qfmt/gemv_int.h"
+#include "lib/qfmt/qfmt.h"
 #include "lib/qfmt/kvq.h"
 #include "lib/qfmt/w8a8.h"
 #include <math.h>
@@ -190,10 +190,13 @@ int ptq_layer_linear(const ptq_layer_w *w, int i, float *y, const float *x, int 
                         int cols, ptq_err *e)
 {
     int rc = PTQ_OK;
-    if (w->q[i]) { /* packed integer weights: one GEMV per row of x */
+    if (w->q[i]) { /* packed weights: the format's fused GEMV per row of x */
+        const ptq_qfmt *f = ptq_qfmt_get(w->q[i]->format);
+        if (!f || !f->gemv)
+            return ptq_fail(e, PTQ_EINTERNAL, "linear %d: format %d has no packed GEMV", i,
+                            w->q[i]->format);
         for (int r = 0; r < N && !rc; r++)
-            rc = ptq_gemv_int(w->q[i], x + (size_t)r * cols, y + (size_t)r * rows,
-                              w->threads, e);
+            rc = f->gemv(w->q[i], x + (size_t)r * cols, y + (size_t)r * rows, w->threads, e);
     } else if (!w->aq[i]) {
         linear(y, x, w->w[i], w->bias[i], N, rows, cols);
         return PTQ_OK;

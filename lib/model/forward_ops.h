@@ -13,7 +13,7 @@ void ptq_rmsnorm(float *out, const float *x, const float *w, int n, int D, float
 
 /* Linear i of layer w on x [N, cols] -> y [N, rows]: the float32 sgemm over
  * w->w[i], or lib/qfmt/w8a8.h's 8-bit product when w->aq[i] is set, or
- * lib/qfmt/gemv_int.h's packed GEMV (one per row of x, over w->threads
+ * the format's fused GEMV (lib/qfmt/qfmt.h gemv; one per row of x, over w->threads
  * workers) when the provider set w->q[i]; plus the bias when w->bias[i]. */
 int ptq_layer_linear(const ptq_layer_w *w, int i, float *y, const float *x, int N, int rows,
                      int cols, ptq_err *e);

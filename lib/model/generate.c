@@ -7,7 +7,7 @@
  * ptq_kv_int8 gives ptq_forward; other layers keep float32.  A layer's cache
  * is allocated at its first step, when the provider says which kind it is.
  * At batch 1 the decoder asks the provider for packed layers (arch.h's
- * want_packed): integer linears then run as lib/qfmt/gemv_int.h's fused
+ * want_packed): packed linears then run as their format's fused (for int lib/qfmt/gemv_int.h)
  * dequantize + GEMV over the bundle's bytes, never widened.  The final norm
  * and lm_head are widened once, at the first step. */
 #include "lib/model/generate.h"

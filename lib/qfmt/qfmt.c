@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "lib/qfmt/gemv_int.h"
+
 #define P(n, f, opt) {n, offsetof(ptq_qtensor, f), opt}
 
 static const ptq_qfmt table[PTQ_QF_COUNT] = {
@@ -16,7 +18,7 @@ static const ptq_qfmt table[PTQ_QF_COUNT] = {
      .payloads = {P("qweight", qweight, 0), P("scales", scales, 0), P("zeros", zeros, 0),
                   P("g_idx", g_idx, 1)},
      .payload_bytes = ptq_qf_int_bytes, .check = ptq_qf_int_check,
-     .decode = ptq_qf_int_decode},
+     .decode = ptq_qf_int_decode, .gemv = ptq_gemv_int},
     {.id = PTQ_QF_W8A8, .name = "w8a8", .bits_min = 8, .bits_max = 8, .block = 1,
      .flags = PTQ_QFMT_ACT, .version = 2, .qmax = 127.0f,
      .payloads = {P("codes", codes, 0), P("wscale", wscale, 0), P("act_scale", act_scale, 1)},

@@ -76,6 +76,12 @@ typedef struct ptq_qfmt {
      * the scale) */
     float (*code_value)(uint8_t c);
     uint8_t (*value_code)(float v);
+    /* The fused batch-1 product y [rows] = W x, x [cols], straight from the
+     * payloads over `threads` workers (bit-identical for any count), or NULL
+     * where the runtime widens the tensor with decode instead.  Its error
+     * against decode-then-multiply is stated and tested with the format
+     * (for int: lib/qfmt/gemv_int.h). */
+    int (*gemv)(const ptq_qtensor *q, const float *x, float *y, int threads, ptq_err *e);
 } ptq_qfmt;
 
 /* The row of format id, or NULL. */

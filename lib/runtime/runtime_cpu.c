@@ -76,13 +76,13 @@ static int cpu_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
         w->aq[i] = NULL;
         w->q[i] = NULL;
         if ((rc = ptq_bundle_tensor(&m->b, name, &m->aq[i], e))) return rc;
-        if (w->want_packed && m->aq[i].format == PTQ_QF_INT && m->aq[i].rows == r &&
-            m->aq[i].cols == k) {
+        const ptq_qfmt *f = ptq_qfmt_get(m->aq[i].format);
+        if (w->want_packed && f && f->gemv && m->aq[i].rows == r && m->aq[i].cols == k) {
             w->q[i] = &m->aq[i]; /* decoded by the packed GEMV, never widened */
         } else {
             if ((rc = load(m, name, r, k, w->w[i], e))) return rc;
             /* activation-quantized: the forward runs the 8-bit product */
-            if (ptq_qfmt_get(m->aq[i].format)->flags & PTQ_QFMT_ACT) w->aq[i] = &m->aq[i];
+            if (f && (f->flags & PTQ_QFMT_ACT)) w->aq[i] = &m->aq[i];
         }
         if (w->bias[i]) {
             snprintf(name, sizeof name, "model.layers.%d.%s.bias", l, ptq_linear_name(i));
