@@ -8,37 +8,37 @@
 #define P(n, f, opt) {n, offsetof(ptq_qtensor, f), opt}
 
 static const ptq_qfmt table[PTQ_QF_COUNT] = {
-    {.id = PTQ_QF_DENSE, .name = "dense", .bits_min = 0, .bits_max = 0, .block = 1,
+    [PTQ_QF_DENSE] = {.id = PTQ_QF_DENSE, .name = "dense", .bits_min = 0, .bits_max = 0, .block = 1,
      .flags = PTQ_QFMT_DTYPE, .version = 1,
      .payloads = {P("data", data, 0)},
      .payload_bytes = ptq_qf_dense_bytes, .check = ptq_qf_dense_check,
      .decode = ptq_qf_dense_decode},
-    {.id = PTQ_QF_INT, .name = "int", .bits_min = 2, .bits_max = 8, .block = 32,
+    [PTQ_QF_INT] = {.id = PTQ_QF_INT, .name = "int", .bits_min = 2, .bits_max = 8, .block = 32,
      .flags = PTQ_QFMT_GROUPED, .version = 1,
      .payloads = {P("qweight", qweight, 0), P("scales", scales, 0), P("zeros", zeros, 0),
                   P("g_idx", g_idx, 1)},
      .payload_bytes = ptq_qf_int_bytes, .check = ptq_qf_int_check,
      .decode = ptq_qf_int_decode, .gemv = ptq_gemv_int},
-    {.id = PTQ_QF_W8A8, .name = "w8a8", .bits_min = 8, .bits_max = 8, .block = 1,
+    [PTQ_QF_W8A8] = {.id = PTQ_QF_W8A8, .name = "w8a8", .bits_min = 8, .bits_max = 8, .block = 1,
      .flags = PTQ_QFMT_ACT, .version = 2, .qmax = 127.0f,
      .payloads = {P("codes", codes, 0), P("wscale", wscale, 0), P("act_scale", act_scale, 1)},
      .payload_bytes = ptq_qf_a8_bytes, .check = ptq_qf_a8_check, .decode = ptq_qf_a8_decode,
      .encode = ptq_qf_w8a8_encode, .code_value = ptq_qf_int8_value,
      .value_code = ptq_qf_int8_code},
-    {.id = PTQ_QF_FP8, .name = "fp8", .bits_min = 8, .bits_max = 8, .block = 1,
+    [PTQ_QF_FP8] = {.id = PTQ_QF_FP8, .name = "fp8", .bits_min = 8, .bits_max = 8, .block = 1,
      .flags = PTQ_QFMT_ACT, .version = 2, .qmax = 448.0f, /* PTQ_E4M3_MAX */
      .payloads = {P("codes", codes, 0), P("wscale", wscale, 0), P("act_scale", act_scale, 1)},
      .payload_bytes = ptq_qf_a8_bytes, .check = ptq_qf_a8_check, .decode = ptq_qf_a8_decode,
      .encode = ptq_qf_fp8_encode, .code_value = ptq_qf_e4m3_value,
      .value_code = ptq_qf_e4m3_code},
-    {.id = PTQ_QF_KV_INT8, .name = "kv_int8", .bits_min = 8, .bits_max = 8, .block = 1,
+    [PTQ_QF_KV_INT8] = {.id = PTQ_QF_KV_INT8, .name = "kv_int8", .bits_min = 8, .bits_max = 8, .block = 1,
      .flags = PTQ_QFMT_CACHE, .version = 2, .qmax = 127.0f,
      .code_value = ptq_qf_kv_value, .value_code = ptq_qf_kv_code},
 };
 
 const ptq_qfmt *ptq_qfmt_get(int id)
 {
-    return id >= 0 && id < PTQ_QF_COUNT ? &table[id] : NULL;
+    return id >= 0 && id < PTQ_QF_COUNT && table[id].name ? &table[id] : NULL;
 }
 
 const ptq_qfmt *ptq_qfmt_row(int i) { return ptq_qfmt_get(i); }
@@ -46,7 +46,8 @@ const ptq_qfmt *ptq_qfmt_row(int i) { return ptq_qfmt_get(i); }
 const ptq_qfmt *ptq_qfmt_by_name(const char *name)
 {
     for (int i = 0; i < PTQ_QF_COUNT; i++)
-        if (!(table[i].flags & PTQ_QFMT_CACHE) && !strcmp(table[i].name, name)) return &table[i];
+        if (table[i].name && !(table[i].flags & PTQ_QFMT_CACHE) && !strcmp(table[i].name, name))
+            return &table[i];
     return NULL;
 }
 

@@ -27,7 +27,8 @@
  * the bundle holds its scales as the dense F32 tensor
  * model.layers.L<PTQ_QFMT_KV_SUFFIX> [2][kv heads * head_dim]. */
 #define PTQ_QF_KV_INT8 4
-#define PTQ_QF_COUNT 5
+#define PTQ_QF_COUNT 7 /* ids 5, 6: PTQ_QF_E8P, PTQ_QF_AQLM (qtensor.h); a row
+                          not yet in the table reads as NULL */
 #define PTQ_QFMT_KV_SUFFIX ".self_attn.kv_scale"
 
 /* flags */
@@ -88,7 +89,7 @@ typedef struct ptq_qfmt {
 const ptq_qfmt *ptq_qfmt_get(int id);
 /* The row whose name is name (tensor storage formats only), or NULL. */
 const ptq_qfmt *ptq_qfmt_by_name(const char *name);
-/* Row i of the table, i in 0..PTQ_QF_COUNT-1 (for listings). */
+/* Row i of the table, i in 0..PTQ_QF_COUNT-1 (for listings), or NULL. */
 const ptq_qfmt *ptq_qfmt_row(int i);
 
 /* Payload i of q through the table (NULL when absent), and set it. */

@@ -26,6 +26,9 @@ enum ptq_qformat {
     PTQ_QF_INT = 1,   /* uniform integer codes + group scales/zeros (lib/qfmt/pack.h) */
     PTQ_QF_W8A8 = 2,  /* int8 weights, fp32 per-row scales; int8 activations (lib/qfmt/w8a8.h) */
     PTQ_QF_FP8 = 3,   /* E4M3 weights (lib/base/fp8.h), fp32 per-row scales; E4M3 activations */
+    /* 4 is the int8 KV cache's row (lib/qfmt/qfmt.h PTQ_QF_KV_INT8) */
+    PTQ_QF_E8P = 5,   /* QuIP#: E8P lattice codes + Hadamard sign vectors (lib/qfmt/e8p.h) */
+    PTQ_QF_AQLM = 6,  /* AQLM: additive codebooks, codes per 8 inputs, per-row scales */
 };
 
 typedef struct ptq_qtensor {
