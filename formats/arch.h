@@ -59,6 +59,12 @@ typedef struct ptq_weights {
     int (*embed)(void *ctx, const int32_t *tok, int n, float *out, ptq_err *e);
     /* Final norm [D] and the classifier [V, D] (the embedding when tied). */
     int (*head)(void *ctx, float *norm, float *lm_head, ptq_err *e);
+    /* Optional (NULL: none): the final norm [D], and the classifier as a
+     * tensor [V, D] whose format has a fused GEMV (lib/qfmt/qfmt.h), a view
+     * valid while the provider lives, so that the batch-1 decoder multiplies
+     * by it directly instead of a float32 copy; *lm_head NULL when it
+     * cannot (then head() is used). */
+    int (*head_packed)(void *ctx, float *norm, const struct ptq_qtensor **lm_head, ptq_err *e);
 } ptq_weights;
 
 #endif

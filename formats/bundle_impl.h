@@ -22,7 +22,7 @@
  * a reader of version 1 or 2, which takes ngroups = cols / group, would
  * misread its scales). */
 #define FORMAT_VERSION 1
-#define FORMAT_VERSION_MAX 3
+#define FORMAT_VERSION_MAX 4 /* 4: the e8p and aqlm formats (lib/qfmt/qf_e8p.c, qf_aqlm.c) */
 #define PTQ_BNDL_PARTIAL_GROUP_VERSION 3
 #define MANIFEST "manifest.json"
 #define TPREFIX "tensors/"

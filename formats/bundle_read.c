@@ -179,6 +179,23 @@ static int entry_fields(ptq_bndl_checker *ck, const cJSON *ent, const cJSON *pl,
         t->sym = (int)sym;
         t->ngroups = ptq_pack_ngroups(t->cols, t->group); /* the last group may be shorter */
     }
+    if ((f->flags & PTQ_QFMT_BITS) && !ptq_bndl_get_int(ent, "bits", f->bits_min, f->bits_max,
+                                                        &bits)) {
+        ptq_bndl_problem(ck, PTQ_EFORMAT, "%s: tensor %s: bits missing or outside %d..%d", path,
+                         nm, f->bits_min, f->bits_max);
+        return 0;
+    }
+    if (f->flags & PTQ_QFMT_BITS) t->bits = (int)bits;
+    if (f->flags & PTQ_QFMT_CODEBOOKS) { /* aqlm */
+        double m = 0, b = 0;
+        if (!ptq_bndl_get_int(ent, "codebooks", 1, 8, &m) ||
+            !ptq_bndl_get_int(ent, "code_bits", f->bits_min, f->bits_max, &b)) {
+            ptq_bndl_problem(ck, PTQ_EFORMAT, "%s: tensor %s: codebooks (1..8) or code_bits "
+                             "(%d..%d) missing or invalid", path, nm, f->bits_min, f->bits_max);
+            return 0;
+        }
+        t->aq_m = (int)m, t->aq_b = (int)b;
+    }
     if (f->flags & PTQ_QFMT_ACT) {
         const cJSON *as = cJSON_GetObjectItemCaseSensitive(ent, "act_scales");
         int stat = cJSON_IsString(as) && !strcmp(as->valuestring, "static");

@@ -185,7 +185,7 @@ int ptq_bw_add_file(ptq_bundle_writer *w, const char *member, const void *data, 
 
 static const char *const reserved_keys[] = {"name", "method", "format", "dtype",   "rows",
                                             "cols", "bits",   "group",  "sym",     "act_order",
-                                            "payloads", "act_scales"};
+                                            "payloads", "act_scales", "codebooks", "code_bits"};
 
 /* A tensor the writer can store under name: a storage format, valid, a
  * name that fits the member names, not added before; *fp = its format's row. */
@@ -226,6 +226,11 @@ static cJSON *entry_fields(const char *name, const char *method, const ptq_qfmt 
         cJSON_AddNumberToObject(ent, "group", q->group);
         cJSON_AddBoolToObject(ent, "sym", q->sym != 0);
         cJSON_AddBoolToObject(ent, "act_order", q->g_idx != NULL);
+    }
+    if (f->flags & PTQ_QFMT_BITS) cJSON_AddNumberToObject(ent, "bits", q->bits);
+    if (f->flags & PTQ_QFMT_CODEBOOKS) {
+        cJSON_AddNumberToObject(ent, "codebooks", q->aq_m);
+        cJSON_AddNumberToObject(ent, "code_bits", q->aq_b);
     }
     return ent;
 }

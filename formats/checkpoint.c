@@ -1,7 +1,9 @@
 /* checkpoint.c - a Hugging Face model directory (see checkpoint.h). */
 #include "formats/checkpoint.h"
+#include "formats/convert.h"
 #include "formats/gguf_model.h"
 
+#include <cJSON.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,6 +267,30 @@ int ptq_ckpt_read_tensor(const ptq_checkpoint *ck, const char *name, float **out
     return PTQ_OK;
 }
 
+/* The generated tokenizer.json with every field the tokenizers library
+ * requires (formats/tokenizer_write.c), as `ptqc convert` writes it, so a
+ * bundle's copy loads in transformers too; bos and add_bos from the
+ * generated tokenizer_config.json cj. */
+static int complete_tokenizer(const ptq_checkpoint *ck, char **tj, const char *cj, ptq_err *e)
+{
+    cJSON *cfg = cJSON_Parse(cj);
+    if (!cJSON_IsObject(cfg)) {
+        cJSON_Delete(cfg);
+        return ptq_fail(e, PTQ_EINTERNAL, "%s: generated tokenizer_config.json is not an object",
+                        ck->dir);
+    }
+    const cJSON *bos = cJSON_GetObjectItemCaseSensitive(cfg, "bos_token");
+    int add_bos = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "add_bos_token"));
+    char *full = NULL;
+    int rc = ptq_tok_json_complete(*tj, strlen(*tj), cJSON_IsString(bos) ? bos->valuestring : NULL,
+                                   add_bos, &full, e);
+    cJSON_Delete(cfg);
+    if (rc) return rc;
+    free(*tj);
+    *tj = full;
+    return PTQ_OK;
+}
+
 int ptq_ckpt_gguf_meta(const ptq_checkpoint *ck, int which, char **data, size_t *len, ptq_err *e)
 {
     *data = NULL;
@@ -275,9 +301,15 @@ int ptq_ckpt_gguf_meta(const ptq_checkpoint *ck, int which, char **data, size_t 
     int rc = which == 0 ? ptq_gguf_config_json(&ck->gguf->g, data, e)
                         : ptq_gguf_tokenizer_json(&ck->gguf->g, &tj, &cj, e);
     if (rc) return rc;
+    if (which == 1) rc = complete_tokenizer(ck, &tj, cj, e);
     if (which) {
         *data = which == 1 ? tj : cj;
         free(which == 1 ? cj : tj);
+        if (rc) {
+            free(*data);
+            *data = NULL;
+            return rc;
+        }
     }
     *len = strlen(*data);
     return PTQ_OK;

@@ -21,13 +21,19 @@ int ptq_ex_gptq_check(const ptq_bundle *b, ptq_err *e);
 int ptq_ex_gptq_write(const ptq_bundle *b, const char *dir, ptq_err *e);
 int ptq_ex_awq_check(const ptq_bundle *b, ptq_err *e);
 int ptq_ex_awq_write(const ptq_bundle *b, const char *dir, ptq_err *e);
+int ptq_ex_gguf_check(const ptq_bundle *b, const ptq_export_opts *o, ptq_err *e);
+int ptq_ex_gguf_write(const ptq_bundle *b, FILE *f, const char *path, const ptq_export_opts *o,
+                      ptq_err *e);
 
 static const ptq_exporter exporters[] = {
     {"compressed-tensors", "compressed-tensors pack-quantized (vLLM, transformers)",
-     ptq_ex_ct_check, ptq_ex_ct_write},
+     ptq_ex_ct_check, ptq_ex_ct_write, NULL, NULL},
     {"gptq", "AutoGPTQ / GPTQModel gptq v1 (transformers, vLLM)", ptq_ex_gptq_check,
-     ptq_ex_gptq_write},
-    {"awq", "AutoAWQ GEMM, 4-bit (transformers, vLLM)", ptq_ex_awq_check, ptq_ex_awq_write},
+     ptq_ex_gptq_write, NULL, NULL},
+    {"awq", "AutoAWQ GEMM, 4-bit (transformers, vLLM)", ptq_ex_awq_check, ptq_ex_awq_write,
+     NULL, NULL},
+    {"gguf", "llama.cpp GGUF, one file (llama.cpp, transformers)", NULL, NULL, ptq_ex_gguf_check,
+     ptq_ex_gguf_write},
 };
 #define NEXPORTERS ((int)(sizeof exporters / sizeof exporters[0]))
 
@@ -242,14 +248,61 @@ uint32_t ptq_ex_code(const ptq_qtensor *q, int r, int k)
 
 /* ---------------------------------------------------------------- driver */
 
+/* A single-file row: OUT.tmp.XXXXXX, fsync'ed, then linked to OUT. */
+static int export_file(const ptq_exporter *x, const ptq_bundle *b, const char *out,
+                       const ptq_export_opts *o, ptq_err *e)
+{
+    int rc = x->check_file(b, o, e);
+    if (rc) return rc;
+    size_t n = strlen(out) + 16;
+    char *tmp = malloc(n);
+    if (!tmp) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    snprintf(tmp, n, "%s.tmp.XXXXXX", out);
+    int fd = mkstemp(tmp);
+    FILE *f = fd >= 0 && fchmod(fd, 0644) == 0 ? fdopen(fd, "wb") : NULL;
+    if (!f) {
+        rc = ptq_fail(e, PTQ_EOUTPUT, "%s: cannot create: %s", tmp, strerror(errno));
+        if (fd >= 0) close(fd), unlink(tmp);
+        free(tmp);
+        return rc;
+    }
+    rc = x->write_file(b, f, tmp, o, e);
+    if (rc == PTQ_OK && (fflush(f) || fsync(fileno(f))))
+        rc = ptq_fail(e, PTQ_EOUTPUT, "%s: cannot write: %s", tmp, strerror(errno));
+    if (fclose(f) && rc == PTQ_OK)
+        rc = ptq_fail(e, PTQ_EOUTPUT, "%s: cannot write: %s", tmp, strerror(errno));
+    struct stat sb;
+    int lk = rc == PTQ_OK ? link(tmp, out) : 0;
+    if (lk && errno != EEXIST && lstat(out, &sb) != 0) /* no hard links here: rename */
+        lk = rename(tmp, out);
+    if (lk)
+        rc = ptq_fail(e, PTQ_EOUTPUT, "%s: cannot create%s: %s", out,
+                      errno == EEXIST ? " (it appeared while exporting)" : "", strerror(errno));
+    unlink(tmp);
+    free(tmp);
+    return rc;
+}
+
 int ptq_export(const ptq_bundle *b, const char *format, const char *out, ptq_err *e)
 {
+    return ptq_export_opt(b, format, out, NULL, e);
+}
+
+int ptq_export_opt(const ptq_bundle *b, const char *format, const char *out,
+                   const ptq_export_opts *o, ptq_err *e)
+{
+    static const ptq_export_opts none = {0, NULL};
+    if (!o) o = &none;
     const ptq_exporter *x = ptq_exporter_get(format);
     if (!x) return ptq_fail(e, PTQ_EUSAGE, "export: unknown format '%s'", format);
     struct stat sb;
     if (lstat(out, &sb) == 0)
-        return ptq_fail(e, PTQ_EOUTPUT, "%s: already exists; ptqc export writes a new directory",
-                        out);
+        return ptq_fail(e, PTQ_EOUTPUT, "%s: already exists; ptqc export writes a new %s", out,
+                        x->write_file ? "file" : "directory");
+    if (x->write_file) return export_file(x, b, out, o, e);
+    if (o->allow_requantize)
+        return ptq_fail(e, PTQ_EUSAGE, "export: --allow-requantize applies to --format gguf "
+                        "only (%s is exact or refused)", format);
     int rc = x->check(b, e);
     if (rc) return rc;
     ptq_tmpdir t;

@@ -5,6 +5,7 @@
  *   compressed-tensors  pack-quantized (llm-compressor -> vLLM)  export_ct.c
  *   gptq                AutoGPTQ / GPTQModel "gptq" v1           export_gptq.c
  *   awq                 AutoAWQ GEMM                             export_awq.c
+ *   gguf                llama.cpp GGUF v3, one file              export_gguf.c
  *
  * Each row has a check, which refuses a bundle the format cannot represent
  * exactly (PTQ_EDATA, exit status 5, naming the tensor and the reason; nothing is
@@ -22,9 +23,17 @@
 #ifndef PTQC_EXPORT_H
 #define PTQC_EXPORT_H
 
+#include <stdio.h>
+
 #include "formats/bundle.h"
 #include "lib/base/dtype.h"
 #include "lib/base/err.h"
+
+/* Options of one export (ptq_export_opt). */
+typedef struct ptq_export_opts {
+    int allow_requantize; /* gguf: requantize what no ggml type holds exactly */
+    FILE *log;            /* notes and the requantization errors (NULL: silent) */
+} ptq_export_opts;
 
 typedef struct ptq_exporter {
     const char *name;   /* the --format value */
@@ -33,6 +42,12 @@ typedef struct ptq_exporter {
     int (*check)(const ptq_bundle *b, ptq_err *e);
     /* the files into the existing empty directory dir; b passed check */
     int (*write)(const ptq_bundle *b, const char *dir, ptq_err *e);
+    /* A row writing one file (gguf) has check and write NULL and these
+     * instead: OUT is then a file, written as OUT.tmp.XXXXXX and linked
+     * into place at the end (never replacing a file). */
+    int (*check_file)(const ptq_bundle *b, const ptq_export_opts *o, ptq_err *e);
+    int (*write_file)(const ptq_bundle *b, FILE *f, const char *path, const ptq_export_opts *o,
+                      ptq_err *e);
 } ptq_exporter;
 
 /* The row called name, or NULL; rows 0..ptq_exporter_count() - 1. */
@@ -42,6 +57,10 @@ const ptq_exporter *ptq_exporter_row(int i);
 
 /* Check b against format and write it as the new directory out (above). */
 int ptq_export(const ptq_bundle *b, const char *format, const char *out, ptq_err *e);
+/* The same with options (o may be NULL: none); allow_requantize with a
+ * directory format is PTQ_EUSAGE. */
+int ptq_export_opt(const ptq_bundle *b, const char *format, const char *out,
+                   const ptq_export_opts *o, ptq_err *e);
 
 /* ---- shared by the rows (formats/export.c) ---- */
 

@@ -11,7 +11,7 @@
  *                        the unsigned zero points packed the same way along
  *                        the output dimension (rows)
  *   M.weight_g_idx       int32 [in], act-order bundles with a g_idx
- *   M.weight_shape       int32 [2] = {out, in}
+ *   M.weight_shape       int64 [2] = {out, in} (as torch.tensor(weight.shape))
  *
  *   w = (q_signed - zp_signed) * scale = (code - zero) * scale: exact.
  *
@@ -124,7 +124,7 @@ static int add_linear(ct *c, const char *mod, const ptq_qtensor *q, ptq_err *e)
     char nm[300];
     uint32_t *wp = calloc((size_t)q->rows * (size_t)kw, 4);
     uint32_t *zp = sym ? NULL : calloc((size_t)rw * (size_t)ng, 4);
-    int32_t *shape = malloc(8);
+    int64_t *shape = malloc(16);
     uint16_t *sc = malloc((size_t)q->rows * (size_t)ng * 2);
     int32_t *gi = q->g_idx ? malloc((size_t)q->cols * 4) : NULL;
     if (!wp || (!sym && !zp) || !shape || !sc || (q->g_idx && !gi)) {
@@ -154,7 +154,7 @@ static int add_linear(ct *c, const char *mod, const ptq_qtensor *q, ptq_err *e)
     snprintf(nm, sizeof nm, "%s.weight_scale", mod);
     if ((rc = ptq_ex_add(c->t, nm, PTQ_DT_F16, q->rows, ng, sc, 1, e))) goto fail2;
     snprintf(nm, sizeof nm, "%s.weight_shape", mod);
-    if ((rc = ptq_ex_add(c->t, nm, PTQ_DT_I32, 2, 0, shape, 1, e))) goto fail3;
+    if ((rc = ptq_ex_add(c->t, nm, PTQ_DT_I64, 2, 0, shape, 1, e))) goto fail3;
     if (zp) {
         snprintf(nm, sizeof nm, "%s.weight_zero_point", mod);
         if ((rc = ptq_ex_add(c->t, nm, PTQ_DT_I32, rw, ng, zp, 1, e))) goto fail4;

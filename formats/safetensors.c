@@ -127,7 +127,7 @@ static int parse_entry(const cJSON *j, ptq_st_tensor *t, uint64_t data_size, con
     if (t->dtype == PTQ_DT_INVALID)
         return ptq_fail(e, PTQ_EFORMAT,
                         "%s: tensor '%s' has unknown dtype '%.32s' (known: F32, F16, BF16, I8, "
-                        "U8, I32, F8_E4M3)", fname, name, dt->valuestring);
+                        "U8, I32, F8_E4M3, I64)", fname, name, dt->valuestring);
     if (!cJSON_IsArray(sh))
         return ptq_fail(e, PTQ_EFORMAT, "%s: tensor '%s': shape is not an array", fname, name);
     int nd = cJSON_GetArraySize(sh);

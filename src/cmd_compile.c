@@ -9,6 +9,7 @@
 #include "lib/compile/compile.h"
 #include "lib/compile/method.h"
 #include "src/cli.h"
+#include "src/compile_export.h"
 #include "src/progress.h"
 
 static const char usage_head[] =
@@ -21,6 +22,9 @@ static const char usage_head[] =
 /* then the --method lines, from the method table (usage) */
 static const char usage_text[] =
     "  --awq-grid N           AWQ: points of the scale and clip searches (default 20)\n"
+    "  --codebooks MxB        aqlm: M codebooks of 2^B codewords per 8 inputs\n"
+    "                         (default 2x8: 2 bits per weight; 1..8 x 1..16)\n"
+    "  --beam N               aqlm: beam search width (default 8; 1: greedy)\n"
     "  --recipe FILE          per-layer methods and settings (JSON; ptqc-compile(1))\n"
     "  --alpha X              SmoothQuant migration strength in [0, 1] (default 0.5)\n"
     "  --act-scales MODE      8-bit methods: dynamic (per token, default) or static\n"
@@ -36,8 +40,11 @@ static const char usage_text[] =
     "                         asymmetric for awq and awq+gptq)\n"
     "  --mse                  clipping search for each group's range\n"
     "  --act-order            GPTQ: columns in order of decreasing Hessian diagonal\n"
-    "  --static-groups        with --act-order: groups fixed before the permutation\n"
-    "                         (otherwise a g_idx is stored)\n"
+    "                         (default; --no-act-order: in input order)\n"
+    "  --static-groups        with act-order: group grids fixed from the original\n"
+    "                         weights before the permutation (default;\n"
+    "                         --no-static-groups: grids as GPTQ reaches them and a\n"
+    "                         g_idx is stored)\n"
     "  --damp X               GPTQ dampening, fraction of the mean diagonal (0.01);\n"
     "                         raised x10 with a warning while Cholesky fails\n"
     "  --block N              GPTQ lazy-batch block size (default 128)\n"
@@ -57,6 +64,8 @@ static const char usage_text[] =
     "Run:\n"
     "  -o, --output OUT.ptq   the bundle to write (required)\n"
     "  --report FILE.json     per-linear errors, memory and time by step\n"
+    "  --export FORMAT[:DIR]  then export the bundle as by ptqc export (default DIR:\n"
+    "                         OUT less .ptq, then -FORMAT); repeatable\n"
     "  --tmpdir DIR           keep calibration activations and resume states in DIR\n"
     "  --resume               continue a killed run after its last finished layer\n"
     "  --threads N            workers over calibration chunks (default: CPUs);\n"
@@ -69,7 +78,8 @@ static const char usage_text[] =
     "--alpha outside [0, 1], journal mismatch on --resume, a recipe\n"
     "pattern matching no linear), 3 input unreadable, 4 input malformed (also\n"
     "a recipe file), 5 data unusable (zero calibration tokens,\n"
-    "NaN/Inf weights or calibration activations, singular Hessian), 6 output unwritable, 7 resume state corrupt, 8 out of memory.\n";
+    "NaN/Inf weights or calibration activations, singular Hessian), 6 output unwritable, 7 resume state corrupt, 8 out of memory,\n"
+    "10 bundle written but --export failed.\n";
 
 /* Words wrapped into the option column of --help. */
 static void help_words(const char *first, const char *text)
@@ -102,10 +112,26 @@ static void usage(void)
     fputs(usage_text, stdout);
 }
 
+/* --codebooks MxB (aqlm): M codebooks 1..8 of 2^B codewords, B 1..16 */
+static int parse_codebooks(const char *cmd, const char *s, ptq_compile_opts *o)
+{
+    int m, b, n = 0;
+    if (sscanf(s, "%dx%d%n", &m, &b, &n) != 2 || s[n] || m < 1 || b < 1)
+        return cli_usage_error(cmd, "--codebooks: '%s' is not MxB with M, B >= 1 (e.g. 2x8)", s);
+    if (m > 8 || b > 16)
+        return cli_usage_error(cmd, "--codebooks %s: unsupported (M codebooks 1..8, B bits "
+                               "1..16 per code)", s);
+    o->q.aqlm_m = m, o->q.aqlm_b = b;
+    return 0;
+}
+
 enum {
     O_METHOD = 256, O_BITS, O_GROUP, O_SYM, O_ASYM, O_MSE, O_ACTORDER, O_STATIC, O_DAMP, O_BLOCK,
     O_SKIP, O_CALIB, O_FIELD, O_NSAMPLES, O_SEQLEN, O_SEED, O_CHUNK, O_REPORT, O_TMPDIR, O_RESUME,
-    O_THREADS, O_PROGRESS, O_QUIET, O_ALPHA, O_ACTSCALES, O_KVCACHE, O_AWQGRID, O_RECIPE
+    O_THREADS, O_PROGRESS, O_QUIET, O_ALPHA, O_ACTSCALES, O_KVCACHE, O_AWQGRID, O_RECIPE,
+    O_EXPORT,
+    O_NOACTORDER, O_NOSTATIC,
+    O_CODEBOOKS, O_BEAM
 };
 
 static const struct option longopts[] = {
@@ -124,6 +150,9 @@ static const struct option longopts[] = {
     {"help", no_argument, 0, 'h'},                  {"alpha", required_argument, 0, O_ALPHA},
     {"act-scales", required_argument, 0, O_ACTSCALES}, {"kv-cache", required_argument, 0, O_KVCACHE},
     {"awq-grid", required_argument, 0, O_AWQGRID},  {"recipe", required_argument, 0, O_RECIPE},
+    {"export", required_argument, 0, O_EXPORT},
+    {"no-act-order", no_argument, 0, O_NOACTORDER}, {"no-static-groups", no_argument, 0, O_NOSTATIC},
+    {"codebooks", required_argument, 0, O_CODEBOOKS}, {"beam", required_argument, 0, O_BEAM},
     {0, 0, 0, 0},
 };
 
@@ -131,8 +160,8 @@ static const struct option longopts[] = {
  * command line (so --threads, --resume, ... give identical bundles), and the
  * output path is recorded by its file name only. */
 static const char *const unrecorded[] = {"--threads", "--progress", "--quiet", "--resume",
-                                         "--report", "--tmpdir"};
-static const int unrecorded_arg[] = {1, 1, 0, 0, 1, 1};
+                                         "--report", "--tmpdir", "--export"};
+static const int unrecorded_arg[] = {1, 1, 0, 0, 1, 1, 1};
 
 static int record_cmdline(int argc, char **argv, const char ***out)
 {
@@ -176,6 +205,8 @@ typedef struct args {
     ptq_flags_given given;
     int threads, quiet, progress_mode;
     const char **calib, **skip;
+    cx_list exports; /* --export */
+    int act_order, static_groups; /* GPTQ: -1 default, 0 --no-..., 1 given */
 } args;
 
 static void defaults(args *a)
@@ -186,6 +217,7 @@ static void defaults(args *a)
     o->q.q.sym = 1;
     o->q.group = -1; /* auto: 128 when it divides, else 0 */
     o->q.damp = 0.01f;
+    a->act_order = a->static_groups = -1; /* act-order, static groups (gptq_order) */
     o->q.block = 128;
     o->nsamples = 0; /* the engine's defaults (lib/compile/compile.h) */
     o->seqlen = 0;
@@ -214,6 +246,7 @@ static int one_option(args *a, int c, const char *cmd)
         if (!(rc = cli_parse_long(cmd, "--awq-grid", optarg, 1, 1000, &v))) a->o.awq_grid = (int)v;
         break;
     case O_RECIPE: a->o.recipe = optarg; break;
+    case O_EXPORT: a->exports.spec[a->exports.n++] = optarg; break;
     case O_ALPHA:
         a->given.alpha = 1;
         if (!(rc = cli_parse_double(cmd, "--alpha", optarg, 0, 1, &d))) a->o.alpha = (float)d;
@@ -240,8 +273,10 @@ static int one_option(args *a, int c, const char *cmd)
     case O_SYM: a->o.q.q.sym = 1, a->o.sym_set = 1; break;
     case O_ASYM: a->o.q.q.sym = 0, a->o.sym_set = 1; break;
     case O_MSE: a->o.q.q.mse = 1; break;
-    case O_ACTORDER: a->o.q.act_order = 1; break;
-    case O_STATIC: a->o.q.static_groups = 1; break;
+    case O_ACTORDER: a->act_order = 1; break;
+    case O_NOACTORDER: a->act_order = 0; break;
+    case O_STATIC: a->static_groups = 1; break;
+    case O_NOSTATIC: a->static_groups = 0; break;
     case O_DAMP:
         if (!(rc = cli_parse_double(cmd, "--damp", optarg, 0, 10, &d))) a->o.q.damp = (float)d;
         break;
@@ -280,8 +315,25 @@ static int one_option(args *a, int c, const char *cmd)
         else rc = cli_usage_error(cmd, "--progress: '%s' is not auto, tty, lines, json or none", optarg);
         break;
     case O_QUIET: a->quiet = 1; break;
+    case O_CODEBOOKS: rc = parse_codebooks(cmd, optarg, &a->o); break;
+    case O_BEAM:
+        if (!(rc = cli_parse_long(cmd, "--beam", optarg, 1, 256, &v))) a->o.q.aqlm_beam = (int)v;
+        break;
     }
     return rc;
+}
+
+/* GPTQ's column order and group grids: act-order with static groups unless
+ * --no-act-order / --no-static-groups (ptqc-compile(1) gives the measurement).
+ * The default applies to methods that round with GPTQ; elsewhere only a flag
+ * given on the command line sets them, so the methods' checks refuse it. */
+static void gptq_order(args *a)
+{
+    const ptq_method *m = a->o.method;
+    int gptq = m->rounder == PTQ_RD_GPTQ && !ptq_method_a8(m);
+    int ao = a->act_order >= 0 ? a->act_order : a->static_groups == 1 || gptq;
+    a->o.q.act_order = ao;
+    a->o.q.static_groups = ao && (a->static_groups >= 0 ? a->static_groups : 1);
 }
 
 /* The options and the MODEL; 0, -1 after --help, or a usage error's status. */
@@ -303,11 +355,13 @@ static int parse(args *a, int argc, char **argv)
     if (!rc && optind != argc - 1)
         rc = cli_usage_error(cmd, optind >= argc ? "missing MODEL directory" : "one MODEL only");
     if (!rc && !a->o.out) rc = cli_usage_error(cmd, "missing -o OUT.ptq");
-    if (!rc && a->o.q.static_groups && !a->o.q.act_order)
-        rc = cli_usage_error(cmd, "--static-groups needs --act-order");
+    if (!rc && a->static_groups == 1 && a->act_order == 0)
+        rc = cli_usage_error(cmd, "--static-groups needs act-order (drop --no-act-order)");
+    if (!rc) gptq_order(a);
     ptq_err e = {0, ""};
     if (!rc && ptq_method_check(&a->o, &a->given, &e)) rc = cli_usage_error(cmd, "%s", e.msg);
     if (!rc) a->o.model = argv[optind];
+    if (!rc) rc = cx_check(&a->exports, &a->o);
     return rc;
 }
 
@@ -318,14 +372,17 @@ int cmd_compile(int argc, char **argv)
     defaults(&a);
     a.calib = calloc((size_t)argc + 1, sizeof *a.calib);
     a.skip = calloc((size_t)argc + 1, sizeof *a.skip);
+    a.exports.spec = calloc((size_t)argc + 1, sizeof *a.exports.spec);
     const char **rec = NULL;
-    int rc = !a.calib || !a.skip ? PTQ_ENOMEM : parse(&a, argc, argv);
+    int rc = !a.calib || !a.skip || !a.exports.spec ? PTQ_ENOMEM : parse(&a, argc, argv);
     int nrec = rc ? 0 : record_cmdline(argc, argv, &rec);
     if (nrec < 0) rc = PTQ_ENOMEM;
     if (rc == PTQ_ENOMEM) fprintf(stderr, "ptqc compile: out of memory\n");
     if (rc) {
         free(a.calib);
         free(a.skip);
+        cx_free(&a.exports);
+        free(a.exports.spec);
         return rc < 0 ? 0 : rc;
     }
     ptq_compile_opts *o = &a.o;
@@ -348,6 +405,9 @@ int cmd_compile(int argc, char **argv)
         progress_clear(&prog);
         cli_report(&e);
     }
+    if (!rc) rc = cx_run(&a.exports, o->out, a.quiet);
+    cx_free(&a.exports);
+    free(a.exports.spec);
     free(rec);
     free(a.calib);
     free(a.skip);

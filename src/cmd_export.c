@@ -10,7 +10,7 @@
 #include "src/cli.h"
 
 static const char export_help[] =
-    "Usage: ptqc export BUNDLE -o OUT --format FORMAT [--quiet]\n"
+    "Usage: ptqc export BUNDLE -o OUT --format FORMAT [--allow-requantize] [--quiet]\n"
     "\n"
     "Write a .ptq bundle as a new checkpoint directory OUT in the layout another\n"
     "tool loads: config.json (with its quantization_config), tokenizer files and\n"
@@ -20,7 +20,10 @@ static const char export_help[] =
     "\n"
     "  -o, --output OUT     the directory to create (must not exist)\n"
     "  -f, --format FORMAT  compressed-tensors (vLLM, transformers), gptq\n"
-    "                       (AutoGPTQ/GPTQModel v1) or awq (AutoAWQ GEMM, 4-bit)\n"
+    "                       (AutoGPTQ/GPTQModel v1), awq (AutoAWQ GEMM, 4-bit) or\n"
+    "                       gguf (llama.cpp; OUT is then one .gguf file)\n"
+    "  --allow-requantize   gguf: requantize the linears no ggml type holds exactly\n"
+    "                       (reporting the added error) instead of refusing\n"
     "  -q, --quiet          print nothing on success\n"
     "  -h, --help           this text\n"
     "\n"
@@ -35,17 +38,19 @@ int cmd_export(int argc, char **argv)
         {"output", required_argument, NULL, 'o'},
         {"format", required_argument, NULL, 'f'},
         {"quiet", no_argument, NULL, 'q'},
+        {"allow-requantize", no_argument, NULL, 'R'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *out = NULL, *format = NULL;
-    int quiet = 0, c;
+    int quiet = 0, requant = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "o:f:qh", opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'f': format = optarg; break;
         case 'q': quiet = 1; break;
+        case 'R': requant = 1; break;
         case 'h': fputs(export_help, stdout); return 0;
         default: return cli_usage_error("export", "unknown option");
         }
@@ -65,7 +70,8 @@ int cmd_export(int argc, char **argv)
     ptq_err e = {0};
     int rc = ptq_bundle_open(&b, argv[optind], 1, &e);
     if (rc) return cli_report(&e);
-    rc = ptq_export(&b, format, out, &e);
+    ptq_export_opts xo = {requant, quiet ? NULL : stderr};
+    rc = ptq_export_opt(&b, format, out, &xo, &e);
     ptq_bundle_close(&b);
     if (rc) return cli_report(&e);
     if (!quiet) printf("ptqc export: wrote %s (%s)\n", out, format);

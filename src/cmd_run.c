@@ -1,7 +1,9 @@
-/* cmd_run.c - `ptqc run BUNDLE --prompt TEXT`: generate text from a bundle on
+/* cmd_run.c - `ptqc run MODEL --prompt TEXT`: generate text from a bundle on
  * the GPU with libptqrt, or with --device cpu on the CPU reference runtime
  * (lib/runtime/runtime_cpu.h + lib/model/generate.h's KV-cached ptq_gen_step), see
- * ptqc-run(1).  Both devices run the same loop: feed the prompt, then sample
+ * ptqc-run(1).  MODEL may also be the source model (a checkpoint directory or
+ * a .gguf, lib/runtime/runtime_cpu.h's ptq_model_src), which runs on the CPU,
+ * so that its generations can be compared with a bundle's.  Both devices run the same loop: feed the prompt, then sample
  * a token and feed it, one position at a time.  The prompt is tokenized with
  * the bundle's own tokenizer; generated text is printed as it is produced, or
  * with --print-ids one line "ID MARGIN" per generated token. */
@@ -24,22 +26,25 @@
 #endif
 
 static const char run_help[] =
-    "Usage: ptqc run BUNDLE --prompt TEXT [-n N] [--temp T] [--top-p P] [--seed S]\n"
+    "Usage: ptqc run MODEL --prompt TEXT [-n N] [--temp T] [--top-p P] [--seed S]\n"
     "                [--device D] [--threads N] [--max-seq L] [--no-verify] [--print-ids]\n"
     "                [--ignore-eos]\n"
     "\n"
     "Generate text from a .ptq bundle on an NVIDIA GPU (sm_80 or later) with the\n"
-    "libptqrt runtime, or on the CPU reference runtime with --device cpu.  Prints\n"
-    "the prompt and the continuation to stdout as it is generated, and a timing\n"
-    "line to stderr.\n"
+    "libptqrt runtime, or on the CPU reference runtime with --device cpu.  MODEL\n"
+    "may also be the source model (a Hugging Face directory or a .gguf file),\n"
+    "which runs on the CPU (the default device then), to compare generations.\n"
+    "Prints the prompt and the continuation to stdout as it is generated, and a\n"
+    "timing line to stderr.\n"
     "\n"
     "  -p, --prompt TEXT   the prompt (a BOS is added when the tokenizer asks for one)\n"
     "  -n, --tokens N      generate at most N tokens (default 128); stops at EOS\n"
     "      --temp T        sampling temperature (default 0 = greedy)\n"
     "      --top-p P       nucleus sampling mass in (0, 1] (default 1)\n"
     "      --seed S        random seed for sampling (default 0)\n"
-    "      --device D      cuda (default: CUDA device 0), cuda:N or N (CUDA device N),\n"
-    "                      or cpu (the CPU reference runtime)\n"
+    "      --device D      cuda (default for a bundle: CUDA device 0), cuda:N or N\n"
+    "                      (CUDA device N), or cpu (the CPU reference runtime; the\n"
+    "                      only one for a source model)\n"
     "      --threads N     CPU workers for the packed products of --device cpu, 1..64\n"
     "                      (default: the number of online CPUs); the same tokens for\n"
     "                      any N\n"
@@ -51,7 +56,7 @@ static const char run_help[] =
     "      --ignore-eos    do not stop at the EOS token\n"
     "  -h, --help          this text\n"
     "\n"
-    "Exit status: 0 success, 2 usage, 3 BUNDLE unreadable, 4 malformed, 7 checksum\n"
+    "Exit status: 0 success, 2 usage, 3 MODEL unreadable, 4 malformed, 7 checksum\n"
     "mismatch, 8 out of memory, 9 no CUDA device or ptqc built without CUDA.\n"
     "See ptqc-run(1).\n";
 
@@ -66,13 +71,14 @@ typedef struct runner {
 #endif
     ptq_cpu_model cm;
     int cpu_open;
-    ptq_weights w;
+    ptq_weights w;    /* the bundle's (cm) or the source model's provider */
     ptq_gen *g;
     ptq_rng crng;
 } runner;
 
-static int runner_open(runner *r, const char *path, int cuda, int device, int max_seq, int need,
-                       int verify, uint64_t seed, int threads, ptq_err *e)
+static int runner_open(runner *r, const char *path, const ptq_model_src *src, int cuda,
+                       int device, int max_seq, int need, int verify, uint64_t seed, int threads,
+                       ptq_err *e)
 {
     r->cuda = cuda;
     if (cuda) {
@@ -94,16 +100,20 @@ static int runner_open(runner *r, const char *path, int cuda, int device, int ma
         ptqrt_rng_seed(&r->grng, seed);
         return PTQ_OK;
 #else
-        (void)path, (void)device, (void)max_seq, (void)need, (void)verify, (void)seed;
-        (void)threads;
+        (void)path, (void)src, (void)device, (void)max_seq, (void)need, (void)verify;
+        (void)seed, (void)threads;
         return ptq_fail(e, PTQ_ENODEV, "ptqc was built without CUDA");
 #endif
     }
-    int rc = ptq_cpu_open(&r->cm, path, verify, e);
-    if (rc) return rc;
-    r->cpu_open = 1;
-    ptq_cpu_weights(&r->cm, &r->w);
-    const ptq_config *c = &r->cm.cfg;
+    int rc;
+    if (src) {
+        r->w = src->w; /* the caller's source model */
+    } else {
+        if ((rc = ptq_cpu_open(&r->cm, path, verify, e))) return rc;
+        r->cpu_open = 1;
+        ptq_cpu_weights(&r->cm, &r->w);
+    }
+    const ptq_config *c = r->w.cfg;
     r->vocab = c->vocab;
     r->eos = c->eos_id;
     r->max_seq = max_seq ? max_seq : (c->max_pos > 0 && c->max_pos < 2048 ? c->max_pos : 2048);
@@ -186,7 +196,7 @@ typedef struct run_opts {
     const char *path, *prompt;
     long ntok, seed, device, max_seq, threads;
     double temp, top_p;
-    int verify, cuda, print_ids, ignore_eos;
+    int verify, cuda, device_set, print_ids, ignore_eos;
 } run_opts;
 
 /* Options and arguments into o; 0, or the exit status to return (-1: --help). */
@@ -213,7 +223,10 @@ static int parse_opts(int argc, char **argv, run_opts *o)
         case 's':
             rc = cli_parse_long("run", "--seed", optarg, 0, 0x7fffffffffffffffL, &o->seed);
             break;
-        case 'd': rc = parse_device(optarg, &o->cuda, &o->device); break;
+        case 'd':
+            rc = parse_device(optarg, &o->cuda, &o->device);
+            o->device_set = 1;
+            break;
         case 'L': rc = cli_parse_long("run", "--max-seq", optarg, 1, 1 << 20, &o->max_seq); break;
         case 'j': rc = cli_parse_long("run", "--threads", optarg, 1, 64, &o->threads); break;
         case 'V': o->verify = 0; break;
@@ -224,7 +237,7 @@ static int parse_opts(int argc, char **argv, run_opts *o)
         }
     }
     if (rc) return PTQ_EUSAGE;
-    if (optind != argc - 1) return cli_usage_error("run", "expected one BUNDLE argument");
+    if (optind != argc - 1) return cli_usage_error("run", "expected one MODEL argument");
     if (!o->prompt) return cli_usage_error("run", "--prompt TEXT is required");
     o->path = argv[optind];
     if (!o->threads) {
@@ -290,13 +303,13 @@ static int generate(runner *r, const run_opts *o, const int32_t *ids, size_t nid
 }
 
 /* Open the model for the prompt ids and run the generation. */
-static int run_model(const run_opts *o, ptq_tokenizer *tok, const int32_t *ids, size_t nids,
-                     ptq_err *e)
+static int run_model(const run_opts *o, const ptq_model_src *src, ptq_tokenizer *tok,
+                     const int32_t *ids, size_t nids, ptq_err *e)
 {
     runner r;
     memset(&r, 0, sizeof r);
     double t0 = ptq_now();
-    int rc = runner_open(&r, o->path, o->cuda, (int)o->device, (int)o->max_seq,
+    int rc = runner_open(&r, o->path, src, o->cuda, (int)o->device, (int)o->max_seq,
                          (int)(nids + (size_t)o->ntok), o->verify, (uint64_t)o->seed,
                          (int)o->threads, e);
     if (!rc && nids > (size_t)r.max_seq)
@@ -329,26 +342,51 @@ static int run_model(const run_opts *o, ptq_tokenizer *tok, const int32_t *ids, 
     return rc;
 }
 
+/* A source model (not a bundle) into src: on the CPU only (its default
+ * device), with its own tokenizer.  0, or the exit status (reported). */
+static int open_source(run_opts *o, ptq_model_src *src)
+{
+    if (o->cuda && o->device_set)
+        return cli_usage_error("run", "a source model (directory or .gguf) runs on --device cpu "
+                                      "only; compile it to a bundle for the GPU");
+    o->cuda = 0;
+    ptq_err e;
+    if (ptq_model_src_open(src, o->path, &e)) return cli_report(&e);
+    if (!src->tok) {
+        ptq_model_src_close(src);
+        ptq_fail(&e, PTQ_EFORMAT, "%s: the model has no tokenizer.json", o->path);
+        return cli_report(&e);
+    }
+    return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
     run_opts o;
     int rc = parse_opts(argc, argv, &o);
     if (rc) return rc < 0 ? 0 : rc;
-    if ((rc = device_ok(&o))) return rc;
+    ptq_model_src src;
+    int is_src = !ptq_path_is_bundle(o.path);
+    if (is_src && (rc = open_source(&o, &src))) return rc;
+    if ((rc = device_ok(&o))) {
+        if (is_src) ptq_model_src_close(&src);
+        return rc;
+    }
     ptq_err e;
-    ptq_tokenizer *tok = NULL;
-    if ((rc = ptq_bundle_file_tokenizer(o.path, &tok, &e))) return cli_report(&e);
+    ptq_tokenizer *tok = is_src ? src.tok : NULL;
+    if (!is_src && (rc = ptq_bundle_file_tokenizer(o.path, &tok, &e))) return cli_report(&e);
     int32_t *ids = NULL;
     size_t nids = 0;
     rc = ptq_tok_encode(tok, o.prompt, strlen(o.prompt), ptq_tok_add_bos(tok), &ids, &nids, &e);
     if (!rc && nids == 0) {
-        free(ids);
-        ptq_tok_free(tok);
-        return cli_usage_error("run", "the prompt encodes to no tokens (and the tokenizer adds "
-                                      "no BOS)");
+        rc = cli_usage_error("run", "the prompt encodes to no tokens (and the tokenizer adds no "
+                                    "BOS)");
+    } else {
+        if (!rc) rc = run_model(&o, is_src ? &src : NULL, tok, ids, nids, &e);
+        if (rc) rc = cli_report(&e);
     }
-    if (!rc) rc = run_model(&o, tok, ids, nids, &e);
     free(ids);
-    ptq_tok_free(tok);
-    return rc ? cli_report(&e) : 0;
+    if (is_src) ptq_model_src_close(&src);
+    else ptq_tok_free(tok);
+    return rc;
 }

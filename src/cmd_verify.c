@@ -145,8 +145,10 @@ static void print_tensor_table(const ptq_bundle *b)
             snprintf(bits, sizeof bits, "%d", t.bits);
             snprintf(group, sizeof group, "%d", t.group);
             snprintf(sym, sizeof sym, "%s%s", t.sym ? "yes" : "no", t.act_order ? "+g" : "");
-        } else {
+        } else if (*t.dtype) {
             fmt = t.dtype;
+        } else if (t.bits > 0 && t.bits < 100) { /* e8p: bits, no group */
+            snprintf(bits, sizeof bits, "%d", (unsigned char)t.bits);
         }
         printf("%-52s %-6s %-6s %4s %5s %-4s %-13s %12llu\n", t.name, t.method, fmt, bits,
                group, sym, shape, (unsigned long long)t.bytes);

@@ -488,7 +488,7 @@ START_TEST(bad_input)
          "\"model.layers.99.*\" matches no linear"},
         {"{\"default\": {\"method\": \"awq\",}\n}", 4, "invalid JSON at line 1"},
         {"{\"default\": {\"method\": \"awq\"}\n\"overrides\": []}", 4, "invalid JSON at line 2"},
-        {"{\"default\": {\"method\": \"quip\"}}", 4, "method \"quip\""},
+        {"{\"default\": {\"method\": \"quux\"}}", 4, "method \"quux\""},
         {"{\"default\": {\"bits\": 9}}", 4, "\"bits\""},
         {"{\"default\": {\"bit\": 4}}", 4, "unknown key \"bit\""},
     };

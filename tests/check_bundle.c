@@ -711,10 +711,10 @@ START_TEST(test_corruption)
     char *m2 = strdup(man);
     char *v = strstr(m2, "\"version\":\t1");
     ck_assert(v != NULL);
-    v[strlen("\"version\":\t")] = '4'; /* 2: + w8a8/fp8, 3: + partial groups */
+    v[strlen("\"version\":\t")] = '9'; /* 2: + w8a8/fp8, 3: + partial groups, 4: + e8p */
     rebuild(out, bad, m2, NULL);
     ck_assert_int_eq(ptq_bundle_open(&b, bad, 0, &e), PTQ_EFORMAT);
-    ck_assert(strstr(e.msg, "version 4") != NULL);
+    ck_assert(strstr(e.msg, "version 9") != NULL);
     free(m2);
 
     /* a member offset outside the file */
@@ -917,7 +917,7 @@ START_TEST(test_runtime_partial_groups)
     char *dir = P(tu_tmpdir()), *out = P(tu_fmt("%s/g48.ptq", dir));
     char *src = P(tu_src("examples/stories260k"));
     tu_compile_ok(src, out, NULL,
-                  "--method gptq --act-order --bits 3 --group 48 --nsamples 4 --seqlen 32 "
+                  "--method gptq --act-order --no-static-groups --bits 3 --group 48 --nsamples 4 --seqlen 32 "
                   "--seed 1 --quiet", 1);
     ptq_cpu_model m;
     ptq_weights w;

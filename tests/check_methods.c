@@ -150,7 +150,7 @@ START_TEST(needs_calibration_from_the_table)
     static const struct { const char *name; int needs; } want[] = {
         {"rtn", 0},  {"w8a8", 0},        {"fp8", 0},         {"gptq", 1},
         {"awq", 1},  {"awq+gptq", 1},    {"smoothquant", 1}, {"smoothquant+gptq", 1},
-        {"none+rtn", 0}, {"awq+rtn", 1}, {"none+gptq", 1},
+        {"none+rtn", 0}, {"awq+rtn", 1}, {"none+gptq", 1}, {"quip", 1}, {"aqlm", 1},
     };
     for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
         const ptq_method *m = ptq_method_find(want[i].name);
@@ -187,7 +187,7 @@ START_TEST(find_by_name_and_parts)
     ck_assert_ptr_eq(ptq_method_find("none+gptq"), ptq_method_find("gptq"));
     ck_assert_ptr_eq(ptq_method_find("none+rtn"), ptq_method_find("rtn"));
     ck_assert_ptr_eq(ptq_method_find("smoothquant+rtn"), ptq_method_find("smoothquant"));
-    ck_assert_ptr_null(ptq_method_find("quip"));
+    ck_assert_ptr_null(ptq_method_find("quip+gptq"));
     ck_assert_ptr_null(ptq_method_find("awq+"));
     ck_assert_ptr_null(ptq_method_find("+gptq"));
     ck_assert_ptr_null(ptq_method_find("awq+beam"));
@@ -198,7 +198,7 @@ START_TEST(find_by_name_and_parts)
     ck_assert(ptq_method_per_linear(ptq_method_find("awq+gptq")));
     char list[512];
     ptq_method_list(list, sizeof list, 1);
-    ck_assert_str_eq(list, "rtn, gptq, awq or awq+gptq");
+    ck_assert_str_eq(list, "rtn, gptq, awq, awq+gptq, quip or aqlm");
 }
 END_TEST
 

@@ -78,16 +78,19 @@ START_TEST(grid_special_cases)
     ptq_quant_grid(z, 4, 1, &o, &g);
     ck_assert_uint_eq(g.scale_f16, 0x3955);
     ck_assert_int_eq(g.zero, 2);
-    /* symmetric, no negative weight: the reference keeps xmin = 0, so
-     * {0.5, 1, 3}: scale = 3/3 = 1, zero = 2, codes 0+2, 1+2, 3+2 -> 3:
-     * 3 decodes to 1 (the reference's grid covers [-2, 1] here) */
+    /* symmetric, no negative weight: the range is [-3, 3] as for any other
+     * group (compressed-tensors: scale = max|w| / (maxq / 2)), so {0.5, 1, 3}:
+     * scale = 6/3 = 2, zero = 2, codes round(0.25) + 2 = 2, round(0.5) + 2 = 2
+     * (ties to even), round(1.5) + 2 = 4 -> 3, which decodes to 2.  (GPTQ's
+     * reference keeps xmin = 0 there: scale 1, and 3 decodes to 1.) */
     const float pos[3] = {0.5f, 1.0f, 3.0f};
     ptq_quant_grid(pos, 3, 1, &o, &g);
-    ck_assert(g.scale == 1.0f);
+    ck_assert(g.scale == 2.0f);
     ck_assert_int_eq(g.zero, 2);
     ck_assert_int_eq(ptq_quant_code(&g, 0.5f), 2);
-    ck_assert_int_eq(ptq_quant_code(&g, 1.0f), 3);
+    ck_assert_int_eq(ptq_quant_code(&g, 1.0f), 2);
     ck_assert_int_eq(ptq_quant_code(&g, 3.0f), 3);
+    ck_assert(ptq_quant_value(&g, 3) == 2.0f);
     /* tiny weights: scale 2e-7/3 is below the smallest normal fp16 and is
      * raised to 2^-14 (0x0400); zero = round(1e-7 / 2^-14) = 0 */
     o.sym = 0;

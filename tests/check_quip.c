@@ -334,7 +334,7 @@ START_TEST(ldlq_identity_is_nearest)
     ptq_ldlq_e8p s;
     ck_assert_int_eq(ptq_ldlq_e8p_init(&s, &b, 0.6f, rows, cols, &e), 0);
     ptq_ldlq_rounder rd = ptq_ldlq_e8p_rounder(&s);
-    ptq_ldlq_opts o = {8, 0.01f, 1};
+    ptq_ldlq_opts o = {8, 0.01f, 1, 0};
     ptq_ldlq_report rep;
     ck_assert_int_eq(ptq_ldlq(W, H, rows, cols, &o, &rd, Wq, &rep, &e), 0);
     for (int i = 0; i < rows; i++)
@@ -383,7 +383,7 @@ START_TEST(ldlq_block1_is_gptq)
     ptq_ldlq_scalar sc;
     ck_assert_int_eq(ptq_ldlq_scalar_init(&sc, W, rows, cols, &go.q, &e), 0);
     ptq_ldlq_rounder rd = ptq_ldlq_scalar_rounder(&sc);
-    ptq_ldlq_opts o = {1, 0.01f, 1};
+    ptq_ldlq_opts o = {1, 0.01f, 1, 0};
     ptq_ldlq_report rep;
     for (int ref = 0; ref < 2; ref++) {
         ck_assert_int_eq((ref ? ptq_ldlq_reference : ptq_ldlq)(W, H, rows, cols, &o, &rd, Wq, &rep, &e), 0);
@@ -413,7 +413,7 @@ START_TEST(ldlq_fast_matches_reference_and_helps)
     ptq_ldlq_e8p s;
     ck_assert_int_eq(ptq_ldlq_e8p_init(&s, &b, 1.0f, rows, cols, &e), 0);
     ptq_ldlq_rounder rd = ptq_ldlq_e8p_rounder(&s);
-    ptq_ldlq_opts o = {8, 0.01f, 1};
+    ptq_ldlq_opts o = {8, 0.01f, 1, 0};
     ptq_ldlq_report ra, rb;
     ck_assert_int_eq(ptq_ldlq(W, H, rows, cols, &o, &rd, Wa, &ra, &e), 0);
     ck_assert_int_eq(ptq_ldlq_reference(W, H, rows, cols, &o, &rd, Wb, &rb, &e), 0);
@@ -456,7 +456,7 @@ START_TEST(ldlq_bad_input)
     ck_assert_int_eq(ptq_ldlq_scalar_init(&sc, W, 4, 6, &qo, &e), 0);
     ptq_ldlq_rounder rd = ptq_ldlq_scalar_rounder(&sc);
     ptq_ldlq_report rep;
-    ptq_ldlq_opts o8 = {8, 0.01f, 1}, o1 = {1, 0.0f, 1};
+    ptq_ldlq_opts o8 = {8, 0.01f, 1, 0}, o1 = {1, 0.0f, 1, 0};
     ck_assert_int_eq(ptq_ldlq(W, H, 4, 6, &o8, &rd, Wq, &rep, &e), PTQ_EUSAGE);
     printf("bad block: %s\n", e.msg);
     /* indefinite with a positive diagonal: fails in float32 and float64 */
@@ -479,7 +479,7 @@ START_TEST(ldlq_bad_input)
     ptq_ldlq_scalar s8;
     ck_assert_int_eq(ptq_ldlq_scalar_init(&s8, W8, 4, 8, &qo, &e), 0);
     rd = ptq_ldlq_scalar_rounder(&s8);
-    ptq_ldlq_opts tiny = {8, 1e-9f, 1};
+    ptq_ldlq_opts tiny = {8, 1e-9f, 1, 0};
     ck_assert_int_eq(ptq_ldlq(W8, H8, 4, 8, &tiny, &rd, Wq8, &rep, &e), 0);
     ck_assert_int_eq(rep.f64, 1);
     ptq_ldlq_scalar_free(&s8);

@@ -304,4 +304,5 @@ void synth_weights(synth_model *m, ptq_weights *w)
     w->layer = mem_layer;
     w->embed = mem_embed;
     w->head = mem_head;
+    w->head_packed = NULL;
 }

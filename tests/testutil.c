@@ -228,7 +228,7 @@ static int fold_head(void *ctx, float *norm, float *lm_head, ptq_err *e)
 
 ptq_weights tu_fold_weights(tu_fold *f)
 {
-    ptq_weights w = {f->base.cfg, f, fold_layer, fold_embed, fold_head};
+    ptq_weights w = {f->base.cfg, f, fold_layer, fold_embed, fold_head, NULL};
     return w;
 }
 

@@ -100,12 +100,45 @@ def check_grid(model, bits, group):
         if not isinstance(mod, torch.nn.Linear) or name.endswith("lm_head"):
             continue
         w = mod.weight.detach().float()
-        g = w.reshape(w.shape[0], -1, group)
         for r in range(0, w.shape[0], max(1, w.shape[0] // 8)):  # sample rows
-            for j in range(g.shape[1]):
-                worst = max(worst, torch.unique(g[r, j]).numel())
+            for j in range(0, w.shape[1], group):  # the last group may be shorter
+                worst = max(worst, torch.unique(w[r, j:j + group]).numel())
         n += 1
     return n, worst, worst <= (1 << bits)
+
+
+def allow_partial_groups():
+    """llm-compressor 0.14 refuses a group size that does not divide the input size
+    (SmolLM2's 576 inputs at group 128: its weight observer reshapes the row into
+    (-1, group) and compressed_tensors' _process_group raises "tensor column shape must
+    be divisble").  Both are given the row padded with zero columns to a multiple of the
+    group, and the padding is cut off the result.  For the min-max observer this is
+    exactly a shorter last group (calculate_qparams takes min(min, 0) and max(max, 0), so
+    zeros change no scale), which is how ptqc quantizes it.  GPTQ's own column loop
+    indexes the scales by g_idx = column // group and needs no change."""
+    import torch.nn.functional as F
+    import llmcompressor.observers.helpers as oh
+    import compressed_tensors.quantization.lifecycle.forward as fw
+    from compressed_tensors.quantization import QuantizationStrategy as S
+
+    flat = oh._flatten_weight
+
+    def flat_padded(value, args):
+        g = args.group_size
+        if args.strategy in (S.GROUP, S.TENSOR_GROUP) and g and value.shape[-1] % g:
+            value = F.pad(value, (0, g - value.shape[-1] % g))
+        return flat(value, args)
+
+    group = fw._process_group
+
+    def group_padded(x, scale, zero_point, args, *rest, **kw):
+        g, c = args.group_size, x.shape[-1]
+        if g and c > g and c % g:
+            return group(F.pad(x, (0, g - c % g)), scale, zero_point, args, *rest, **kw)[..., :c]
+        return group(x, scale, zero_point, args, *rest, **kw)
+
+    oh._flatten_weight = flat_padded
+    fw._process_group = group_padded
 
 
 def main():
@@ -140,6 +173,7 @@ def main():
     from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
 
     torch.manual_seed(0)
+    allow_partial_groups()
     model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
     wargs = dict(num_bits=a.bits, type="int", symmetric=True, strategy="group",
                  group_size=a.group)
@@ -151,6 +185,8 @@ def main():
         kw["actorder"] = None if a.actorder == "none" else a.actorder
     if a.damp is not None:
         kw["dampening_frac"] = a.damp
+    if any(c % a.group for c in (576, 1536)):  # SmolLM2's input sizes; see allow_partial_groups
+        kw["bypass_divisibility_checks"] = True
     mod = GPTQModifier(config_groups={"group_0": scheme}, ignore=["lm_head"], **kw)
     ds = Dataset.from_dict({"input_ids": wins, "attention_mask": [[1] * len(w) for w in wins]})
     t0 = time.time()

@@ -12,6 +12,7 @@
 # checkout), WORK (/tmp/ptqc-peers), VENV ($WORK/venv: created with python3 -m
 # venv and llmcompressor from PyPI when it cannot import llmcompressor),
 # NSAMPLES (32), SEQLEN (512), SEED (0), EVAL_BYTES (12000), THREADS (all CPUs),
+# TEXTS (wiki.eval.raw shak.eval.txt: the evaluation texts, one or both),
 # LLMC_THREADS (torch threads of the peer, default THREADS; 1 was faster on a
 # loaded machine).
 #
@@ -31,6 +32,7 @@ SEQLEN=${SEQLEN:-512}
 SEED=${SEED:-0}
 EVAL_BYTES=${EVAL_BYTES:-12000}
 THREADS=${THREADS:-$(nproc 2>/dev/null || echo 2)}
+TEXTS=${TEXTS:-wiki.eval.raw shak.eval.txt}
 GGUF=$SHARED/models/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf
 WIKI=$SHARED/text/wikitext-2-raw
 mkdir -p "$WORK"
@@ -67,7 +69,20 @@ gptq-w3|ptqc|--method gptq --bits 3 --group 64 --sym CAL
 gptqao-w3|ptqc|--method gptq --bits 3 --group 64 --sym --act-order --static-groups CAL
 llmc-w3|llmc|--bits 3 --group 64
 awq-w4|ptqc|--method awq --bits 4 --group 64 CAL
-awqgptq-w4|ptqc|--method awq+gptq --bits 4 --group 64 CAL'
+awqgptq-w4|ptqc|--method awq+gptq --bits 4 --group 64 CAL
+rtn-w4g128|ptqc|--method rtn --bits 4 --group 128 --sym
+gptq-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --act-order --static-groups CAL
+llmc-w4g128|llmc|--bits 4 --group 128
+rtn-w3g128|ptqc|--method rtn --bits 3 --group 128 --sym
+gptq-w3g128|ptqc|--method gptq --bits 3 --group 128 --sym --act-order --static-groups CAL
+llmc-w3g128|llmc|--bits 3 --group 128
+awq-w4g128|ptqc|--method awq --bits 4 --group 128 CAL
+awqgptq-w4g128|ptqc|--method awq+gptq --bits 4 --group 128 CAL
+gptqnoao-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --no-act-order CAL
+gptqd01-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --damp 0.1 CAL
+gptqd001-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --damp 0.001 CAL
+gptqmse-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --mse CAL
+gptqmse-w3g128|ptqc|--method gptq --bits 3 --group 128 --sym --mse CAL'
 DEFAULT_RUNS=$(printf '%s\n' "$RUNS" | cut -d'|' -f1 | grep -v '^awq')
 WANT=${*:-$DEFAULT_RUNS}
 
@@ -105,7 +120,8 @@ build() { # name kind flags
     llmc)
         [ -d "$name" ] && return 0
         venv
-        sha=$(sed -n 's/.*"samples_sha256":[^"]*"\([0-9a-f]*\)".*/\1/p' gptq-w4.json | head -1)
+        # the windows of any GPTQ report of this $WORK (one token budget per $WORK)
+        sha=$(cat gptq*.json 2>/dev/null | sed -n 's/.*"samples_sha256":[^"]*"\([0-9a-f]*\)".*/\1/p' | head -1)
         say "llm-compressor GPTQ $name"
         t0=$(now)
         # shellcheck disable=SC2086
@@ -118,7 +134,7 @@ build() { # name kind flags
 }
 
 evaluate() { # name
-    for text in wiki.eval.raw shak.eval.txt; do
+    for text in $TEXTS; do
         out=eval-$1-$text.json
         [ -s "$out" ] && continue
         say "ptqc eval $1 on $text"
@@ -128,8 +144,10 @@ evaluate() { # name
     done
 }
 
-# gptq-w4 first: its report holds the samples_sha256 the peer must reproduce
-case " $(echo $WANT) " in *" llmc-"*) WANT="gptq-w4 $WANT" ;; esac
+# a GPTQ report holds the samples_sha256 the peer must reproduce: build the ptqc
+# runs first (without one, llmc_gptq.py records its sha in llmc.json to compare)
+WANT=$(for w in $WANT; do case $w in llmc-*) ;; *) echo "$w" ;; esac; done
+       for w in $WANT; do case $w in llmc-*) echo "$w" ;; esac; done)
 for w in $WANT; do
     line=$(printf '%s\n' "$RUNS" | grep "^$w|") || { say "unknown run $w"; exit 2; }
     build "$w" "$(echo "$line" | cut -d'|' -f2)" "$(echo "$line" | cut -d'|' -f3)"

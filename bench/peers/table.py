@@ -37,16 +37,29 @@ def walls(work):
 def describe(name):
     kind, _, b = name.partition("-w")
     kind = kind.rstrip("0123456789")  # gptqao16 = gptqao at another token budget
-    meth = {"rtn": "ptqc rtn", "gptq": "ptqc gptq (default: no act-order)",
+    meth = {"rtn": "ptqc rtn", "gptq": "ptqc gptq (act-order, static groups)",
+            "gptqnoao": "ptqc gptq --no-act-order",
+            "gptqd": "ptqc gptq --damp 0.1 / 0.001 (d01 / d001)", "gptqmse": "ptqc gptq --mse",
             "gptqao": "ptqc gptq --act-order --static-groups",
             "llmc": "llm-compressor GPTQ (its defaults)", "awq": "ptqc awq (asym)",
             "awqgptq": "ptqc awq+gptq (asym)", "gguf": "source GGUF (Q4_1)"}.get(kind, kind)
     if name == "gguf":
         return meth, "4", "32", 5.0
-    bits = int(b)
-    group = 64
+    b, _, g = b.partition("g")  # NAME-w4 (group 64) or NAME-w4g128
+    bits, group = int(b), int(g or 64)
     per = 16 if kind == "llmc" else 24
-    return meth, str(bits), str(group), bits + per / group
+    return meth, str(bits), str(group), bits + per * groups_per_weight(group)
+
+
+# SmolLM2-135M's linears per layer (out, in): q, k, v, o, gate, up, down
+SMOL_LINEARS = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576),
+                (576, 1536)]
+
+
+def groups_per_weight(group):
+    """ceil(in / group) groups a row, the last one shorter (576 at group 128: 5)"""
+    ng = sum(o * -(-i // group) for o, i in SMOL_LINEARS)
+    return ng / sum(o * i for o, i in SMOL_LINEARS)
 
 
 def main():

@@ -10,6 +10,8 @@
 
 #include "lib/base/clock.h"
 #include "lib/base/half.h"
+#include "lib/base/par.h"
+#include "lib/model/forward_ops.h"
 #include "lib/qfmt/pack.h"
 #include "lib/quant/err_metric.h"
 
@@ -30,36 +32,79 @@ static void widen(const uint16_t *h, float *x, size_t n)
     for (size_t i = 0; i < n; i++) x[i] = ptq_f16_to_f32(h[i]);
 }
 
-/* X [nsamp * T, cols]: the input of group g of the layer lw, every sample. */
+/* One chunk of samples through the layer up to the input of group g, on
+ * worker w: the parts of the forward (lib/model/model.h) that lead there. */
+typedef struct cap_job {
+    const awq_layer_ctx *c;
+    const ptq_layer_w *lw;
+    int g, w, b0, B;
+    float *X;
+    int rc;
+    ptq_err e;
+} cap_job;
+
+static void cap_run(void *arg)
+{
+    cap_job *j = arg;
+    const awq_layer_ctx *c = j->c;
+    const int D = c->cfg->hidden, T = c->T, n = j->B * T, cols = cols_of(c->cfg, j->g);
+    ptq_fwd *f = c->fwds[j->w];
+    float *x = c->x32s[j->w], *dst = j->X + (size_t)j->b0 * T * cols;
+    widen(c->hidden + (size_t)j->b0 * T * D, x, (size_t)n * D);
+    ptq_capture cap;
+    memset(&cap, 0, sizeof cap);
+    j->rc = PTQ_OK;
+    if (j->g == 0) {
+        ptq_rmsnorm(dst, x, j->lw->attn_norm, n, D, c->cfg->rms_eps);
+        return;
+    }
+    if (j->g == 1) cap.o_in = dst;
+    j->rc = ptq_fwd_attn(f, j->lw, x, j->B, T, &cap, &j->e);
+    if (j->g == 1 || j->rc) return;
+    j->rc = ptq_fwd_attn_out(f, j->lw, x, NULL, n, &j->e);
+    if (j->rc) return;
+    if (j->g == 2) {
+        ptq_rmsnorm(dst, x, j->lw->mlp_norm, n, D, c->cfg->rms_eps);
+        return;
+    }
+    cap.down_in = dst;
+    j->rc = ptq_fwd_mlp(f, j->lw, x, n, &cap, 0, &j->e);
+}
+
+/* X [nsamp * T, cols]: the input of group g of the layer lw, every sample,
+ * chunks of samples on the workers. */
 static int capture(const awq_layer_ctx *c, const ptq_layer_w *lw, int g, float *X, ptq_err *e)
 {
-    const int D = c->cfg->hidden, T = c->T, cols = cols_of(c->cfg, g);
-    for (int b0 = 0; b0 < c->nsamp; b0 += c->chunk) {
-        int B = c->nsamp - b0 < c->chunk ? c->nsamp - b0 : c->chunk;
-        widen(c->hidden + (size_t)b0 * T * D, c->x32, (size_t)B * T * D);
-        ptq_capture cap;
-        memset(&cap, 0, sizeof cap);
-        float *dst = X + (size_t)b0 * T * cols;
-        if (g == 0) cap.attn_in = dst;
-        if (g == 1) cap.o_in = dst;
-        if (g == 2) cap.mlp_in = dst;
-        if (g == 3) cap.down_in = dst;
-        int rc = ptq_fwd_layer(c->fwd, lw, c->x32, B, T, &cap, e);
-        if (rc) return rc;
+    cap_job jobs[AWQ_MAX_WORKERS];
+    for (int b0 = 0; b0 < c->nsamp;) {
+        int nj = 0;
+        for (; nj < c->nworkers && b0 < c->nsamp; nj++) {
+            int B = c->nsamp - b0 < c->chunk ? c->nsamp - b0 : c->chunk;
+            jobs[nj] = (cap_job){c, lw, g, nj, b0, B, X, 0, {0}};
+            b0 += B;
+        }
+        ptq_par_run(nj, cap_run, jobs, sizeof *jobs);
+        for (int i = 0; i < nj; i++)
+            if (jobs[i].rc) {
+                *e = jobs[i].e;
+                return jobs[i].rc;
+            }
     }
     return PTQ_OK;
 }
 
 /* ---------------------------------------------------------------- objectives */
 
+/* The objective of a block; candidates are judged on worker w's scratch
+ * (lws[w] a shallow copy of the layer whose pointers candidates swap). */
 typedef struct block_ctx {
     const awq_layer_ctx *c;
-    ptq_layer_w lw;     /* a shallow copy of the layer; candidates swap pointers */
+    ptq_layer_w lws[AWQ_MAX_WORKERS];
     const float *X;     /* group input [N, cols] (MLP) */
     const float *ref;   /* float block output [N, D] */
-    float *out;         /* [chunk * T, D] (MLP) */
-    float *hb, *hb2;    /* [chunk * T, intermediate] (MLP) */
-    double blas;
+    float *out[AWQ_MAX_WORKERS];            /* [chunk * T, D] (MLP) */
+    float *hb[AWQ_MAX_WORKERS], *hb2[AWQ_MAX_WORKERS]; /* [chunk * T, intermediate] (MLP) */
+    double blas[AWQ_MAX_WORKERS];
 } block_ctx;
 
 static double sqdiff(const float *a, const float *b, size_t n)
@@ -72,35 +117,41 @@ static double sqdiff(const float *a, const float *b, size_t n)
     return s;
 }
 
-/* attention: layer with a zero down_proj, output compared to ref (the
- * residual x cancels in the difference) */
-static int attn_run(block_ctx *b, float *out_all, const float *ref, double *loss, ptq_err *e)
+/* attention: x + o_proj(attention(q, k, v)) of every sample (the parts of
+ * the layer's forward up to h), compared to ref (the residual x cancels in
+ * the difference) */
+static int attn_run(block_ctx *b, int w, float *out_all, const float *ref, double *loss,
+                    ptq_err *e)
 {
     const awq_layer_ctx *c = b->c;
     const int D = c->cfg->hidden, T = c->T;
+    ptq_fwd *f = c->fwds[w];
+    float *x = c->x32s[w];
     double sum = 0, t0 = now();
     for (int b0 = 0; b0 < c->nsamp; b0 += c->chunk) {
         int B = c->nsamp - b0 < c->chunk ? c->nsamp - b0 : c->chunk;
         size_t n = (size_t)B * T * D;
-        widen(c->hidden + (size_t)b0 * T * D, c->x32, n);
-        int rc = ptq_fwd_layer(c->fwd, &b->lw, c->x32, B, T, NULL, e);
+        widen(c->hidden + (size_t)b0 * T * D, x, n);
+        int rc = ptq_fwd_attn(f, &b->lws[w], x, B, T, NULL, e);
+        if (!rc) rc = ptq_fwd_attn_out(f, &b->lws[w], x, NULL, B * T, e);
         if (rc) return rc;
-        if (out_all) memcpy(out_all + (size_t)b0 * T * D, c->x32, n * sizeof(float));
-        else sum += sqdiff(c->x32, ref + (size_t)b0 * T * D, n);
+        if (out_all) memcpy(out_all + (size_t)b0 * T * D, x, n * sizeof(float));
+        else sum += sqdiff(x, ref + (size_t)b0 * T * D, n);
     }
-    b->blas += now() - t0; /* the forward is sgemm work but for softmax/rope */
+    b->blas[w] += now() - t0; /* the forward is sgemm work but for softmax/rope */
     *loss = sum;
     return PTQ_OK;
 }
 
-static int attn_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
+static int attn_fn(void *ctx, int w, float *const *Wq, double *loss, ptq_err *e)
 {
     block_ctx *b = ctx;
-    for (int i = 0; i < 3; i++) b->lw.w[PTQ_Q + i] = Wq[i];
-    return attn_run(b, NULL, b->ref, loss, e);
+    for (int i = 0; i < 3; i++) b->lws[w].w[PTQ_Q + i] = Wq[i];
+    return attn_run(b, w, NULL, b->ref, loss, e);
 }
 
-static void mlp_run(block_ctx *b, const float *Wg, const float *Wu, float *out_all, double *loss)
+static void mlp_run(block_ctx *b, int w, const float *Wg, const float *Wu, float *out_all,
+                    double *loss)
 {
     const awq_layer_ctx *c = b->c;
     const int D = c->cfg->hidden, NI = c->cfg->intermediate, T = c->T;
@@ -108,18 +159,18 @@ static void mlp_run(block_ctx *b, const float *Wg, const float *Wu, float *out_a
     double sum = 0, t0 = now();
     for (size_t r0 = 0; r0 < N; r0 += step) {
         int n = (int)(N - r0 < step ? N - r0 : step);
-        float *o = out_all ? out_all + r0 * D : b->out;
-        ptq_awq_mlp(b->X + r0 * D, n, D, NI, Wg, Wu, b->lw.w[PTQ_DOWN], b->hb, b->hb2, o);
+        float *o = out_all ? out_all + r0 * D : b->out[w];
+        ptq_awq_mlp(b->X + r0 * D, n, D, NI, Wg, Wu, b->lws[w].w[PTQ_DOWN], b->hb[w], b->hb2[w], o);
         if (!out_all) sum += sqdiff(o, b->ref + r0 * D, (size_t)n * D);
     }
-    b->blas += now() - t0;
+    b->blas[w] += now() - t0;
     *loss = sum;
 }
 
-static int mlp_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
+static int mlp_fn(void *ctx, int w, float *const *Wq, double *loss, ptq_err *e)
 {
     (void)e;
-    mlp_run(ctx, Wq[0], Wq[1], NULL, loss);
+    mlp_run(ctx, w, Wq[0], Wq[1], NULL, loss);
     return PTQ_OK;
 }
 
@@ -127,14 +178,15 @@ static int mlp_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
 typedef struct lin_ctx {
     const float *W, *H;
     int rows, cols;
-    float *buf;
+    float *buf;         /* [nworkers][2 * PTQ_ERR_ROWS * cols] */
 } lin_ctx;
 
-static int lin_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
+static int lin_fn(void *ctx, int w, float *const *Wq, double *loss, ptq_err *e)
 {
     (void)e;
     lin_ctx *l = ctx;
-    *loss = ptq_quad_err(Wq[0], l->W, l->rows, l->cols, l->H, l->buf, NULL);
+    *loss = ptq_quad_err(Wq[0], l->W, l->rows, l->cols, l->H,
+                         l->buf + (size_t)w * 2 * PTQ_ERR_ROWS * l->cols, NULL);
     return PTQ_OK;
 }
 
@@ -155,7 +207,7 @@ static int awq_alt(const awq_layer_ctx *c, int g, const ptq_awq_lin *lins0, int 
         lins[k] = lins0[k];
         lins[k].H = NULL;
     }
-    int rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, fn, ctx, Wq, sa, r, e);
+    int rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, c->nworkers, fn, ctx, Wq, sa, r, e);
     float *Xs = NULL;
     if (!rc) {
         Xs = malloc(N * cols * sizeof *Xs);
@@ -175,15 +227,15 @@ static int awq_alt(const awq_layer_ctx *c, int g, const ptq_awq_lin *lins0, int 
         if (!rc) {
             memcpy(Ws, lins[k].W, (size_t)rows * cols * sizeof *Ws);
             ptq_awq_scale_cols(Ws, rows, cols, sa);
-            rc = ptq_awq_clip_search(Ws, rows, cols, q, Xs, (int)N, c->n_grid,
-                                     PTQ_AWQ_MAX_SHRINK, clip[k], NULL, e);
+            rc = ptq_awq_clip_search_mt(Ws, rows, cols, q, Xs, (int)N, c->n_grid,
+                                        PTQ_AWQ_MAX_SHRINK, c->nworkers, clip[k], NULL, e);
         }
         free(Ws);
     }
     free(Xs);
     for (int k = 0; k < n && !rc; k++)
         rc = ptq_awq_fake_quant(lins[k].W, lins[k].rows, cols, sa, clip[k], lins[k].q, Wq[k], e);
-    if (!rc) rc = fn(ctx, Wq, &r->loss, e);
+    if (!rc) rc = fn(ctx, 0, Wq, &r->loss, e);
     if (!rc && !isfinite(r->loss))
         rc = ptq_fail(e, PTQ_EDATA, "AWQ: the block output error of the clipped weights is %g",
                       r->loss);
@@ -285,18 +337,20 @@ static int search_own(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const floa
     if (!H) return ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ Gram matrix");
     gram(X, N, cols, 1.0f, H, tblas);
     ptq_awq_timing tm = {0, 0};
-    rc = ptq_awq_search_linear(lw->w[which], rows, cols, H, xmean, c->q[which],
-                               c->awq[which] == 2, c->n_grid, s, r, &tm, e);
+    rc = ptq_awq_search_linear_mt(lw->w[which], rows, cols, H, xmean, c->q[which],
+                                  c->awq[which] == 2, c->n_grid, c->nworkers, s, r, &tm, e);
     *tblas += tm.blas;
     if (!rc && c->awq[which] == 2) {
         lin_ctx lc = {lw->w[which], H, rows, cols, NULL};
         ptq_awq_lin lin = {lw->w[which], rows, c->q[which], NULL};
-        float *wq = malloc((size_t)rows * cols * sizeof *wq), *sa = malloc(cols * sizeof *sa);
-        float *clip[1] = {NULL};
-        lc.buf = malloc(2 * (size_t)PTQ_ERR_ROWS * cols * sizeof *lc.buf);
+        const size_t nw = (size_t)c->nworkers, nwq = (size_t)rows * cols;
+        float *wq = malloc(nw * nwq * sizeof *wq), *sa = malloc(cols * sizeof *sa);
+        float *clip[1] = {NULL}, *wqs[AWQ_MAX_WORKERS];
+        lc.buf = malloc(nw * 2 * (size_t)PTQ_ERR_ROWS * cols * sizeof *lc.buf);
         ptq_awq_result ra;
         if (!wq || !sa || !lc.buf) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
-        if (!rc) rc = awq_alt(c, g, &lin, 1, xmean, X, cols, N, lin_fn, &lc, &wq, sa, clip, &ra, e);
+        for (size_t w = 0; w < nw && wq; w++) wqs[w] = wq + w * nwq;
+        if (!rc) rc = awq_alt(c, g, &lin, 1, xmean, X, cols, N, lin_fn, &lc, wqs, sa, clip, &ra, e);
         if (!rc) keep_better(c, g, res, r, s, &ra, sa, clip, cols);
         free(clip[0]), free(wq), free(sa), free(lc.buf);
     }
@@ -305,19 +359,20 @@ static int search_own(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const floa
 }
 
 /* The search of q/k/v (g 0, judged on the attention block) or gate/up (g 2,
- * on the MLP block). */
+ * on the MLP block), the candidates on the workers. */
 static int search_block(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const float *X,
                         size_t N, int cols, const float *xmean, float *s, ptq_awq_result *r,
                         awq_layer_res *res, double *tblas, ptq_err *e)
 {
-    const int D = c->cfg->hidden, NI = c->cfg->intermediate, n = grp_count[g];
+    const int D = c->cfg->hidden, NI = c->cfg->intermediate, n = grp_count[g], nw = c->nworkers;
     int rc = PTQ_OK, gptq = 0;
-    block_ctx b;
-    memset(&b, 0, sizeof b);
-    b.c = c;
-    b.lw = *lw;
+    block_ctx *b = calloc(1, sizeof *b);
+    if (!b) return ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+    b->c = c;
+    for (int w = 0; w < nw; w++) b->lws[w] = *lw;
     ptq_awq_lin lins[3];
-    float *Wq[3] = {NULL, NULL, NULL}, *H = NULL;
+    float *Wq[AWQ_MAX_WORKERS * 3], *H = NULL; /* worker w's candidate k: Wq[w * n + k] */
+    memset(Wq, 0, sizeof Wq);
     for (int k = 0; k < n; k++) gptq |= c->awq[grp_first[g] + k] == 2;
     if (gptq) { /* the Hessian of the search tokens, for awq+gptq's rounding */
         H = malloc((size_t)cols * cols * sizeof *H);
@@ -331,34 +386,36 @@ static int search_block(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
         lins[k].rows = rows;
         lins[k].q = c->q[which];
         lins[k].H = c->awq[which] == 2 ? H : NULL;
-        Wq[k] = malloc((size_t)rows * cols * sizeof(float));
-        if (!Wq[k]) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+        for (int w = 0; w < nw && !rc; w++)
+            if (!(Wq[w * n + k] = malloc((size_t)rows * cols * sizeof(float))))
+                rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
     }
-    float *ref = malloc(N * D * sizeof *ref), *zero = NULL;
+    float *ref = malloc(N * D * sizeof *ref);
     if (!ref) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ block outputs");
     ptq_awq_loss_fn fn = g == 0 ? attn_fn : mlp_fn;
     double l;
     if (!rc && g == 0) {
-        zero = calloc((size_t)D * NI, sizeof *zero);
-        if (!zero) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
-        b.lw.w[PTQ_DOWN] = zero;
-        b.lw.aq[PTQ_DOWN] = NULL;
-        if (!rc) rc = attn_run(&b, ref, NULL, &l, e);
+        rc = attn_run(b, 0, ref, NULL, &l, e);
     } else if (!rc) {
         size_t step = (size_t)c->chunk * c->T;
-        b.X = X;
-        b.out = malloc(step * D * sizeof(float));
-        b.hb = malloc(step * NI * sizeof(float));
-        b.hb2 = malloc(step * NI * sizeof(float));
-        if (!b.out || !b.hb || !b.hb2) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
-        if (!rc) mlp_run(&b, lw->w[PTQ_GATE], lw->w[PTQ_UP], ref, &l);
+        b->X = X;
+        for (int w = 0; w < nw && !rc; w++) {
+            b->out[w] = malloc(step * D * sizeof(float));
+            b->hb[w] = malloc(step * NI * sizeof(float));
+            b->hb2[w] = malloc(step * NI * sizeof(float));
+            if (!b->out[w] || !b->hb[w] || !b->hb2[w]) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
+        }
+        if (!rc) mlp_run(b, 0, lw->w[PTQ_GATE], lw->w[PTQ_UP], ref, &l);
     }
-    b.ref = ref;
-    if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, fn, &b, Wq, s, r, e);
-    if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, fn, &b, Wq, s, r, e);
-    *tblas += b.blas;
-    free(b.out), free(b.hb), free(b.hb2), free(ref), free(zero), free(H);
-    for (int k = 0; k < n; k++) free(Wq[k]);
+    b->ref = ref;
+    if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, nw, fn, b, Wq, s, r, e);
+    if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, fn, b, Wq, s, r, e);
+    for (int w = 0; w < nw; w++) {
+        *tblas += b->blas[w];
+        free(b->out[w]), free(b->hb[w]), free(b->hb2[w]);
+    }
+    for (int k = 0; k < AWQ_MAX_WORKERS * 3; k++) free(Wq[k]);
+    free(ref), free(H), free(b);
     return rc;
 }
 
@@ -465,8 +522,9 @@ int awq_layer(const awq_layer_ctx *c, ptq_layer_w *lw, awq_layer_res *res, ptq_e
                 break;
             }
             ptq_awq_timing tm = {0, 0};
-            rc = ptq_awq_clip_search(lw->w[which], rows, cols, c->q[which], X, (int)N, c->n_grid,
-                                     PTQ_AWQ_MAX_SHRINK, res->clip[which], &tm, e);
+            rc = ptq_awq_clip_search_mt(lw->w[which], rows, cols, c->q[which], X, (int)N,
+                                        c->n_grid, PTQ_AWQ_MAX_SHRINK, c->nworkers,
+                                        res->clip[which], &tm, e);
             res->seconds += tm.total;
             res->blas_seconds += tm.blas;
         }

@@ -56,10 +56,14 @@
  * (at least one sample); the reference calibrates on about 64 x 512. */
 #define PTQ_AWQ_TOKENS 32768
 
+/* The most workers of the AWQ step (the engine's PTQ_MAX_WORKERS). */
+#define AWQ_MAX_WORKERS 64
+
 typedef struct awq_layer_ctx {
     const ptq_config *cfg;
-    ptq_fwd *fwd;              /* forward scratch for chunk * T tokens */
-    float *x32;                /* [chunk * T, D] scratch */
+    int nworkers;              /* candidates and chunks run on this many workers */
+    ptq_fwd *const *fwds;      /* [nworkers] forward scratch for chunk * T tokens */
+    float *const *x32s;        /* [nworkers] [chunk * T, D] scratch */
     const uint16_t *hidden;    /* FP16 inputs of the layer [nsamp * T, D] */
     int nsamp, T, chunk;
     int n_grid;

@@ -23,8 +23,9 @@ int awq_layer_step(cstate *s, int l, ptq_layer_w *lw, const char *folded[2], ptq
     if (!any) return PTQ_OK;
     cs_step(s, l, "awq");
     c.cfg = s->cfg;
-    c.fwd = s->fwds[0];
-    c.x32 = s->x32;
+    c.fwds = s->fwds;
+    c.x32s = s->x32s;
+    c.nworkers = s->nworkers; /* the same bits for any count (lib/quant/awq.h) */
     c.hidden = s->hidden;
     c.T = s->seqlen;
     c.nsamp = PTQ_AWQ_TOKENS / s->seqlen;

@@ -129,13 +129,13 @@ static int do_group(cstate *s, int l, int g, ptq_layer_w *lw, ptq_qtensor *qt,
 {
     const int first = ptq_group_first[g], n = ptq_group_count[g];
     cs_step(s, l, group_step[g]);
-    int rows, cols, rc = PTQ_OK;
-    ptq_linear_shape(s->cfg, first, &rows, &cols);
+    int rc = PTQ_OK;
     int all_skipped = 1;
     for (int k = first; k < first + n; k++) all_skipped &= plan_of(s, l, k)->skip;
     double t0 = ptq_now();
-    /* no calibration: no capture, no H (weight-space errors, quantize.c) */
-    if (!all_skipped && !s->nocal) rc = layer_pass(s, lw, g, cols, 0, e);
+    /* no calibration: no capture, no H (weight-space errors, quantize.c);
+     * the stage runs for a group kept dense too: the next stages read it */
+    if (!s->nocal) rc = layer_pass(s, lw, g, !all_skipped, e);
     s->t[T_CAPTURE] += cs_elapsed(t0);
     for (int t = 0; t < PTQ_TF_COUNT && !rc; t++)
         if (ptq_transforms[t].group_step && uses(s, l, first, n, t)) {
@@ -160,18 +160,17 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
         if (ptq_transforms[t].layer_step && uses(s, l, 0, PTQ_NLINEAR, t)) {
             t0 = ptq_now();
             rc = ptq_transforms[t].layer_step(s, l, lw, folded, e);
-            s->t[T_QUANT] += cs_elapsed(t0);
+            s->t[t == PTQ_TF_AWQ ? T_AWQ : T_QUANT] += cs_elapsed(t0);
         }
     for (int g = 0; g < 4 && !rc; g++) rc = do_group(s, l, g, lw, qt, folded, lin, e);
     if (!rc && !s->nocal) { /* the next layer's input */
         cs_step(s, l, "output");
         t0 = ptq_now();
-        if (s->kvmax) memset(s->kvmax, 0, 2 * kv_dim(s) * sizeof *s->kvmax);
-        rc = layer_pass(s, lw, -1, 0, 1, e);
+        rc = layer_pass(s, lw, 4, 0, e);
         s->t[T_FORWARD] += cs_elapsed(t0);
     }
     /* int8 KV cache: static scales from the calibration tokens of the
-     * quantized layer */
+     * quantized layer (stage 1) */
     if (!rc && s->kvmax) kv_scales(s, s->kvscale);
     t0 = ptq_now();
     if (!rc) rc = write_layer(s, l, lw, qt, folded, lin, e);

@@ -7,9 +7,12 @@
  *   plan.c        flag resolution and the per-linear plan (--skip, --recipe)
  *   provenance.c  source file hashes, the journal key
  *   calibrate.c   calibration text and data-free samples
- *   pass.c        one layer over every sample on the workers; the Hessian
+ *   pass.c        the stages of one layer over every sample on the workers;
+ *                 the Hessian
  *   quantize.c    one linear: its rounder and the report's errors
  *   round.c       the rounders (rtn, gptq)
+ *   round_quip.c  the QuIP# rounder (incoherence, BlockLDLQ, E8P)
+ *   round_aqlm.c  the AQLM rounder (additive codebooks, beam search)
  *   smooth.c      the SmoothQuant transform
  *   awq_step.c    the AWQ transform (the layer step)
  *   kvcal.c       int8 KV-cache scales
@@ -39,7 +42,9 @@
 #define PTQ_MAX_WORKERS 64
 
 /* Steps whose wall time the report splits. */
-enum { T_HASH, T_CALIB, T_EMBED, T_CAPTURE, T_QUANT, T_ERROR, T_FORWARD, T_WRITE, T_NSTEPS };
+/* T_HESS: of T_CAPTURE, the Hessian accumulation; T_AWQ: the AWQ step. */
+enum { T_HASH, T_CALIB, T_EMBED, T_CAPTURE, T_QUANT, T_ERROR, T_FORWARD, T_WRITE, T_HESS, T_AWQ,
+       T_NSTEPS };
 
 /* The four groups of linears, quantized in this order. */
 extern const int ptq_group_first[4], ptq_group_count[4];
@@ -77,6 +82,9 @@ typedef struct cstate {
     uint16_t *hidden;           /* [ntok, D] FP16 */
     size_t hidden_bytes;
     int hidden_mapped;
+    float *stage;               /* [ntok, stage_w] float32: the layer between its stages (pass.c) */
+    size_t stage_w, stage_bytes;
+    int stage_mapped;
     cJSON *key;                 /* journal key */
     cJSON *state;               /* {"calibration":{...},"layers":[...]} */
     cJSON *files;               /* provenance: source files */
@@ -100,6 +108,7 @@ typedef struct cstate {
     float *kvcaps[PTQ_MAX_WORKERS]; /* [chunk*seqlen, 2 kv_dim] keys, values per worker */
     float *kvmax;               /* [2 kv_dim] max |k|, max |v| per channel; NULL: no KV */
     float *kvscale;             /* [2 kv_dim] the layer's KV scales, keys then values */
+    int cur_layer, cur_linear;  /* the linear being rounded (quantize.c; QuIP#'s signs) */
 } cstate;
 
 /* The hooks of a transform.  folded[0] / folded[1] name the transform that
@@ -136,6 +145,9 @@ typedef struct ptq_rounder_ops {
     int (*check)(const ptq_method *m, const ptq_compile_opts *o, const ptq_flags_given *given,
                  ptq_err *e);
     int needs_calib;   /* it reads the Hessian H = 2/N X^T X */
+    /* linear `which` of layer l with plan p, before anything runs (shapes,
+     * bits: a refusal naming the linear), or NULL */
+    int (*plan_check)(const cstate *s, int l, int which, const lin_plan *p, ptq_err *e);
 } ptq_rounder_ops;
 
 extern const ptq_transform_ops ptq_transforms[PTQ_TF_COUNT];
@@ -164,7 +176,9 @@ cJSON *make_key(cstate *s, const ptq_text *txt);
 int read_text(cstate *s, ptq_text *txt, ptq_err *e);
 int calibrate(cstate *s, const ptq_text *txt, cJSON *cal, ptq_err *e);
 /* pass.c */
-int layer_pass(cstate *s, const ptq_layer_w *lw, int g, int cols, int store, ptq_err *e);
+/* stage g (0-3: the input of group g, with hess its Hessian into s->H;
+ * 4: the layer's output into s->hidden) */
+int layer_pass(cstate *s, const ptq_layer_w *lw, int g, int hess, ptq_err *e);
 int embed_samples(cstate *s, ptq_err *e);
 /* quantize.c */
 int quantize_linear(cstate *s, int l, int which, ptq_layer_w *lw, ptq_qtensor *out,
@@ -177,6 +191,20 @@ int rtn_check(const ptq_method *m, const ptq_compile_opts *o, const ptq_flags_gi
 int gptq_round(cstate *s, const float *W, int rows, int cols, const ptq_gptq_opts *q, int format,
                float act, ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e);
 void gptq_settings(cJSON *q, const ptq_gptq_opts *qo);
+/* round_quip.c: QuIP# (incoherence + BlockLDLQ onto E8P, lib/qfmt/qf_e8p.c) */
+int quip_round(cstate *s, const float *W, int rows, int cols, const ptq_gptq_opts *q, int format,
+               float act, ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e);
+void quip_settings(cJSON *q, const ptq_gptq_opts *qo);
+int quip_check(const ptq_method *m, const ptq_compile_opts *o, const ptq_flags_given *given,
+               ptq_err *e);
+int quip_plan_check(const cstate *s, int l, int which, const lin_plan *p, ptq_err *e);
+/* round_aqlm.c: AQLM (additive codebooks, lib/quant/aqlm.h, lib/qfmt/qf_aqlm.c) */
+int aqlm_round(cstate *s, const float *W, int rows, int cols, const ptq_gptq_opts *q, int format,
+               float act, ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e);
+void aqlm_settings(cJSON *q, const ptq_gptq_opts *qo);
+int aqlm_check(const ptq_method *m, const ptq_compile_opts *o, const ptq_flags_given *given,
+               ptq_err *e);
+int aqlm_plan_check(const cstate *s, int l, int which, const lin_plan *p, ptq_err *e);
 /* smooth.c, awq_step.c: the transforms' hooks */
 int smooth_group_step(cstate *s, int l, int g, ptq_layer_w *lw, const char *folded[2],
                       ptq_err *e);

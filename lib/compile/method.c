@@ -18,6 +18,8 @@ const ptq_method ptq_methods[] = {
     {"smoothquant+gptq", PTQ_TF_SMOOTHQUANT, PTQ_RD_GPTQ, PTQ_QF_W8A8},
     {"w8a8", PTQ_TF_NONE, PTQ_RD_RTN, PTQ_QF_W8A8},
     {"fp8", PTQ_TF_NONE, PTQ_RD_RTN, PTQ_QF_FP8},
+    {"quip", PTQ_TF_NONE, PTQ_RD_QUIP, PTQ_QF_E8P},
+    {"aqlm", PTQ_TF_NONE, PTQ_RD_AQLM, PTQ_QF_AQLM},
 };
 const int ptq_nmethods = sizeof ptq_methods / sizeof *ptq_methods;
 
@@ -30,10 +32,12 @@ const ptq_transform_ops ptq_transforms[PTQ_TF_COUNT] = {
     [PTQ_TF_AWQ] = {"awq", 1, 1, awq_layer_step, NULL, awq_entry, awq_settings, awq_check, 1},
 };
 
-/* name, act_order, round, settings, check, needs_calib */
+/* name, act_order, round, settings, check, needs_calib, plan_check */
 const ptq_rounder_ops ptq_rounders[PTQ_RD_COUNT] = {
-    [PTQ_RD_RTN] = {"rtn", 0, rtn_round, NULL, rtn_check, 0},
-    [PTQ_RD_GPTQ] = {"gptq", 1, gptq_round, gptq_settings, NULL, 1},
+    [PTQ_RD_RTN] = {"rtn", 0, rtn_round, NULL, rtn_check, 0, NULL},
+    [PTQ_RD_GPTQ] = {"gptq", 1, gptq_round, gptq_settings, NULL, 1, NULL},
+    [PTQ_RD_QUIP] = {"quip", 0, quip_round, quip_settings, quip_check, 1, quip_plan_check},
+    [PTQ_RD_AQLM] = {"aqlm", 0, aqlm_round, aqlm_settings, aqlm_check, 1, aqlm_plan_check},
 };
 
 const char *ptq_transform_name(int t) { return t >= 0 && t < PTQ_TF_COUNT ? ptq_transforms[t].name : "?"; }

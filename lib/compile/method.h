@@ -21,7 +21,7 @@
 #include "lib/compile/compile.h"
 
 enum ptq_transform_id { PTQ_TF_NONE, PTQ_TF_SMOOTHQUANT, PTQ_TF_AWQ, PTQ_TF_COUNT };
-enum ptq_rounder_id { PTQ_RD_RTN, PTQ_RD_GPTQ, PTQ_RD_COUNT };
+enum ptq_rounder_id { PTQ_RD_RTN, PTQ_RD_GPTQ, PTQ_RD_QUIP, PTQ_RD_AQLM, PTQ_RD_COUNT };
 
 typedef struct ptq_method {
     const char *name;   /* --method NAME, the manifest's "method" of a linear */

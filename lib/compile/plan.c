@@ -108,6 +108,8 @@ int build_plan(cstate *s, ptq_err *e)
             p->q = s->q;
             p->skip = skip_flag(o, l, w);
             if (o->recipe) rc = apply_recipe(s, l, w, p, used, e);
+            if (!rc && !p->skip && ptq_rounders[p->m->rounder].plan_check)
+                rc = ptq_rounders[p->m->rounder].plan_check(s, l, w, p, e);
         }
     if (!rc && o->recipe) rc = recipe_check_used(&s->rec, used, o->model, e);
     free(used);

@@ -99,6 +99,7 @@ int quantize_linear(cstate *s, int l, int which, ptq_layer_w *lw, ptq_qtensor *o
                     cJSON *entry, ptq_err *e)
 {
     const lin_plan *pl = plan_of(s, l, which);
+    s->cur_layer = l, s->cur_linear = which;
     const int fmt = pl->m->format, a8 = ptq_method_a8(pl->m);
     int rows, cols, rc;
     ptq_linear_shape(s->cfg, which, &rows, &cols);

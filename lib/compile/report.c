@@ -10,7 +10,8 @@
 #include "lib/compile/engine.h"
 
 static const char *const step_names[T_NSTEPS] = {"hash", "calibration", "embed", "capture_hessian",
-                                                 "quantize", "error", "forward", "write"};
+                                                 "quantize", "error", "forward", "write",
+                                                 "hessian", "awq"};
 
 /* Whether the run may use transform t / rounder r: its method's, and with a
  * recipe those of every method a recipe may choose. */

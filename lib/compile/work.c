@@ -11,7 +11,8 @@
 #include "lib/compile/engine.h"
 #include "lib/quant/err_metric.h"
 
-static int map_tmp(cstate *s, ptq_err *e)
+/* bytes in an unlinked file under --tmpdir, mapped at *out */
+static int map_tmp(cstate *s, size_t bytes, void **out, ptq_err *e)
 {
     char *p = dir_join(s->o->tmpdir, "ptqc-act-XXXXXX");
     if (!p) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
@@ -24,19 +25,18 @@ static int map_tmp(cstate *s, ptq_err *e)
     }
     unlink(p);
     free(p);
-    int err = posix_fallocate(fd, 0, (off_t)s->hidden_bytes);
+    int err = posix_fallocate(fd, 0, (off_t)bytes);
     if (err) {
         close(fd);
         return ptq_fail(e, PTQ_EOUTPUT, "--tmpdir %s: cannot reserve %zu bytes: %s", s->o->tmpdir,
-                        s->hidden_bytes, strerror(err));
+                        bytes, strerror(err));
     }
-    void *m = mmap(NULL, s->hidden_bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    void *m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     close(fd);
     if (m == MAP_FAILED)
         return ptq_fail(e, PTQ_EOUTPUT, "--tmpdir %s: mmap failed: %s", s->o->tmpdir,
                         strerror(errno));
-    s->hidden = m;
-    s->hidden_mapped = 1;
+    *out = m;
     return PTQ_OK;
 }
 
@@ -44,14 +44,26 @@ int alloc_hidden(cstate *s, ptq_err *e)
 {
     s->ntok = (size_t)s->nsamples * (size_t)s->seqlen;
     s->hidden_bytes = s->ntok * (size_t)s->cfg->hidden * sizeof(uint16_t);
+    /* the layer between its stages (pass.c): the attention output, then h */
+    int qd = s->cfg->n_heads * s->cfg->head_dim;
+    s->stage_w = (size_t)(qd > s->cfg->hidden ? qd : s->cfg->hidden);
+    s->stage_bytes = s->ntok * s->stage_w * sizeof(float);
     if (s->ntok == 0) return PTQ_OK; /* no calibration */
-    if (s->o->tmpdir) return map_tmp(s, e);
+    if (s->o->tmpdir) {
+        void *h = NULL, *st = NULL;
+        int rc = map_tmp(s, s->hidden_bytes, &h, e);
+        if (!rc) s->hidden = h, s->hidden_mapped = 1;
+        if (!rc) rc = map_tmp(s, s->stage_bytes, &st, e);
+        if (!rc) s->stage = st, s->stage_mapped = 1;
+        return rc;
+    }
     s->hidden = malloc(s->hidden_bytes);
-    if (!s->hidden)
+    s->stage = malloc(s->stage_bytes);
+    if (!s->hidden || !s->stage)
         return ptq_fail(e, PTQ_ENOMEM,
                         "calibration activations: out of memory for %zu bytes "
                         "(use --tmpdir, or fewer --nsamples / a shorter --seqlen)",
-                        s->hidden_bytes);
+                        s->hidden_bytes + s->stage_bytes);
     return PTQ_OK;
 }
 
@@ -118,7 +130,7 @@ int alloc_work(cstate *s, ptq_err *e)
                 return ptq_fail(e, PTQ_ENOMEM, "out of memory for the KV-cache statistics");
     }
     s->mem_weights = (wtotal + 2 * (size_t)c->hidden) * sizeof(float) + maxw * sizeof(float);
-    s->mem_acts = s->hidden_bytes + (size_t)s->nworkers * ctok * (c->hidden + maxcols) * sizeof(float);
+    s->mem_acts = s->hidden_bytes + s->stage_bytes + (size_t)s->nworkers * ctok * (c->hidden + maxcols) * sizeof(float);
     /* ptq_hessian: double acc + float chunk; H and its GPTQ copy */
     s->mem_hess = maxcols * maxcols * (sizeof(double) + 3 * sizeof(float));
     return PTQ_OK;
@@ -137,6 +149,10 @@ void cleanup(cstate *s, int failed)
     if (s->hidden) {
         if (s->hidden_mapped) munmap(s->hidden, s->hidden_bytes);
         else free(s->hidden);
+    }
+    if (s->stage) {
+        if (s->stage_mapped) munmap(s->stage, s->stage_bytes);
+        else free(s->stage);
     }
     for (int i = 0; i < PTQ_MAX_WORKERS; i++) {
         ptq_fwd_free(s->fwds[i]);

@@ -283,21 +283,24 @@ static void copy_rows(float *dst, const float *src, size_t n)
     if (dst) memcpy(dst, src, sizeof(float) * n);
 }
 
-int ptq_fwd_layer(ptq_fwd *f, const ptq_layer_w *w, float *x, int B, int T, ptq_capture *cap,
-                  ptq_err *e)
+static int check_batch(const ptq_fwd *f, int B, int T, ptq_err *e)
 {
-    const ptq_config *c = &f->c;
     if (B < 1 || T < 1 || T > f->max_T || (long)B * T > f->max_tokens)
         return ptq_fail(e, PTQ_EINTERNAL,
                         "forward: batch of %d x %d tokens exceeds the scratch (%d tokens, T <= %d)",
                         B, T, f->max_tokens, f->max_T);
-    int N = B * T, D = c->hidden, I_ = c->intermediate;
-    size_t ND = (size_t)N * D;
+    return PTQ_OK;
+}
 
-    /* attention block */
+int ptq_fwd_attn(ptq_fwd *f, const ptq_layer_w *w, const float *x, int B, int T,
+                 ptq_capture *cap, ptq_err *e)
+{
+    const ptq_config *c = &f->c;
+    int rc = check_batch(f, B, T, e);
+    if (rc) return rc;
+    int N = B * T, D = c->hidden;
     ptq_rmsnorm(f->xb, x, w->attn_norm, N, D, c->rms_eps);
-    if (cap) copy_rows(cap->attn_in, f->xb, ND);
-    int rc;
+    if (cap) copy_rows(cap->attn_in, f->xb, (size_t)N * D);
     if ((rc = ptq_layer_linear(w, PTQ_Q, f->q, f->xb, N, f->q_dim, D, e)) ||
         (rc = ptq_layer_linear(w, PTQ_K, f->k, f->xb, N, f->kv_dim, D, e)) ||
         (rc = ptq_layer_linear(w, PTQ_V, f->v, f->xb, N, f->kv_dim, D, e)))
@@ -312,10 +315,31 @@ int ptq_fwd_layer(ptq_fwd *f, const ptq_layer_w *w, float *x, int B, int T, ptq_
     }
     attention(f, B, T);
     if (cap) copy_rows(cap->o_in, f->ao, (size_t)N * f->q_dim);
-    if ((rc = ptq_layer_linear(w, PTQ_O, f->tmp, f->ao, N, D, f->q_dim, e))) return rc;
-    for (size_t i = 0; i < ND; i++) x[i] += f->tmp[i];
+    return PTQ_OK;
+}
 
-    /* MLP block */
+int ptq_fwd_attn_out(ptq_fwd *f, const ptq_layer_w *w, float *x, const float *ao, int N,
+                     ptq_err *e)
+{
+    if (N < 1 || N > f->max_tokens)
+        return ptq_fail(e, PTQ_EINTERNAL, "forward: %d tokens exceed the scratch (%d)", N,
+                        f->max_tokens);
+    size_t ND = (size_t)N * f->c.hidden;
+    int rc = ptq_layer_linear(w, PTQ_O, f->tmp, ao ? ao : f->ao, N, f->c.hidden, f->q_dim, e);
+    if (rc) return rc;
+    for (size_t i = 0; i < ND; i++) x[i] += f->tmp[i];
+    return PTQ_OK;
+}
+
+int ptq_fwd_mlp(ptq_fwd *f, const ptq_layer_w *w, float *x, int N, ptq_capture *cap,
+                int residual, ptq_err *e)
+{
+    const ptq_config *c = &f->c;
+    if (N < 1 || N > f->max_tokens)
+        return ptq_fail(e, PTQ_EINTERNAL, "forward: %d tokens exceed the scratch (%d)", N,
+                        f->max_tokens);
+    int D = c->hidden, I_ = c->intermediate, rc;
+    size_t ND = (size_t)N * D;
     ptq_rmsnorm(f->xb, x, w->mlp_norm, N, D, c->rms_eps);
     if (cap) copy_rows(cap->mlp_in, f->xb, ND);
     if ((rc = ptq_layer_linear(w, PTQ_GATE, f->hb, f->xb, N, I_, D, e)) ||
@@ -327,9 +351,19 @@ int ptq_fwd_layer(ptq_fwd *f, const ptq_layer_w *w, float *x, int B, int T, ptq_
         f->hb[i] = g / (1.0f + expf(-g)) * f->hb2[i];
     }
     if (cap) copy_rows(cap->down_in, f->hb, NI);
+    if (!residual) return PTQ_OK;
     if ((rc = ptq_layer_linear(w, PTQ_DOWN, f->tmp, f->hb, N, D, I_, e))) return rc;
     for (size_t i = 0; i < ND; i++) x[i] += f->tmp[i];
     return PTQ_OK;
+}
+
+int ptq_fwd_layer(ptq_fwd *f, const ptq_layer_w *w, float *x, int B, int T, ptq_capture *cap,
+                  ptq_err *e)
+{
+    int rc = ptq_fwd_attn(f, w, x, B, T, cap, e);
+    if (!rc) rc = ptq_fwd_attn_out(f, w, x, NULL, B * T, e);
+    if (!rc) rc = ptq_fwd_mlp(f, w, x, B * T, cap, 1, e);
+    return rc;
 }
 
 void ptq_fwd_logits(const ptq_config *c, const float *norm, const float *lm_head, const float *x,

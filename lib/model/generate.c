@@ -9,7 +9,10 @@
  * At batch 1 the decoder asks the provider for packed layers (arch.h's
  * want_packed): packed linears then run as their format's fused (for int lib/qfmt/gemv_int.h)
  * dequantize + GEMV over the bundle's bytes, never widened.  The final norm
- * and lm_head are widened once, at the first step. */
+ * and lm_head are loaded once, at the first step: at batch 1 the lm_head as
+ * the provider's packed view (head_packed) when it has one, multiplied by
+ * its format's GEMV (dense F16/BF16/F32 too: lib/qfmt/qf_dense.c), else
+ * widened to a float32 copy for sgemm. */
 #include "lib/model/generate.h"
 
 #include <math.h>
@@ -18,6 +21,7 @@
 
 #include "lib/model/forward_ops.h"
 #include "lib/qfmt/kvq.h"
+#include "lib/qfmt/qfmt.h"
 
 struct ptq_gen {
     ptq_config cfg;
@@ -26,7 +30,8 @@ struct ptq_gen {
     int head_ok;      /* norm and lm_head loaded (at the first step) */
     ptq_layer_w w;    /* one widened layer, reused */
     float *norm;      /* [D] final norm */
-    float *lm_head;   /* [V, D] */
+    float *lm_head;   /* [V, D], allocated at the first step when head_q is NULL */
+    const ptq_qtensor *head_q; /* the provider's packed lm_head (batch 1), or NULL */
     /* per layer [batch][max_len][kv_dim]: float32 (kf, vf) or, for layers
      * with kv_scale, int8 codes (kq, vq); NULL until the layer's first step */
     float **kf, **vf;
@@ -57,10 +62,9 @@ int ptq_gen_create(ptq_gen **out, const ptq_config *c, int batch, int max_len, p
         free(g);
         return rc;
     }
-    size_t D = c->hidden, V = c->vocab, NI = c->intermediate;
+    size_t D = c->hidden, NI = c->intermediate;
     size_t qd = (size_t)c->n_heads * c->head_dim, kvd = (size_t)c->n_kv_heads * c->head_dim;
     g->norm = malloc(sizeof(float) * D);
-    g->lm_head = malloc(sizeof(float) * V * D);
     g->kf = calloc((size_t)c->n_layers, sizeof *g->kf);
     g->vf = calloc((size_t)c->n_layers, sizeof *g->vf);
     g->kq = calloc((size_t)c->n_layers, sizeof *g->kq);
@@ -77,7 +81,7 @@ int ptq_gen_create(ptq_gen **out, const ptq_config *c, int batch, int max_len, p
     g->scores = malloc(sizeof(float) * max_len);
     g->cos_t = malloc(sizeof(float) * max_len * (c->head_dim / 2 + 1));
     g->sin_t = malloc(sizeof(float) * max_len * (c->head_dim / 2 + 1));
-    if (!g->norm || !g->lm_head || !g->kf || !g->vf || !g->kq || !g->vq || !g->x || !g->xn || !g->scratch ||
+    if (!g->norm || !g->kf || !g->vf || !g->kq || !g->vq || !g->x || !g->xn || !g->scratch ||
         !g->q || !g->att || !g->k || !g->v || !g->h1 || !g->h2 || !g->scores || !g->cos_t ||
         !g->sin_t) {
         ptq_gen_free(g);
@@ -131,6 +135,31 @@ static int layer_cache(ptq_gen *g, int l, int int8, ptq_err *e)
     if (!g->kq[l] != !int8)
         return ptq_fail(e, PTQ_EINTERNAL, "generate: layer %d %s int8 KV scales between steps", l,
                         int8 ? "gained" : "lost");
+    return PTQ_OK;
+}
+
+/* The final norm and lm_head, at the first step: the packed view at batch 1
+ * when the provider has one whose format has a GEMV, else a float32 copy. */
+static int load_head(ptq_gen *g, const ptq_weights *src, ptq_err *e)
+{
+    const ptq_config *c = &g->cfg;
+    int rc;
+    g->head_q = NULL;
+    if (g->batch == 1 && src->head_packed) {
+        const ptq_qtensor *q = NULL;
+        if ((rc = src->head_packed(src->ctx, g->norm, &q, e))) return rc;
+        const ptq_qfmt *f = q ? ptq_qfmt_get(q->format) : NULL;
+        if (f && f->gemv && q->rows == c->vocab && q->cols == c->hidden) {
+            g->head_q = q;
+            g->head_ok = 1;
+            return PTQ_OK;
+        }
+    }
+    if (!g->lm_head && !(g->lm_head = malloc(sizeof(float) * (size_t)c->vocab * c->hidden)))
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory for the lm_head (%d x %d floats)", c->vocab,
+                        c->hidden);
+    if ((rc = src->head(src->ctx, g->norm, g->lm_head, e))) return rc;
+    g->head_ok = 1;
     return PTQ_OK;
 }
 
@@ -227,12 +256,13 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
         if ((rc = ptq_layer_linear(w, PTQ_DOWN, g->xn, g->h1, B, D, NI, e))) return rc;
         for (size_t i = 0; i < (size_t)B * D; i++) g->x[i] += g->xn[i];
     }
-    if (!g->head_ok) {
-        if ((rc = src->head(src->ctx, g->norm, g->lm_head, e))) return rc;
-        g->head_ok = 1;
+    if (!g->head_ok && (rc = load_head(g, src, e))) return rc;
+    if (!g->head_q) {
+        ptq_fwd_logits(c, g->norm, g->lm_head, g->x, B, logits, g->scratch);
+        return PTQ_OK;
     }
-    ptq_fwd_logits(c, g->norm, g->lm_head, g->x, B, logits, g->scratch);
-    return PTQ_OK;
+    ptq_rmsnorm(g->scratch, g->x, g->norm, 1, D, c->rms_eps);
+    return ptq_qfmt_get(g->head_q->format)->gemv(g->head_q, g->scratch, logits, g->threads, e);
 }
 
 /* ---- data-free calibration ---- */

@@ -4,7 +4,8 @@
  * ptq_gen_step feeds one token per sequence at position pos (all sequences in
  * step) and returns next-token logits; layers are fetched one at a time
  * through the ptq_weights provider at every step (widened to float32, or at
- * batch 1 handed over packed when the provider can), so memory stays at one
+ * batch 1 handed over packed when the provider can, the lm_head too through
+ * head_packed), so memory stays at one
  * layer plus the KV cache.  The provider must be the same at every step of
  * one ptq_gen (the head is loaded at the first).  Its logits equal ptq_forward's on the same prefix
  * (up to float summation order).

@@ -40,6 +40,23 @@ void ptq_fwd_free(ptq_fwd *f);
 int ptq_fwd_layer(ptq_fwd *f, const ptq_layer_w *w, float *x, int B, int T,
                   ptq_capture *cap, ptq_err *e);
 
+/* The layer in three parts, for callers that keep what lies between them
+ * (the compile engine): ptq_fwd_layer is attn, attn_out on the attention
+ * output, mlp with residual, and each part computes what it does there.
+ * ptq_fwd_attn: rmsnorm(x), q/k/v, RoPE, attention, with the captures
+ * attn_in, k_rot, v_out and o_in (the attention output [N, H*hd]; x is not
+ * changed).  ptq_fwd_attn_out: x += o_proj(ao) for ao [N, H*hd] (NULL: the
+ * attention output of f's last ptq_fwd_attn).
+ * ptq_fwd_mlp: rmsnorm(x), gate/up, silu(gate)*up with the captures mlp_in
+ * and down_in; with residual, x += down_proj(...), else x is not changed
+ * and down_proj is not run. */
+int ptq_fwd_attn(ptq_fwd *f, const ptq_layer_w *w, const float *x, int B, int T,
+                 ptq_capture *cap, ptq_err *e);
+int ptq_fwd_attn_out(ptq_fwd *f, const ptq_layer_w *w, float *x, const float *ao, int N,
+                     ptq_err *e);
+int ptq_fwd_mlp(ptq_fwd *f, const ptq_layer_w *w, float *x, int N, ptq_capture *cap,
+                int residual, ptq_err *e);
+
 /* Embedding lookup, every layer, final norm and classifier: logits [B*T, V].
  * Widens one layer at a time through src. */
 int ptq_forward(ptq_fwd *f, const ptq_weights *src, const int32_t *tokens, int B, int T,

@@ -63,6 +63,10 @@ typedef struct ptq_e8p_book {
     uint8_t neg[PTQ_E8P_NSRC];   /* bit i: s_i < 0 */
 } ptq_e8p_book;
 
+/* The 256-entry source table as a constant (equal to ptq_e8p_init's tab):
+ * what the decoders read. */
+extern const uint32_t ptq_e8p_tab[PTQ_E8P_NSRC];
+
 /* Build the table (deterministic; no allocation). */
 void ptq_e8p_init(ptq_e8p_book *b);
 

@@ -9,12 +9,24 @@
  * Fast (ptq_gemv_int): the codes of a row are decoded to float (exact: q <
  * 2^8), and for each group g (contiguous columns; no g_idx)
  *     y[r] = sum_g s[r][g] * (sum_{k in g} q[r][k] x[k] - z[r][g] * X[g]),
- * X[g] = sum_{k in g} x[k] computed once per call; the inner sums run in 8
- * float lanes added pairwise at the end.  With act-order g_idx the groups are
+ * X[g] = sum_{k in g} x[k] computed once per call.  Two loops compute it:
+ *  - the lane path (bits 2, 4, 8; G a multiple of 32 or 0; no g_idx: every
+ *    common layout): x is permuted once per call into the packed word order,
+ *    so that code s of word w of a block meets its x in lane s * bits + w; the
+ *    codes of one shift are decoded by one shift + mask over `bits` lanes (gcc
+ *    -O2 vectorizes it, -fopt-info-vec), each group's lanes summed over its
+ *    blocks, scaled by s[g] into 32 row lanes added pairwise at the end, and
+ *    sum_g s[g] (z[g] X[g]) subtracted.  On x86-64 with AVX2 (checked at run
+ *    time) the 4-bit case runs the same per-lane operations 8 wide with
+ *    intrinsics (a multiply and an add, no FMA): the same bits.
+ *  - otherwise the codes of a row are decoded to float first and each group
+ *    summed in 8 float lanes added pairwise.
+ * With act-order g_idx the groups are
  * not contiguous and the row is summed column by column as (s * (q - z)) * x,
  * k ascending: the reference's arithmetic, so that case is bit-identical.
- * Only the summation order differs from the reference, so (standard
- * floating-point error bound, u = 2^-24, n = cols)
+ * Only the summation order differs from the reference (every product term
+ * passes at most n + 2 roundings in either), so (standard floating-point
+ * error bound, u = 2^-24, n = cols)
  *     |fast - ref| <= 2 (n + 2) u  sum_k |s_g| (|q_k| + |z_g|) |x_k|
  * (each of the two is within (n + 2) u of that sum of magnitudes of the exact
  * value; tests/check_generate.c checks this bound).

@@ -8,6 +8,7 @@
 
 #include "lib/base/half.h"
 
+#include <math.h>
 #include <string.h>
 
 #define QK 32
@@ -214,5 +215,83 @@ void ptq_ggml_decode(uint32_t type, const void *src, size_t nblocks, float *dst)
         case PTQ_GGML_Q6_K: dec_q6_k(b, dst); break;
         default: dec_q4q5(type, b, dst); break;
         }
+    }
+}
+
+/* ---------------------------------------------------------------- encoding */
+
+static void wr_half(uint8_t *p, uint16_t h)
+{
+    p[0] = (uint8_t)h;
+    p[1] = (uint8_t)(h >> 8);
+}
+
+void ptq_ggml_pack_block(uint32_t type, uint16_t d, uint16_t m, const int *v, uint8_t *dst)
+{
+    wr_half(dst, d);
+    if (type == PTQ_GGML_Q8_0) {
+        for (int j = 0; j < QK; j++) dst[2 + j] = (uint8_t)(int8_t)v[j];
+        return;
+    }
+    int has_m = type == PTQ_GGML_Q4_1 || type == PTQ_GGML_Q5_1;
+    int five = type == PTQ_GGML_Q5_0 || type == PTQ_GGML_Q5_1;
+    if (has_m) wr_half(dst + 2, m);
+    uint8_t *p = dst + (has_m ? 4 : 2);
+    uint32_t qh = 0;
+    for (int j = 0; j < QK; j++) qh |= (uint32_t)((v[j] >> 4) & 1) << j;
+    if (five)
+        for (int i = 0; i < 4; i++) *p++ = (uint8_t)(qh >> (8 * i));
+    for (int j = 0; j < QK / 2; j++) p[j] = (uint8_t)((v[j] & 0x0f) | (v[j + QK / 2] & 0x0f) << 4);
+}
+
+/* ggml's quantize_row_q4_0_ref / q4_1_ref / q8_0_ref on one block. */
+static void quant_block(uint32_t type, const float *x, uint8_t *dst)
+{
+    int v[QK];
+    float amax = 0.0f, max = 0.0f, mn = x[0], mx = x[0];
+    for (int j = 0; j < QK; j++) {
+        if (fabsf(x[j]) > amax) amax = fabsf(x[j]), max = x[j];
+        if (x[j] < mn) mn = x[j];
+        if (x[j] > mx) mx = x[j];
+    }
+    float d, id;
+    uint16_t m = 0;
+    if (type == PTQ_GGML_Q4_0) {
+        d = max / -8.0f;
+        id = d ? 1.0f / d : 0.0f;
+        for (int j = 0; j < QK; j++) {
+            int q = (int)(x[j] * id + 8.5f);
+            v[j] = q > 15 ? 15 : q;
+        }
+    } else if (type == PTQ_GGML_Q4_1) {
+        d = (mx - mn) / 15.0f;
+        id = d ? 1.0f / d : 0.0f;
+        m = ptq_f32_to_f16(mn);
+        for (int j = 0; j < QK; j++) {
+            int q = (int)((x[j] - mn) * id + 0.5f);
+            v[j] = q > 15 ? 15 : q;
+        }
+    } else {
+        d = amax / 127.0f;
+        id = d ? 1.0f / d : 0.0f;
+        for (int j = 0; j < QK; j++) v[j] = (int)roundf(x[j] * id);
+    }
+    ptq_ggml_pack_block(type, ptq_f32_to_f16(d), m, v, dst);
+}
+
+int ptq_ggml_quantize(uint32_t type, const float *x, size_t n, void *dst)
+{
+    uint8_t *o = dst;
+    int nv, nb;
+    switch (type) {
+    case PTQ_GGML_F32: memcpy(dst, x, n * 4); return 1;
+    case PTQ_GGML_F16:
+        for (size_t i = 0; i < n; i++) wr_half(o + 2 * i, ptq_f32_to_f16(x[i]));
+        return 1;
+    case PTQ_GGML_Q4_0: case PTQ_GGML_Q4_1: case PTQ_GGML_Q8_0:
+        ptq_ggml_block(type, &nv, &nb);
+        for (size_t i = 0; i < n / QK; i++) quant_block(type, x + i * QK, o + i * (size_t)nb);
+        return 1;
+    default: return 0;
     }
 }

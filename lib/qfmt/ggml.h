@@ -50,4 +50,20 @@ int ptq_ggml_block(uint32_t type, int *values, int *bytes);
  * into nblocks * values floats at dst. */
 void ptq_ggml_decode(uint32_t type, const void *src, size_t nblocks, float *dst);
 
+/* ---- encoding (formats/export_gguf.c) ---- */
+
+/* Pack one block of 32 integer values v (Q4_0: 0..15 for x = (v - 8) d;
+ * Q4_1: 0..15 for x = v d + m; Q5_0: 0..31 for x = (v - 16) d; Q5_1:
+ * 0..31 for x = v d + m; Q8_0: -128..127 for x = v d) with the fp16 bit
+ * patterns d and m (m unused without a min) into dst (ptq_ggml_block
+ * bytes).  Values are taken modulo the grid; the caller checks the range. */
+void ptq_ggml_pack_block(uint32_t type, uint16_t d, uint16_t m, const int *v, uint8_t *dst);
+
+/* Quantize n floats (n a multiple of 32; F16 and F32: any n) into dst as
+ * ggml's reference quantize_row_*_ref does: Q4_0 (d = the signed value of
+ * largest magnitude / -8), Q4_1 (d = (max - min) / 15, m = min), Q8_0
+ * (d = max |x| / 127, round half away from zero), F16 (round to nearest
+ * even), F32 (a copy).  Other types: nothing is written, returns 0; else 1. */
+int ptq_ggml_quantize(uint32_t type, const float *x, size_t n, void *dst);
+
 #endif

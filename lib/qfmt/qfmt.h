@@ -39,6 +39,11 @@
                                quantized too): the entry has act_scales, static
                                with an act_scale payload or dynamic without */
 #define PTQ_QFMT_CACHE 8u   /* a runtime cache format, not a tensor storage */
+#define PTQ_QFMT_BITS 16u   /* the entry has bits (bits_min..bits_max) and no group:
+                               the payload sizes depend on it (e8p) */
+
+#define PTQ_QFMT_CODEBOOKS 32u /* the entry has codebooks (aq_m) and code_bits (aq_b):
+                                  the payload sizes depend on them (aqlm) */
 
 #define PTQ_QFMT_MAX_PAYLOADS 4
 
@@ -102,6 +107,7 @@ int ptq_qfmt_payload_index(const ptq_qfmt *f, const char *name);
 uint64_t ptq_qf_dense_bytes(const ptq_qtensor *q, int i);
 int ptq_qf_dense_check(const ptq_qtensor *q, const char *what, int row0, int n, ptq_err *e);
 void ptq_qf_dense_decode(const ptq_qtensor *q, int row0, int n, float *w);
+int ptq_qf_dense_gemv(const ptq_qtensor *q, const float *x, float *y, int threads, ptq_err *e);
 uint64_t ptq_qf_int_bytes(const ptq_qtensor *q, int i);
 int ptq_qf_int_check(const ptq_qtensor *q, const char *what, int row0, int n, ptq_err *e);
 void ptq_qf_int_decode(const ptq_qtensor *q, int row0, int n, float *w);
@@ -118,5 +124,16 @@ float ptq_qf_e4m3_value(uint8_t c);
 uint8_t ptq_qf_e4m3_code(float v);
 float ptq_qf_kv_value(uint8_t c);
 uint8_t ptq_qf_kv_code(float v);
+/* lib/qfmt/qf_e8p.c; _rotated: W' (the incoherent basis) into w [rows][cols] */
+uint64_t ptq_qf_e8p_bytes(const ptq_qtensor *q, int i);
+int ptq_qf_e8p_check(const ptq_qtensor *q, const char *what, int row0, int n, ptq_err *e);
+void ptq_qf_e8p_decode(const ptq_qtensor *q, int row0, int n, float *w);
+void ptq_qf_e8p_rotated(const ptq_qtensor *q, float *w);
+int ptq_qf_e8p_gemv(const ptq_qtensor *q, const float *x, float *y, int threads, ptq_err *e);
+/* lib/qfmt/qf_aqlm.c */
+uint64_t ptq_qf_aqlm_bytes(const ptq_qtensor *q, int i);
+int ptq_qf_aqlm_check(const ptq_qtensor *q, const char *what, int row0, int n, ptq_err *e);
+void ptq_qf_aqlm_decode(const ptq_qtensor *q, int row0, int n, float *w);
+int ptq_qf_aqlm_gemv(const ptq_qtensor *q, const float *x, float *y, int threads, ptq_err *e);
 
 #endif

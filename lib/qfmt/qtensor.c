@@ -19,6 +19,13 @@ void ptq_qtensor_free(ptq_qtensor *q)
         free(q->codes);
         free(q->wscale);
         free(q->act_scale);
+        free(q->e8_codes);
+        free(q->e8_scale);
+        free(q->e8_su);
+        free(q->e8_sv);
+        free(q->aq_codes);
+        free(q->aq_codebooks);
+        free(q->aq_scales);
     }
     memset(q, 0, sizeof *q);
 }

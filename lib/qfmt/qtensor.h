@@ -54,6 +54,22 @@ typedef struct ptq_qtensor {
     uint8_t *codes;    /* [rows][cols] */
     float *wscale;     /* [rows] finite, > 0 */
     float *act_scale;  /* [1] finite, > 0; or NULL */
+    /* PTQ_QF_E8P (QuIP#, lib/qfmt/qf_e8p.c): bits = 2 per stage (2: E8P,
+     * 4: E8P + an E8P residual stage).  The stored weights W' = U W V^T
+     * (U = Q_rows diag(e8_sv), V = Q_cols diag(e8_su), lib/qfmt/had.h):
+     * W'[r][8j+i] = sum_s e8_scale[s] * e8p(e8_codes[s][r][j])[i]. */
+    uint16_t *e8_codes; /* [bits / 2][rows][cols / 8] */
+    float *e8_scale;    /* [bits / 2] finite, > 0 */
+    int8_t *e8_su;      /* [cols] +1/-1: the input side's signs */
+    int8_t *e8_sv;      /* [rows] +1/-1: the output side's signs */
+    /* PTQ_QF_AQLM (AQLM, lib/qfmt/qf_aqlm.c, lib/quant/aqlm.h): groups of 8
+     * inputs, W[r][8g+i] = aq_scales[r] * sum_m aq_codebooks[m][code(r,g,m)][i],
+     * code(r,g,m) = aq_codes[(r * cols/8 + g) * aq_m + m]. */
+    int aq_m;              /* codebooks M, 1..8 */
+    int aq_b;              /* bits per code B, 1..16: 2^B codewords per codebook */
+    void *aq_codes;        /* [rows][cols / 8][aq_m]: uint8 when aq_b <= 8, else uint16 */
+    uint16_t *aq_codebooks; /* fp16 [aq_m][2^aq_b][8] */
+    uint16_t *aq_scales;   /* fp16 [rows], finite */
     /* 0: the arrays are malloc'ed and owned; 1: they point into memory the
      * struct does not own (a bundle's read-only map) */
     int mapped;

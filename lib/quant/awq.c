@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "lib/base/clock.h"
+#include "lib/base/par.h"
 #include "lib/qfmt/pack.h"
 #include "lib/quant/err_metric.h"
 #include "lib/quant/quant.h"
@@ -93,62 +94,105 @@ static int gptq_round(const ptq_awq_lin *l, int cols, const float *s, float *out
     return rc;
 }
 
+/* One ratio of the scale search on one worker. */
+typedef struct grid_job {
+    const float *xmean;
+    int cols, nw, n_grid, i, worker;
+    const ptq_awq_lin *lins;
+    ptq_awq_loss_fn fn;
+    void *ctx;
+    float *const *Wq;   /* this worker's nw candidates */
+    float *s;           /* [cols] this ratio's scales */
+    double loss;
+    int rc;
+    ptq_err e;
+} grid_job;
+
+static void grid_run(void *arg)
+{
+    grid_job *j = arg;
+    const int cols = j->cols;
+    ptq_awq_scales(j->xmean, cols, (float)j->i / (float)j->n_grid, j->s);
+    j->rc = PTQ_OK;
+    j->loss = 0;
+    for (int k = 0; k < j->nw && !j->rc; k++) {
+        const ptq_awq_lin *l = &j->lins[k];
+        if (l->q && l->H) j->rc = gptq_round(l, cols, j->s, j->Wq[k], &j->e);
+        else if (l->q)
+            j->rc = ptq_awq_fake_quant(l->W, l->rows, cols, j->s, NULL, l->q, j->Wq[k], &j->e);
+        else memcpy(j->Wq[k], l->W, (size_t)l->rows * cols * sizeof *j->Wq[k]);
+    }
+    if (!j->rc) j->rc = j->fn(j->ctx, j->worker, j->Wq, &j->loss, &j->e);
+}
+
 int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw, int n_grid,
-                   ptq_awq_loss_fn fn, void *ctx, float *const *Wq, float *s_best,
-                   ptq_awq_result *res, ptq_err *e)
+                   int nworkers, ptq_awq_loss_fn fn, void *ctx, float *const *Wq,
+                   float *s_best, ptq_awq_result *res, ptq_err *e)
 {
     if (n_grid < 1) return ptq_fail(e, PTQ_EUSAGE, "--awq-grid %d: must be at least 1", n_grid);
+    if (nworkers < 1) nworkers = 1;
     for (int j = 0; j < cols; j++)
         if (!(xmean[j] >= 0.0f) || !isfinite(xmean[j]))
             return ptq_fail(e, PTQ_EDATA, "activation magnitude of channel %d is %g", j,
                             (double)xmean[j]);
-    float *s = malloc((size_t)cols * sizeof *s);
-    if (!s) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    float *s = malloc((size_t)nworkers * cols * sizeof *s);
+    grid_job *jobs = calloc((size_t)nworkers, sizeof *jobs);
+    if (!s || !jobs) {
+        free(s), free(jobs);
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    }
     int rc = PTQ_OK;
     res->ratio = 0.0f;
     res->loss = INFINITY;
     res->loss_rtn = INFINITY;
-    for (int i = 0; i < n_grid && !rc; i++) {
-        float ratio = (float)i / (float)n_grid;
-        ptq_awq_scales(xmean, cols, ratio, s);
-        for (int k = 0; k < nw && !rc; k++) {
-            size_t n = (size_t)lins[k].rows * cols;
-            if (lins[k].q && lins[k].H) rc = gptq_round(&lins[k], cols, s, Wq[k], e);
-            else if (lins[k].q) rc = ptq_awq_fake_quant(lins[k].W, lins[k].rows, cols, s, NULL,
-                                                        lins[k].q, Wq[k], e);
-            else memcpy(Wq[k], lins[k].W, n * sizeof *Wq[k]);
+    for (int i0 = 0; i0 < n_grid && !rc; i0 += nworkers) {
+        int nj = n_grid - i0 < nworkers ? n_grid - i0 : nworkers;
+        for (int w = 0; w < nj; w++) {
+            grid_job *j = &jobs[w];
+            j->xmean = xmean, j->cols = cols, j->nw = nw, j->n_grid = n_grid;
+            j->i = i0 + w, j->worker = w, j->lins = lins, j->fn = fn, j->ctx = ctx;
+            j->Wq = Wq + (size_t)w * nw, j->s = s + (size_t)w * cols;
         }
-        double loss = 0;
-        if (!rc) rc = fn(ctx, Wq, &loss, e);
-        if (rc) break;
-        if (!isfinite(loss)) {
-            rc = ptq_fail(e, PTQ_EDATA, "AWQ: the block output error at ratio %g is %g",
-                          (double)ratio, loss);
-            break;
-        }
-        if (i == 0) res->loss_rtn = loss;
-        if (loss < res->loss) {
-            res->loss = loss;
-            res->ratio = ratio;
-            memcpy(s_best, s, (size_t)cols * sizeof *s);
+        ptq_par_run(nj, grid_run, jobs, sizeof *jobs);
+        for (int w = 0; w < nj && !rc; w++) { /* in ratio order */
+            const grid_job *j = &jobs[w];
+            if (j->rc) {
+                *e = j->e;
+                rc = j->rc;
+                break;
+            }
+            float ratio = (float)j->i / (float)n_grid;
+            if (!isfinite(j->loss)) {
+                rc = ptq_fail(e, PTQ_EDATA, "AWQ: the block output error at ratio %g is %g",
+                              (double)ratio, j->loss);
+                break;
+            }
+            if (j->i == 0) res->loss_rtn = j->loss;
+            if (j->loss < res->loss) {
+                res->loss = j->loss;
+                res->ratio = ratio;
+                memcpy(s_best, j->s, (size_t)cols * sizeof *s);
+            }
         }
     }
     free(s);
+    free(jobs);
     return rc;
 }
 
 typedef struct quad_ctx {
     const float *W, *H;
     int rows, cols;
-    float *buf;
-    double blas;
+    float *buf;         /* [nworkers][2 * PTQ_ERR_ROWS * cols] */
+    double *blas;       /* [nworkers] */
 } quad_ctx;
 
-static int quad_fn(void *ctx, float *const *Wq, double *loss, ptq_err *e)
+static int quad_fn(void *ctx, int w, float *const *Wq, double *loss, ptq_err *e)
 {
     (void)e;
     quad_ctx *c = ctx;
-    *loss = ptq_quad_err(Wq[0], c->W, c->rows, c->cols, c->H, c->buf, &c->blas);
+    *loss = ptq_quad_err(Wq[0], c->W, c->rows, c->cols, c->H,
+                         c->buf + (size_t)w * 2 * PTQ_ERR_ROWS * c->cols, &c->blas[w]);
     return PTQ_OK;
 }
 
@@ -157,28 +201,102 @@ int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
                           float *s_best, ptq_awq_result *res, ptq_awq_timing *timing,
                           ptq_err *e)
 {
+    return ptq_awq_search_linear_mt(W, rows, cols, H, xmean, q, gptq, n_grid, 1, s_best, res,
+                                    timing, e);
+}
+
+int ptq_awq_search_linear_mt(const float *W, int rows, int cols, const float *H,
+                             const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
+                             int nworkers, float *s_best, ptq_awq_result *res,
+                             ptq_awq_timing *timing, ptq_err *e)
+{
     double t0 = ptq_now();
-    quad_ctx c = {W, H, rows, cols, NULL, 0};
-    float *wq = malloc((size_t)rows * cols * sizeof *wq);
-    c.buf = malloc(2 * (size_t)PTQ_ERR_ROWS * cols * sizeof *c.buf);
+    if (nworkers < 1) nworkers = 1;
+    size_t nwq = (size_t)rows * cols;
+    quad_ctx c = {W, H, rows, cols, NULL, NULL};
+    float *wq = malloc((size_t)nworkers * nwq * sizeof *wq);
+    float **wqs = malloc((size_t)nworkers * sizeof *wqs);
+    c.buf = malloc((size_t)nworkers * 2 * PTQ_ERR_ROWS * cols * sizeof *c.buf);
+    c.blas = calloc((size_t)nworkers, sizeof *c.blas);
     int rc;
-    if (!wq || !c.buf) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
+    if (!wq || !wqs || !c.buf || !c.blas)
+        rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
     else {
+        for (int w = 0; w < nworkers; w++) wqs[w] = wq + (size_t)w * nwq;
         ptq_awq_lin lin = {W, rows, q, gptq ? H : NULL};
-        rc = ptq_awq_search(xmean, cols, &lin, 1, n_grid, quad_fn, &c, &wq, s_best, res, e);
+        rc = ptq_awq_search(xmean, cols, &lin, 1, n_grid, nworkers, quad_fn, &c, wqs, s_best,
+                            res, e);
     }
-    free(wq);
-    free(c.buf);
-    if (timing) {
+    if (timing && c.blas) {
         timing->total += ptq_now() - t0;
-        timing->blas += c.blas;
+        for (int w = 0; w < nworkers; w++) timing->blas += c.blas[w];
     }
+    free(wq), free(wqs), free(c.buf), free(c.blas);
     return rc;
+}
+
+/* One shrink of one group of the clip search on one worker: err[r] the
+ * output error of row r with its group clamped to p max|w|. */
+typedef struct clip_job {
+    const float *wg, *xg, *mx;
+    const ptq_gptq_opts *q;  /* group 0: the extracted group is one row */
+    int rows, L, n, i, n_grid;
+    float *cl, *cw, *E;      /* this worker's [rows], [rows, L], [rows, n] */
+    double *err;             /* [rows] this shrink's errors */
+    double blas;
+    int rc;
+    ptq_err e;
+} clip_job;
+
+static void clip_run(void *arg)
+{
+    clip_job *j = arg;
+    const int rows = j->rows, L = j->L, n = j->n;
+    float p = 1.0f - (float)j->i / (float)j->n_grid;
+    for (int r = 0; r < rows; r++) j->cl[r] = p * j->mx[r];
+    j->rc = ptq_awq_fake_quant(j->wg, rows, L, NULL, j->cl, j->q, j->cw, &j->e);
+    if (j->rc) return;
+    for (size_t k = 0; k < (size_t)rows * L; k++) j->cw[k] -= j->wg[k];
+    double tt = ptq_now();
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, L, 1.0f, j->cw, L, j->xg, L,
+                0.0f, j->E, n);
+    j->blas += ptq_now() - tt;
+    for (int r = 0; r < rows; r++) {
+        double err = 0;
+        const float *er = j->E + (size_t)r * n;
+        for (int t = 0; t < n; t++) err += (double)er[t] * er[t];
+        j->err[r] = err;
+    }
 }
 
 int ptq_awq_clip_search(const float *W, int rows, int cols, const ptq_gptq_opts *q,
                         const float *X, int ntok, int n_grid, float max_shrink, float *maxval,
                         ptq_awq_timing *timing, ptq_err *e)
+{
+    return ptq_awq_clip_search_mt(W, rows, cols, q, X, ntok, n_grid, max_shrink, 1, maxval,
+                                  timing, e);
+}
+
+/* Group g's L columns of W into wg [rows, L] and of the every-step-th token
+ * of X into xg [n, L]; mx [rows] max |w| of each row's group. */
+static void clip_gather(const float *W, int rows, int cols, const float *X, int n, int step,
+                        int g, int G, int L, float *xg, float *wg, float *mx)
+{
+    for (int t = 0; t < n; t++)
+        memcpy(xg + (size_t)t * L, X + (size_t)t * step * cols + (size_t)g * G,
+               (size_t)L * sizeof *xg);
+    for (int r = 0; r < rows; r++) {
+        const float *w = W + (size_t)r * cols + (size_t)g * G;
+        memcpy(wg + (size_t)r * L, w, (size_t)L * sizeof *wg);
+        float m = 0;
+        for (int k = 0; k < L; k++) m = fabsf(w[k]) > m ? fabsf(w[k]) : m;
+        mx[r] = m;
+    }
+}
+
+int ptq_awq_clip_search_mt(const float *W, int rows, int cols, const ptq_gptq_opts *q,
+                           const float *X, int ntok, int n_grid, float max_shrink, int nworkers,
+                           float *maxval, ptq_awq_timing *timing, ptq_err *e)
 {
     double t0 = ptq_now(), tb = 0;
     if (ntok < 1) return ptq_fail(e, PTQ_EDATA, "AWQ clip search: no calibration tokens");
@@ -189,54 +307,50 @@ int ptq_awq_clip_search(const float *W, int rows, int cols, const ptq_gptq_opts 
     int n = (ntok + step - 1) / step;
     int nsteps = (int)(max_shrink * (float)n_grid);
     if (nsteps < 1) nsteps = 1;
-    /* per group: xg [n, G] gathered tokens; wg, cw [rows, G]; E [rows, n] */
-    float *xg = malloc((size_t)n * G * sizeof *xg);
-    float *wg = malloc((size_t)rows * G * sizeof *wg);
-    float *cw = malloc((size_t)rows * G * sizeof *cw);
-    float *E = malloc((size_t)rows * n * sizeof *E);
-    float *mx = malloc((size_t)rows * sizeof *mx), *cl = malloc((size_t)rows * sizeof *cl);
-    double *best = malloc((size_t)rows * sizeof *best);
+    int nw = nworkers < 1 ? 1 : nworkers > nsteps ? nsteps : nworkers;
+    size_t R = (size_t)rows;
+    float *xg = malloc((size_t)n * G * sizeof *xg), *wg = malloc(R * G * sizeof *wg);
+    float *mx = malloc(R * sizeof *mx);
+    float *cw = malloc((size_t)nw * R * G * sizeof *cw), *E = malloc((size_t)nw * R * n * sizeof *E);
+    float *cl = malloc((size_t)nw * R * sizeof *cl);
+    double *err = malloc((size_t)nsteps * R * sizeof *err), *best = malloc(R * sizeof *best);
+    clip_job *jobs = calloc((size_t)nw, sizeof *jobs);
     int rc = PTQ_OK;
-    if (!xg || !wg || !cw || !E || !mx || !cl || !best)
+    if (!xg || !wg || !mx || !cw || !E || !cl || !err || !best || !jobs)
         rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ clip search");
     ptq_gptq_opts qg = *q;
     qg.group = 0; /* each extracted group is one row of G columns */
     for (int g = 0; g < ng && !rc; g++) {
         /* the group's L columns (the last group may be shorter than G) */
         const int L = ptq_pack_group_len(cols, G, g);
-        for (int t = 0; t < n; t++)
-            memcpy(xg + (size_t)t * L, X + (size_t)t * step * cols + (size_t)g * G,
-                   (size_t)L * sizeof *xg);
-        for (int r = 0; r < rows; r++) {
-            const float *w = W + (size_t)r * cols + (size_t)g * G;
-            memcpy(wg + (size_t)r * L, w, (size_t)L * sizeof *wg);
-            float m = 0;
-            for (int k = 0; k < L; k++) m = fabsf(w[k]) > m ? fabsf(w[k]) : m;
-            mx[r] = m;
-            best[r] = INFINITY;
+        clip_gather(W, rows, cols, X, n, step, g, G, L, xg, wg, mx);
+        for (int i0 = 0; i0 < nsteps && !rc; i0 += nw) {
+            int nj = nsteps - i0 < nw ? nsteps - i0 : nw;
+            for (int w = 0; w < nj; w++) {
+                clip_job *j = &jobs[w];
+                j->wg = wg, j->xg = xg, j->mx = mx, j->q = &qg;
+                j->rows = rows, j->L = L, j->n = n, j->i = i0 + w, j->n_grid = n_grid;
+                j->cl = cl + w * R, j->cw = cw + w * R * G, j->E = E + w * R * n;
+                j->err = err + (size_t)(i0 + w) * R;
+                j->blas = 0;
+            }
+            ptq_par_run(nj, clip_run, jobs, sizeof *jobs);
+            for (int w = 0; w < nj; w++) tb += jobs[w].blas;
+            for (int w = 0; w < nj && !rc; w++)
+                if (jobs[w].rc) *e = jobs[w].e, rc = jobs[w].rc;
         }
+        /* the first smallest error of each row, in shrink order */
+        for (int r = 0; r < rows; r++) best[r] = INFINITY;
         for (int i = 0; i < nsteps && !rc; i++) {
             float p = 1.0f - (float)i / (float)n_grid;
-            for (int r = 0; r < rows; r++) cl[r] = p * mx[r];
-            rc = ptq_awq_fake_quant(wg, rows, L, NULL, cl, &qg, cw, e);
-            if (rc) break;
-            for (size_t k = 0; k < (size_t)rows * L; k++) cw[k] -= wg[k];
-            double tt = ptq_now();
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, n, L, 1.0f, cw, L, xg, L,
-                        0.0f, E, n);
-            tb += ptq_now() - tt;
-            for (int r = 0; r < rows; r++) {
-                double err = 0;
-                const float *er = E + (size_t)r * n;
-                for (int t = 0; t < n; t++) err += (double)er[t] * er[t];
-                if (err < best[r]) {
-                    best[r] = err;
-                    maxval[(size_t)r * ng + g] = cl[r];
+            for (int r = 0; r < rows; r++)
+                if (err[(size_t)i * R + r] < best[r]) {
+                    best[r] = err[(size_t)i * R + r];
+                    maxval[(size_t)r * ng + g] = p * mx[r];
                 }
-            }
         }
     }
-    free(xg), free(wg), free(cw), free(E), free(mx), free(cl), free(best);
+    free(xg), free(wg), free(cw), free(E), free(mx), free(cl), free(err), free(best), free(jobs);
     if (timing) {
         timing->total += ptq_now() - t0;
         timing->blas += tb;

@@ -48,8 +48,11 @@ typedef struct ptq_awq_lin {
 } ptq_awq_lin;
 
 /* The block objective of a candidate: Wq[i] [rows_i, cols] are the
- * candidate weights Q(W_i diag(s)) diag(1/s) of the group's linears. */
-typedef int (*ptq_awq_loss_fn)(void *ctx, float *const *Wq, double *loss, ptq_err *e);
+ * candidate weights Q(W_i diag(s)) diag(1/s) of the group's linears.
+ * worker in [0, nworkers): the candidate is judged on that worker's
+ * scratch; calls with different workers run at the same time. */
+typedef int (*ptq_awq_loss_fn)(void *ctx, int worker, float *const *Wq, double *loss,
+                               ptq_err *e);
 
 typedef struct ptq_awq_result {
     float ratio;        /* the chosen exponent */
@@ -75,33 +78,49 @@ int ptq_awq_fake_quant(const float *W, int rows, int cols, const float *s, const
                        const ptq_gptq_opts *q, float *out, ptq_err *e);
 
 /* The scale search over n_grid ratios for the nw linears of lins (one input
- * of cols channels, statistics xmean [cols] finite and >= 0).  Wq[i] are
- * caller buffers [rows_i, cols] handed to fn.  s_best [cols] gets the
- * chosen scales.  Fails with fn's error, PTQ_EDATA for bad xmean or a loss
- * that is not finite. */
+ * of cols channels, statistics xmean [cols] finite and >= 0), the ratios
+ * on nworkers workers (lib/base/par.h; BLAS must be single-threaded): each
+ * ratio's candidate and loss are computed by one worker, the losses
+ * compared in ratio order, so the result is the same for any nworkers.
+ * Wq[w * nw + i] are caller buffers [rows_i, cols], worker w's candidate,
+ * handed to fn.  s_best [cols] gets the chosen scales.  Fails with fn's
+ * error (of the lowest ratio), PTQ_EDATA for bad xmean or a loss that is
+ * not finite. */
 int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw, int n_grid,
-                   ptq_awq_loss_fn fn, void *ctx, float *const *Wq, float *s_best,
-                   ptq_awq_result *res, ptq_err *e);
+                   int nworkers, ptq_awq_loss_fn fn, void *ctx, float *const *Wq,
+                   float *s_best, ptq_awq_result *res, ptq_err *e);
 
 /* The search for one linear judged by its own output error over the
  * tokens whose Gram matrix is H [cols, cols] (H = sum x x^T up to a
  * factor, full): loss = sum over rows of (W' - W) H (W' - W)^T, the
  * measure of the compile report (ptq_quad_err, lib/quant/err_metric.h).
  * gptq: round with GPTQ on H (as ptq_awq_lin.H).
- * timing may be NULL. */
+ * timing may be NULL.  _mt: the ratios on nworkers workers (as
+ * ptq_awq_search: the same result for any count; timing.blas sums the
+ * workers' sgemm time). */
 int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
                           const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
                           float *s_best, ptq_awq_result *res, ptq_awq_timing *timing,
                           ptq_err *e);
+int ptq_awq_search_linear_mt(const float *W, int rows, int cols, const float *H,
+                             const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
+                             int nworkers, float *s_best, ptq_awq_result *res,
+                             ptq_awq_timing *timing, ptq_err *e);
 
 
 /* The clipping search for W [rows, cols] (already scaled) with input
  * X [ntok, cols] (already divided by the scales): maxval [rows * ngroups]
  * gets the chosen clip of each group, n_grid and max_shrink as above.
- * timing may be NULL. */
+ * timing may be NULL.  Per group, each shrink is one fake quantization of
+ * the group's columns of every row and one sgemm [rows, L] x [L, ntok'];
+ * _mt runs the shrinks of a group on nworkers workers and compares their
+ * errors in shrink order: the same result for any count. */
 int ptq_awq_clip_search(const float *W, int rows, int cols, const ptq_gptq_opts *q,
                         const float *X, int ntok, int n_grid, float max_shrink, float *maxval,
                         ptq_awq_timing *timing, ptq_err *e);
+int ptq_awq_clip_search_mt(const float *W, int rows, int cols, const ptq_gptq_opts *q,
+                           const float *X, int ntok, int n_grid, float max_shrink, int nworkers,
+                           float *maxval, ptq_awq_timing *timing, ptq_err *e);
 /* Clamp each group of W to [-maxval, maxval] in place. */
 void ptq_awq_clip_apply(float *W, int rows, int cols, int group, const float *maxval);
 

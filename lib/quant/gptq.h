@@ -24,6 +24,9 @@ typedef struct ptq_gptq_opts {
     int threads;        /* ptq_gptq workers over chunks of rows; 0: as many as
                            OpenBLAS was set to use.  The result is the same for
                            any value (see ptq_gptq). */
+    /* --method aqlm (lib/compile/round_aqlm.c, lib/quant/aqlm.h): --codebooks
+     * MxB and --beam N; 0: not given (2x8, beam 8) */
+    int aqlm_m, aqlm_b, aqlm_beam;
 } ptq_gptq_opts;
 
 typedef struct ptq_gptq_report {

@@ -247,6 +247,40 @@ static double proxy_loss_blas(const prep *p, const float *E)
     return loss;
 }
 
+/* The fast path in lazy batches (GPTQ's trick): the feedback of the columns
+ * before batch c0 .. c0 + L (L = 128, a multiple of b) is one product per
+ * batch, U = E_{<c0} A_{<c0, batch}; inside the batch each block adds the
+ * 8-wide product of the batch's own earlier columns.  The same sums as the
+ * reference, split in two (float rounding differs). */
+static int run_lazy(const prep *p, const ptq_ldlq_rounder *r, const float *Af, float *E,
+                    float *What, int threads, ptq_err *e)
+{
+    int rows = p->rows, n = p->n, b = p->b, L = b >= 128 ? b : 128 / b * b, rc = 0;
+    float *U = malloc((size_t)rows * L * sizeof *U), *V = malloc((size_t)rows * b * sizeof *V);
+    float *Q = malloc((size_t)rows * b * sizeof *Q);
+    if (!U || !V || !Q) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for BlockLDLQ");
+    for (int c0 = 0; c0 < n && !rc; c0 += L) {
+        int bw = n - c0 < L ? n - c0 : L;
+        if (c0 > 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, bw, c0, 1.0f, E, n,
+                        Af + c0, n, 0.0f, U, bw);
+        else
+            memset(U, 0, (size_t)rows * bw * sizeof *U);
+        for (int k0 = c0; k0 < c0 + bw && !rc; k0 += b) {
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < b; j++)
+                    V[(size_t)i * b + j] =
+                        p->W[(size_t)i * n + k0 + j] + U[(size_t)i * bw + k0 - c0 + j];
+            if (k0 > c0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, b, k0 - c0, 1.0f,
+                            E + c0, n, Af + (size_t)c0 * n + k0, n, 1.0f, V, b);
+            rc = round_block(p, r, k0, V, Q, E, What, threads, e);
+        }
+    }
+    free(U), free(V), free(Q);
+    return rc;
+}
+
 static int run(const float *W, const float *H, int rows, int cols, const ptq_ldlq_opts *o,
                const ptq_ldlq_rounder *r, float *What, ptq_ldlq_report *rep, int ref, ptq_err *e)
 {
@@ -267,25 +301,23 @@ static int run(const float *W, const float *H, int rows, int cols, const ptq_ldl
         goto out;
     }
     if ((rc = feedback(&p, A, Af, rep, e))) goto out;
+    if (!ref) {
+        rc = run_lazy(&p, r, Af, E, What, threads, e);
+        goto loss;
+    }
     for (int k0 = 0; k0 < n && !rc; k0 += b) {
         for (int i = 0; i < rows; i++)
             for (int j = 0; j < b; j++) {
                 const float *wr = p.W + (size_t)i * n;
-                if (!ref) {
-                    V[(size_t)i * b + j] = wr[k0 + j];
-                    continue;
-                }
                 double v = wr[k0 + j];
                 const float *er = E + (size_t)i * n;
                 for (int l = 0; l < k0; l++) v += (double)er[l] * A[(size_t)l * n + k0 + j];
                 V[(size_t)i * b + j] = (float)v;
             }
-        if (!ref && k0 > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, b, k0, 1.0f, E, n,
-                        Af + k0, n, 1.0f, V, b);
         rc = round_block(&p, r, k0, V, Q, E, What, threads, e);
     }
-    if (!rc) rep->loss = ref ? proxy_loss(&p, E) : proxy_loss_blas(&p, E);
+loss:
+    if (!rc && !o->no_loss) rep->loss = ref ? proxy_loss(&p, E) : proxy_loss_blas(&p, E);
 out:
     free(A);
     free(Af);

@@ -18,7 +18,10 @@
  * blocks of the D_k-weighted rounding errors (the paper's LDLQ works in the
  * reverse column order with the lower factor; the same algorithm mirrored).
  * With H = c I, A = 0 and BlockLDLQ is plain rounding; with b = 1 and a
- * scalar grid it is GPTQ (QuIP, theorem 6).
+ * scalar grid it is GPTQ (QuIP, theorem 6).  The fast path sums the
+ * feedback in lazy batches of 128 columns (one product per batch for the
+ * columns before it, an 8-wide one inside it), as GPTQ does; the reference
+ * sums each block's feedback in one loop, in float64.
  *
  * The factorization is tried in float32 and, when it fails (not positive
  * definite in float, or non-finite), repeated in float64 (quip-sharp's
@@ -50,6 +53,7 @@ typedef struct ptq_ldlq_opts {
     int threads; /* rounder workers; <= 0: as many as OpenBLAS was set to use.
                     OpenBLAS runs single-threaded for the call (restored
                     after), so the result is bit-identical for any count. */
+    int no_loss; /* 1: leave rep->loss 0 (a rows x cols x cols float64 product) */
 } ptq_ldlq_opts;
 
 typedef struct ptq_ldlq_report {
@@ -84,15 +88,22 @@ void ptq_ldlq_scalar_free(ptq_ldlq_scalar *s);
 ptq_ldlq_rounder ptq_ldlq_scalar_rounder(ptq_ldlq_scalar *s);
 
 /* E8P rounder (block 8): q = scale * decode(nearest(v / scale));
- * codes[rows][cols / 8]. */
+ * codes[rows][cols / 8].  With a residual stage (ptq_ldlq_e8p_init_rvq,
+ * QuIP#'s 4-bit residual vector quantization): c1 = nearest(v / scale),
+ * c2 = nearest((v - scale d1) / rscale), q = scale d1 + rscale d2 (in that
+ * order, as lib/qfmt/qf_e8p.c decodes); codes[2][rows][cols / 8]. */
 typedef struct ptq_ldlq_e8p {
     const ptq_e8p_book *book;
     float scale;
     int rows, cols;
     uint16_t *codes;
+    int stages;   /* 1, or 2 with the residual stage */
+    float rscale; /* the residual stage's scale */
 } ptq_ldlq_e8p;
 int ptq_ldlq_e8p_init(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale, int rows,
                       int cols, ptq_err *e);
+int ptq_ldlq_e8p_init_rvq(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale,
+                          float rscale, int rows, int cols, ptq_err *e);
 void ptq_ldlq_e8p_free(ptq_ldlq_e8p *s);
 ptq_ldlq_rounder ptq_ldlq_e8p_rounder(ptq_ldlq_e8p *s);
 

@@ -1,5 +1,6 @@
 /* ldlq_round.c - the rounders BlockLDLQ plugs in (lib/quant/ldlq.h): a
  * scalar integer grid per row, and the E8P nearest codeword. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,18 +57,26 @@ ptq_ldlq_rounder ptq_ldlq_scalar_rounder(ptq_ldlq_scalar *s)
     return r;
 }
 
-int ptq_ldlq_e8p_init(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale, int rows,
-                      int cols, ptq_err *e)
+int ptq_ldlq_e8p_init_rvq(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale,
+                          float rscale, int rows, int cols, ptq_err *e)
 {
     memset(s, 0, sizeof *s);
     if (cols % 8)
         return ptq_fail(e, PTQ_EUSAGE, "E8P: %d input columns are not a multiple of 8", cols);
-    if (!(scale > 0.0f))
-        return ptq_fail(e, PTQ_EUSAGE, "E8P: scale %g is not positive", (double)scale);
+    if (!(scale > 0.0f) || !(rscale >= 0.0f) || !isfinite(scale) || !isfinite(rscale))
+        return ptq_fail(e, PTQ_EUSAGE, "E8P: scale %g or residual scale %g is not positive",
+                        (double)scale, (double)rscale);
     s->book = book, s->scale = scale, s->rows = rows, s->cols = cols;
-    s->codes = malloc((size_t)rows * (cols / 8) * sizeof *s->codes);
+    s->stages = rscale > 0.0f ? 2 : 1, s->rscale = rscale;
+    s->codes = malloc((size_t)s->stages * (size_t)rows * (cols / 8) * sizeof *s->codes);
     if (!s->codes) return ptq_fail(e, PTQ_ENOMEM, "out of memory for E8P codes");
     return 0;
+}
+
+int ptq_ldlq_e8p_init(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale, int rows,
+                      int cols, ptq_err *e)
+{
+    return ptq_ldlq_e8p_init_rvq(s, book, scale, 0.0f, rows, cols, e);
 }
 
 void ptq_ldlq_e8p_free(ptq_ldlq_e8p *s)
@@ -89,9 +98,16 @@ static void e8p_rows(void *arg)
     const ptq_ldlq_e8p *s = j->s;
     for (int r = j->r0; r < j->r1; r++) {
         float x[8], d[8];
-        for (int i = 0; i < 8; i++) x[i] = j->v[(size_t)r * 8 + i] / s->scale;
-        s->codes[(size_t)r * (s->cols / 8) + j->col0 / 8] = ptq_e8p_nearest(s->book, x, d);
-        for (int i = 0; i < 8; i++) j->q[(size_t)r * 8 + i] = d[i] * s->scale;
+        size_t at = (size_t)r * (s->cols / 8) + j->col0 / 8;
+        const float *v = j->v + (size_t)r * 8;
+        float *q = j->q + (size_t)r * 8;
+        for (int i = 0; i < 8; i++) x[i] = v[i] / s->scale;
+        s->codes[at] = ptq_e8p_nearest(s->book, x, d);
+        for (int i = 0; i < 8; i++) q[i] = 0.0f + s->scale * d[i];
+        if (s->stages < 2) continue;
+        for (int i = 0; i < 8; i++) x[i] = (v[i] - q[i]) / s->rscale;
+        s->codes[(size_t)s->rows * (s->cols / 8) + at] = ptq_e8p_nearest(s->book, x, d);
+        for (int i = 0; i < 8; i++) q[i] += s->rscale * d[i];
     }
 }
 

@@ -69,9 +69,9 @@ void ptq_quant_grid(const float *w, int n, int stride, const ptq_quant_opts *o, 
         if (x < xmin) xmin = x;
         if (x > xmax) xmax = x;
     }
-    if (o->sym) {
+    if (o->sym) { /* [-max|w|, max|w|] also for a group with no negative weight */
         if (-xmin > xmax) xmax = -xmin;
-        if (xmin < 0.0f) xmin = -xmax;
+        xmin = -xmax;
     }
     if (xmin == 0.0f && xmax == 0.0f) xmin = -1.0f, xmax = 1.0f;
     grid_of(xmin, xmax, maxq, o->sym, g);

@@ -5,8 +5,12 @@
  * as GPTQ's reference quantizer defines it:
  *   asymmetric: xmin = min(min w, 0), xmax = max(max w, 0),
  *               scale = (xmax - xmin) / maxq, zero = round(-xmin / scale)
- *   symmetric:  xmax = max(|xmin|, xmax), xmin = -xmax (when xmin < 0),
+ *   symmetric:  xmax = max(|xmin|, xmax), xmin = -xmax,
  *               scale = (xmax - xmin) / maxq, zero = (maxq + 1) / 2
+ *               (GPTQ's reference keeps xmin = 0 for a group with no negative
+ *               weight, so its grid reaches only (2^(b-1) - 1) / maxq of xmax;
+ *               compressed-tensors, llm-compressor's quantizer, takes
+ *               max|w| / (maxq / 2) for every group, and so does ptqc)
  *   all-zero group: xmin = -1, xmax = +1.
  * The scale is rounded to fp16 (what the bundle stores) before any code is
  * computed, so quantization error terms see the values the runtime decodes.

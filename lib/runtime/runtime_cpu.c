@@ -122,6 +122,21 @@ static int cpu_head(void *ctx, float *norm, float *lm_head, ptq_err *e)
                 c->hidden, lm_head, e);
 }
 
+/* The lm_head as the bundle's tensor, when its format has a fused GEMV. */
+static int cpu_head_packed(void *ctx, float *norm, const ptq_qtensor **lm_head, ptq_err *e)
+{
+    ptq_cpu_model *m = ctx;
+    const ptq_config *c = &m->cfg;
+    const char *name = c->tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    *lm_head = NULL;
+    int rc = load(m, "model.norm.weight", 1, c->hidden, norm, e);
+    if (rc || (rc = ptq_bundle_tensor(&m->b, name, &m->head, e))) return rc;
+    const ptq_qfmt *f = ptq_qfmt_get(m->head.format);
+    if (f && f->gemv && m->head.rows == c->vocab && m->head.cols == c->hidden)
+        *lm_head = &m->head;
+    return PTQ_OK;
+}
+
 int ptq_cpu_open(ptq_cpu_model *m, const char *path, int verify, ptq_err *e)
 {
     memset(m, 0, sizeof *m);
@@ -141,7 +156,8 @@ void ptq_cpu_close(ptq_cpu_model *m)
 void ptq_cpu_weights(ptq_cpu_model *m, ptq_weights *w)
 {
     *w = (ptq_weights){.cfg = &m->cfg, .ctx = m,
-                       .layer = cpu_layer, .embed = cpu_embed, .head = cpu_head};
+                       .layer = cpu_layer, .embed = cpu_embed, .head = cpu_head,
+                       .head_packed = cpu_head_packed};
 }
 
 int ptq_bundle_tokenizer(const ptq_bundle *b, ptq_tokenizer **t, ptq_err *e)
@@ -178,6 +194,99 @@ int ptq_path_is_bundle(const char *path)
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode) && !ptq_gguf_is(path);
 }
 
+/* ---- the source model's packed views (ptq_model_src) ---- */
+
+/* Tensor name of the checkpoint as a dense view q of shape rows x cols when
+ * it is mapped, F16/BF16/F32 and aligned for its dtype; 0 when it cannot be. */
+static int src_view(const ptq_model_src *s, const char *name, int rows, int cols, ptq_qtensor *q)
+{
+    const ptq_st_tensor *t = ptq_st_find(&s->ck.st, name);
+    if (!t || !t->data || t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols) return 0;
+    if (t->dtype != PTQ_DT_F16 && t->dtype != PTQ_DT_BF16 && t->dtype != PTQ_DT_F32) return 0;
+    if ((uintptr_t)t->data % ptq_dtype_size(t->dtype)) return 0;
+    *q = (ptq_qtensor){.format = PTQ_QF_DENSE, .rows = rows, .cols = cols, .dtype = t->dtype,
+                       .data = (void *)t->data, .mapped = 1};
+    return 1;
+}
+
+/* The NaN/Inf check of the widening, once per viewed tensor (index i). */
+static int src_finite(ptq_model_src *s, const char *name, int i, int cols, ptq_err *e)
+{
+    if (s->finite[i]) return PTQ_OK;
+    const ptq_st_tensor *t = ptq_st_find(&s->ck.st, name);
+    float *row = malloc(sizeof(float) * (size_t)cols);
+    if (!row) return ptq_fail(e, PTQ_ENOMEM, "out of memory checking %s", name);
+    int rc = PTQ_OK;
+    for (int64_t r = 0; r < t->shape[0] && !rc; r++)
+        rc = ptq_st_read_f32(&s->ck.st, t, (size_t)r * (size_t)cols, (size_t)cols, row, e);
+    free(row);
+    if (!rc) s->finite[i] = 1;
+    return rc;
+}
+
+static int src_read(const ptq_model_src *s, const char *name, float *out, ptq_err *e)
+{
+    const ptq_st_tensor *t = ptq_st_find(&s->ck.st, name);
+    if (!t) return ptq_fail(e, PTQ_EINTERNAL, "%s: tensor %s vanished", s->ck.dir, name);
+    return ptq_st_read_f32(&s->ck.st, t, 0, (size_t)ptq_st_numel(t), out, e);
+}
+
+/* Layer l: the seven linears as views when asked and all can be, else the
+ * checkpoint's widened layer. */
+static int src_layer(void *ctx, int l, ptq_layer_w *w, ptq_err *e)
+{
+    ptq_model_src *s = ctx;
+    const ptq_config *c = &s->ck.cfg;
+    char name[256], suffix[64];
+    int ok = w->want_packed && l >= 0 && l < c->n_layers, rc;
+    for (int i = 0; i < PTQ_NLINEAR && ok; i++) {
+        int r, k;
+        ptq_linear_shape(c, i, &r, &k);
+        snprintf(suffix, sizeof suffix, "%s.weight", ptq_linear_name(i));
+        ptq_ckpt_tensor_name(name, sizeof name, l, suffix);
+        ok = src_view(s, name, r, k, &s->lin[i]);
+        if (ok && (rc = src_finite(s, name, l * PTQ_NLINEAR + i, k, e))) return rc;
+    }
+    for (int i = 0; i < PTQ_NLINEAR; i++) w->q[i] = ok ? &s->lin[i] : NULL;
+    if (!ok) return s->ckw.layer(s->ckw.ctx, l, w, e);
+    ptq_ckpt_tensor_name(name, sizeof name, l, "input_layernorm.weight");
+    if ((rc = src_read(s, name, w->attn_norm, e))) return rc;
+    ptq_ckpt_tensor_name(name, sizeof name, l, "post_attention_layernorm.weight");
+    if ((rc = src_read(s, name, w->mlp_norm, e))) return rc;
+    for (int i = 0; i <= PTQ_V && c->qkv_bias; i++) {
+        if (!w->bias[i]) return ptq_fail(e, PTQ_EINTERNAL, "layer buffers have no room for biases");
+        snprintf(suffix, sizeof suffix, "%s.bias", ptq_linear_name(i));
+        ptq_ckpt_tensor_name(name, sizeof name, l, suffix);
+        if ((rc = src_read(s, name, w->bias[i], e))) return rc;
+    }
+    return PTQ_OK;
+}
+
+static int src_embed(void *ctx, const int32_t *tok, int n, float *out, ptq_err *e)
+{
+    const ptq_model_src *s = ctx;
+    return s->ckw.embed(s->ckw.ctx, tok, n, out, e);
+}
+
+static int src_head(void *ctx, float *norm, float *lm_head, ptq_err *e)
+{
+    const ptq_model_src *s = ctx;
+    return s->ckw.head(s->ckw.ctx, norm, lm_head, e);
+}
+
+static int src_head_packed(void *ctx, float *norm, const ptq_qtensor **lm_head, ptq_err *e)
+{
+    ptq_model_src *s = ctx;
+    const ptq_config *c = &s->ck.cfg;
+    const char *name = c->tie_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    *lm_head = NULL;
+    int rc = src_read(s, "model.norm.weight", norm, e);
+    if (rc || !src_view(s, name, c->vocab, c->hidden, &s->head)) return rc;
+    if ((rc = src_finite(s, name, c->n_layers * PTQ_NLINEAR, c->hidden, e))) return rc;
+    *lm_head = &s->head;
+    return PTQ_OK;
+}
+
 int ptq_model_src_open(ptq_model_src *s, const char *path, ptq_err *e)
 {
     memset(s, 0, sizeof *s);
@@ -195,6 +304,18 @@ int ptq_model_src_open(ptq_model_src *s, const char *path, ptq_err *e)
     if ((rc = ptq_ckpt_open(&s->ck, path, e))) return rc;
     ptq_ckpt_weights(&s->ck, &s->w);
     s->tok = s->ck.tok;
+    if (s->ck.gguf) return PTQ_OK; /* widened as ggml dequantizes */
+    s->finite = calloc((size_t)s->ck.cfg.n_layers * PTQ_NLINEAR + 1, 1);
+    if (!s->finite) {
+        ptq_ckpt_close(&s->ck);
+        return ptq_fail(e, PTQ_ENOMEM, "%s: out of memory", path);
+    }
+    s->ckw = s->w;
+    s->w.ctx = s;
+    s->w.layer = src_layer;
+    s->w.embed = src_embed;
+    s->w.head = src_head;
+    s->w.head_packed = src_head_packed;
     return PTQ_OK;
 }
 
@@ -205,6 +326,7 @@ void ptq_model_src_close(ptq_model_src *s)
         ptq_cpu_close(&s->cm);
     } else {
         ptq_ckpt_close(&s->ck); /* owns its tokenizer */
+        free(s->finite);
     }
     memset(s, 0, sizeof *s);
 }

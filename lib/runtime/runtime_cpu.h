@@ -6,7 +6,10 @@
  * kernels read), so memory holds the mapped bundle plus one float32 layer;
  * there is never a float copy of the whole model.  embed() decodes only the
  * embedding rows of the requested tokens; head() the final norm and lm_head
- * (the embedding when tie_word_embeddings).
+ * (the embedding when tie_word_embeddings).  At batch 1 (want_packed) every
+ * linear whose format has a fused GEMV (lib/qfmt/qfmt.h: int, dense) is
+ * handed as a view of the map instead, and head_packed() hands the lm_head
+ * the same way, so a decode step never widens a weight.
  */
 #ifndef PTQC_RUNTIME_CPU_H
 #define PTQC_RUNTIME_CPU_H
@@ -25,6 +28,9 @@ typedef struct ptq_cpu_model {
      * ptq_layer_w.q at for PTQ_QF_INT when the caller asks for packed
      * decoding (the packed GEMV, lib/qfmt/gemv_int.h) */
     ptq_qtensor aq[PTQ_NLINEAR];
+    /* the lm_head (the embedding when tied), a view handed to the batch-1
+     * decoder by head_packed when its format has a fused GEMV */
+    ptq_qtensor head;
     /* the current layer's int8 KV-cache scales [2][kv heads * head_dim],
      * which ptq_layer_w.kv_scale points at (allocated on first use) */
     float *kv_scale;
@@ -52,6 +58,16 @@ typedef struct ptq_model_src {
     ptq_cpu_model cm;
     ptq_weights w;
     ptq_tokenizer *tok;
+    /* A safetensors checkpoint: w is ck's provider (ckw) plus packed views
+     * for the batch-1 decoder: when it asks (want_packed), a layer whose
+     * seven linears are F16/BF16/F32 and aligned in the map is handed as
+     * dense tensors (lin, views of the map) that the forward multiplies by
+     * with the dense GEMV, and head_packed gives the lm_head the same way.
+     * Each viewed tensor is checked once for NaN/Inf (finite[], like the
+     * widening would); a .gguf is always widened. */
+    ptq_weights ckw;
+    ptq_qtensor lin[PTQ_NLINEAR], head;
+    unsigned char *finite; /* [n_layers * PTQ_NLINEAR + 1]: 1 once checked */
 } ptq_model_src;
 
 int ptq_model_src_open(ptq_model_src *s, const char *path, ptq_err *e);

@@ -1,0 +1,729 @@
+/* aqlm.c - AQLM additive codebooks (lib/quant/aqlm.h): initialisation by
+ * residual k-means, beam search over codes, least-squares codebooks, closed
+ * form scales, the objective and its plain-loop reference. */
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/base/half.h"
+#include "lib/base/par.h"
+#include "lib/base/sample.h"
+#include "lib/quant/aqlm.h"
+
+#define D PTQ_AQLM_GROUP
+
+void ptq_aqlm_defaults(ptq_aqlm_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->M = 2;
+    o->B = 8;
+    o->beam = 8;
+    o->max_iter = 20;
+    o->kmeans_iter = 10;
+    o->tol = 0.01;
+    o->seed = 0;
+    o->threads = 1;
+}
+
+int ptq_aqlm_alloc(ptq_aqlm *a, int rows, int cols, int M, int B, ptq_err *e)
+{
+    memset(a, 0, sizeof *a);
+    a->rows = rows, a->cols = cols, a->M = M, a->B = B, a->K = 1 << B, a->G = cols / D;
+    a->codes = calloc((size_t)rows * a->G * M, sizeof *a->codes);
+    a->cb = calloc((size_t)M * a->K * D, sizeof *a->cb);
+    a->scale = calloc((size_t)rows, sizeof *a->scale);
+    if (!a->codes || !a->cb || !a->scale) {
+        ptq_aqlm_free(a);
+        return ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory for a %d x %d linear", rows, cols);
+    }
+    return PTQ_OK;
+}
+
+void ptq_aqlm_free(ptq_aqlm *a)
+{
+    free(a->codes);
+    free(a->cb);
+    free(a->scale);
+    memset(a, 0, sizeof *a);
+}
+
+void ptq_aqlm_row(const ptq_aqlm *a, int r, double *q)
+{
+    const int32_t *c = a->codes + (size_t)r * a->G * a->M;
+    for (int g = 0; g < a->G; g++) {
+        double *y = q + (size_t)g * D;
+        for (int i = 0; i < D; i++) y[i] = 0;
+        for (int m = 0; m < a->M; m++) {
+            const double *v = a->cb + ((size_t)m * a->K + c[g * a->M + m]) * D;
+            for (int i = 0; i < D; i++) y[i] += v[i];
+        }
+    }
+}
+
+/* ------------------------------------------------------------ the workers */
+
+/* fn(ctx, r, scratch) for rows [r0, r1) of job; scratch = nscratch doubles */
+typedef struct rjob {
+    void (*fn)(void *ctx, int r, double *scratch);
+    void *ctx;
+    int r0, r1;
+    double *scratch;
+} rjob;
+
+static void rjob_run(void *p)
+{
+    rjob *j = p;
+    for (int r = j->r0; r < j->r1; r++) j->fn(j->ctx, r, j->scratch);
+}
+
+/* Rows over the workers in contiguous ranges; each row's work is its own
+ * (it reads shared data and writes its own row), so any split gives the
+ * same bits. */
+static int par_rows(int rows, int threads, void (*fn)(void *, int, double *), void *ctx,
+                    size_t nscratch, ptq_err *e)
+{
+    int nw = threads < 1 ? 1 : threads > PTQ_PAR_MAX ? PTQ_PAR_MAX : threads;
+    if (nw > rows) nw = rows > 0 ? rows : 1;
+    rjob jobs[PTQ_PAR_MAX];
+    double *s = malloc((nscratch ? nscratch : 1) * nw * sizeof *s);
+    if (!s) return ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory for scratch");
+    for (int w = 0; w < nw; w++)
+        jobs[w] = (rjob){fn, ctx, (int)((long)rows * w / nw), (int)((long)rows * (w + 1) / nw),
+                         s + nscratch * w};
+    int nt = ptq_blas_single();
+    ptq_par_run(nw, rjob_run, jobs, sizeof *jobs);
+    ptq_blas_restore(nt);
+    free(s);
+    return PTQ_OK;
+}
+
+/* ------------------------------------------------------------- objective */
+
+typedef struct octx {
+    const ptq_aqlm *a;
+    const float *W;
+    const double *H;
+    double *out; /* [rows] */
+} octx;
+
+/* e = w - s q into e, u = H e into u */
+static void row_residual(const ptq_aqlm *a, const float *W, const double *H, int r, double *e,
+                         double *u)
+{
+    int C = a->cols;
+    ptq_aqlm_row(a, r, e);
+    const float *w = W + (size_t)r * C;
+    for (int k = 0; k < C; k++) e[k] = (double)w[k] - a->scale[r] * e[k];
+    if (u) cblas_dgemv(CblasRowMajor, CblasNoTrans, C, C, 1.0, H, C, e, 1, 0.0, u, 1);
+}
+
+static void obj_row(void *p, int r, double *s)
+{
+    octx *c = p;
+    int C = c->a->cols;
+    row_residual(c->a, c->W, c->H, r, s, s + C);
+    c->out[r] = cblas_ddot(C, s, 1, s + C, 1);
+}
+
+double ptq_aqlm_objective(const ptq_aqlm *a, const float *W, const double *H, int threads)
+{
+    double *o = calloc((size_t)a->rows, sizeof *o), L = 0;
+    ptq_err e;
+    octx c = {a, W, H, o};
+    if (!o || par_rows(a->rows, threads, obj_row, &c, 2 * (size_t)a->cols, &e)) {
+        free(o);
+        return NAN;
+    }
+    for (int r = 0; r < a->rows; r++) L += o[r];
+    free(o);
+    return L;
+}
+
+double ptq_aqlm_objective_ref(const ptq_aqlm *a, const float *W, const double *H)
+{
+    int C = a->cols;
+    double *e = malloc((size_t)C * sizeof *e), L = 0;
+    if (!e) return NAN;
+    for (int r = 0; r < a->rows; r++) {
+        for (int g = 0; g < a->G; g++)
+            for (int i = 0; i < D; i++) {
+                double y = 0;
+                for (int m = 0; m < a->M; m++)
+                    y += a->cb[((size_t)m * a->K + a->codes[((size_t)r * a->G + g) * a->M + m]) * D + i];
+                e[g * D + i] = (double)W[(size_t)r * C + g * D + i] - a->scale[r] * y;
+            }
+        for (int i = 0; i < C; i++)
+            for (int j = 0; j < C; j++) L += e[i] * H[(size_t)i * C + j] * e[j];
+    }
+    free(e);
+    return L;
+}
+
+/* --------------------------------------------------------------- k-means */
+
+typedef struct kctx {
+    const double *X;  /* [n][8] */
+    const double *c;  /* [K][8] */
+    const double *cn; /* [K] |c|^2 */
+    int K;
+    int32_t *as;      /* [n] */
+} kctx;
+
+static void assign_pt(void *p, int i, double *s)
+{
+    (void)s;
+    kctx *k = p;
+    const double *x = k->X + (size_t)i * D;
+    double best = INFINITY;
+    int bi = 0;
+    for (int j = 0; j < k->K; j++) {
+        const double *c = k->c + (size_t)j * D;
+        double d = k->cn[j];
+        for (int t = 0; t < D; t++) d -= 2 * x[t] * c[t];
+        if (d < best) best = d, bi = j;
+    }
+    k->as[i] = bi;
+}
+
+/* Lloyd on X [n][8] into c [K][8], assignments as [n]; initial centroids
+ * distinct random points (the rest zero when n < K); empty clusters keep
+ * their centroid. */
+static int kmeans(const double *X, int n, int K, int iters, ptq_rng *rng, int threads, double *c,
+                  int32_t *as, ptq_err *e)
+{
+    int *idx = malloc((size_t)n * sizeof *idx);
+    double *cn = malloc((size_t)K * sizeof *cn), *sum = malloc((size_t)K * D * sizeof *sum);
+    int *cnt = malloc((size_t)K * sizeof *cnt), rc = PTQ_OK;
+    if (!idx || !cn || !sum || !cnt) rc = ptq_fail(e, PTQ_ENOMEM, "AQLM k-means: out of memory");
+    for (int i = 0; i < n && !rc; i++) idx[i] = i;
+    memset(c, 0, (size_t)K * D * sizeof *c);
+    for (int j = 0; j < K && j < n && !rc; j++) {
+        int t = j + (int)(ptq_rng_uniform(rng) * (n - j));
+        int x = idx[j];
+        idx[j] = idx[t], idx[t] = x;
+        memcpy(c + (size_t)j * D, X + (size_t)idx[j] * D, D * sizeof *c);
+    }
+    for (int it = 0; it <= iters && !rc; it++) {
+        for (int j = 0; j < K; j++) {
+            cn[j] = 0;
+            for (int t = 0; t < D; t++) cn[j] += c[j * D + t] * c[j * D + t];
+        }
+        kctx k = {X, c, cn, K, as};
+        rc = par_rows(n, threads, assign_pt, &k, 0, e);
+        if (rc || it == iters) break;
+        memset(sum, 0, (size_t)K * D * sizeof *sum);
+        memset(cnt, 0, (size_t)K * sizeof *cnt);
+        for (int i = 0; i < n; i++) {
+            cnt[as[i]]++;
+            for (int t = 0; t < D; t++) sum[(size_t)as[i] * D + t] += X[(size_t)i * D + t];
+        }
+        for (int j = 0; j < K; j++)
+            if (cnt[j])
+                for (int t = 0; t < D; t++) c[j * D + t] = sum[j * D + t] / cnt[j];
+    }
+    free(idx), free(cn), free(sum), free(cnt);
+    return rc;
+}
+
+int ptq_aqlm_init(ptq_aqlm *a, const float *W, const ptq_aqlm_opts *o, ptq_err *e)
+{
+    size_t n = (size_t)a->rows * a->G;
+    double *X = malloc(n * D * sizeof *X);
+    int32_t *as = malloc(n * sizeof *as);
+    int rc = X && as ? PTQ_OK : ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory for k-means");
+    if (n > 2147483647u && !rc) rc = ptq_fail(e, PTQ_EUSAGE, "AQLM: linear too large");
+    ptq_rng rng;
+    ptq_rng_seed(&rng, o->seed);
+    for (int r = 0; r < a->rows && !rc; r++) {
+        double ss = 0;
+        const float *w = W + (size_t)r * a->cols;
+        for (int k = 0; k < a->cols; k++) ss += (double)w[k] * w[k];
+        a->scale[r] = ss > 0 ? sqrt(ss / a->cols) : 1.0;
+        for (int k = 0; k < a->cols; k++) X[(size_t)r * a->cols + k] = w[k] / a->scale[r];
+    }
+    for (int m = 0; m < a->M && !rc; m++) {
+        double *c = a->cb + (size_t)m * a->K * D;
+        rc = kmeans(X, (int)n, a->K, o->kmeans_iter, &rng, o->threads, c, as, e);
+        for (size_t i = 0; i < n && !rc; i++) {
+            a->codes[i * a->M + m] = as[i];
+            for (int t = 0; t < D; t++) X[i * D + t] -= c[(size_t)as[i] * D + t];
+        }
+    }
+    free(X), free(as);
+    return rc;
+}
+
+/* ----------------------------------------------------------- beam search */
+
+typedef struct bctx {
+    const ptq_aqlm *a;
+    const float *W;
+    const double *H;
+    const double *VT; /* [M][8][K] the codebooks transposed */
+    const double *Q;  /* [G][M][K] v^T H_gg v */
+    int beam;
+} bctx;
+
+typedef struct cand {
+    double f;
+    int h, k;
+} cand;
+
+/* insert (f, h, k) into top [n of cap] sorted by f (equal f: earlier first) */
+static void top_insert(cand *top, int *n, int cap, double f, int h, int k)
+{
+    if (*n == cap && !(f < top[cap - 1].f)) return;
+    int i = *n < cap ? (*n)++ : cap - 1;
+    while (i > 0 && f < top[i - 1].f) top[i] = top[i - 1], i--;
+    top[i] = (cand){f, h, k};
+}
+
+/* y^T A y - 2 y.b, Ay into ay */
+static double quad(const double *A, const double *y, const double *b, double *ay)
+{
+    double f = 0;
+    for (int i = 0; i < D; i++) {
+        double t = 0;
+        for (int j = 0; j < D; j++) t += A[i * D + j] * y[j];
+        ay[i] = t;
+        f += y[i] * t - 2 * y[i] * b[i];
+    }
+    return f;
+}
+
+/* The beam over group g of one row: hc [beam][M] codes, hy [beam][8]
+ * reconstructions (hypothesis 0 = the current codes, y_cur); the best
+ * ends in hc[0], hy[0]. */
+static void beam_group(const bctx *x, int g, double s, const double *A, const double *b,
+                       int32_t *hc, double *hy, int32_t *nc, double *ny, cand *top, double *sc)
+{
+    const ptq_aqlm *a = x->a;
+    int M = a->M, K = a->K, nh = 1;
+    for (int m = 0; m < M; m++) {
+        int nt = 0;
+        for (int h = 0; h < nh; h++) {
+            double z[D], az[D], p[D];
+            const double *v = a->cb + ((size_t)m * K + hc[h * M + m]) * D;
+            for (int i = 0; i < D; i++) z[i] = hy[h * D + i] - s * v[i];
+            double fz = quad(A, z, b, az);
+            for (int i = 0; i < D; i++) p[i] = 2 * s * (az[i] - b[i]);
+            const double *q = x->Q + ((size_t)g * M + m) * K, *vt = x->VT + (size_t)m * D * K;
+            double s2 = s * s;
+            for (int k = 0; k < K; k++) {
+                double t = fz + s2 * q[k];
+                for (int i = 0; i < D; i++) t += p[i] * vt[(size_t)i * K + k];
+                sc[k] = t;
+            }
+            for (int k = 0; k < K; k++)
+                if (nt < x->beam || sc[k] < top[nt - 1].f) top_insert(top, &nt, x->beam, sc[k], h, k);
+        }
+        for (int t = 0; t < nt; t++) {
+            int h = top[t].h, k = top[t].k;
+            memcpy(nc + t * M, hc + h * M, M * sizeof *nc);
+            nc[t * M + m] = k;
+            const double *vo = a->cb + ((size_t)m * K + hc[h * M + m]) * D;
+            const double *vn = a->cb + ((size_t)m * K + k) * D;
+            for (int i = 0; i < D; i++) ny[t * D + i] = hy[h * D + i] - s * vo[i] + s * vn[i];
+        }
+        memcpy(hc, nc, (size_t)nt * M * sizeof *hc);
+        memcpy(hy, ny, (size_t)nt * D * sizeof *hy);
+        nh = nt;
+    }
+}
+
+static size_t beam_scratch(const ptq_aqlm *a, int beam)
+{
+    /* e, u [C]; hy, ny [beam][8]; sc [K]; top; hc, nc (as doubles) */
+    return 2 * (size_t)a->cols + 2 * (size_t)beam * D + (size_t)a->K + 2 * (size_t)beam +
+           (size_t)beam * a->M + 4;
+}
+
+static void beam_row(void *p, int r, double *s)
+{
+    bctx *x = p;
+    const ptq_aqlm *a = x->a;
+    int C = a->cols, M = a->M, B = x->beam;
+    double *e = s, *u = e + C, *hy = u + C, *ny = hy + (size_t)B * D, *sc = ny + (size_t)B * D;
+    cand *top = (cand *)(sc + a->K);
+    int32_t *hc = (int32_t *)(top + B), *nc = hc + (size_t)B * M;
+    row_residual(a, x->W, x->H, r, e, u);
+    double sr = a->scale[r];
+    int32_t *codes = a->codes + (size_t)r * a->G * M;
+    for (int g = 0; g < a->G; g++) {
+        double A[D * D], ycur[D], b[D], ay[D];
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < D; j++) A[i * D + j] = x->H[(size_t)(g * D + i) * C + g * D + j];
+        for (int i = 0; i < D; i++) ycur[i] = 0;
+        for (int m = 0; m < M; m++)
+            for (int i = 0; i < D; i++)
+                ycur[i] += sr * a->cb[((size_t)m * a->K + codes[g * M + m]) * D + i];
+        quad(A, ycur, ycur, ay);
+        for (int i = 0; i < D; i++) b[i] = u[g * D + i] + ay[i];
+        memcpy(hc, codes + g * M, M * sizeof *hc);
+        memcpy(hy, ycur, sizeof ycur);
+        beam_group(x, g, sr, A, b, hc, hy, nc, ny, top, sc);
+        memcpy(codes + g * M, hc, M * sizeof *hc);
+        for (int i = 0; i < D; i++) {
+            double dy = hy[i] - ycur[i];
+            if (dy != 0) cblas_daxpy(C, -dy, x->H + (size_t)(g * D + i) * C, 1, u, 1);
+        }
+    }
+}
+
+typedef struct qctx {
+    const ptq_aqlm *a;
+    const double *H;
+    double *Q;
+} qctx;
+
+/* Q[g][m][k] = v_mk^T H_gg v_mk (a "row" here is a group) */
+static void gram_group(void *p, int g, double *s)
+{
+    (void)s;
+    qctx *c = p;
+    const ptq_aqlm *a = c->a;
+    for (int m = 0; m < a->M; m++)
+        for (int k = 0; k < a->K; k++) {
+            const double *v = a->cb + ((size_t)m * a->K + k) * D;
+            double q = 0;
+            for (int i = 0; i < D; i++) {
+                double t = 0;
+                for (int j = 0; j < D; j++) t += c->H[(size_t)(g * D + i) * a->cols + g * D + j] * v[j];
+                q += v[i] * t;
+            }
+            c->Q[((size_t)g * a->M + m) * a->K + k] = q;
+        }
+}
+
+int ptq_aqlm_beam(ptq_aqlm *a, const float *W, const double *H, int beam, int threads,
+                  ptq_err *e)
+{
+    if (beam < 1 || beam > PTQ_AQLM_MAX_BEAM)
+        return ptq_fail(e, PTQ_EUSAGE, "AQLM: beam %d is not in 1..%d", beam, PTQ_AQLM_MAX_BEAM);
+    size_t K = (size_t)a->K;
+    double *VT = malloc((size_t)a->M * D * K * sizeof *VT);
+    double *Q = malloc((size_t)a->G * a->M * K * sizeof *Q);
+    int rc = VT && Q ? PTQ_OK : ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory for the beam");
+    for (int m = 0; m < a->M && !rc; m++)
+        for (size_t k = 0; k < K; k++)
+            for (int i = 0; i < D; i++)
+                VT[((size_t)m * D + i) * K + k] = a->cb[((size_t)m * K + k) * D + i];
+    qctx qc = {a, H, Q};
+    if (!rc) rc = par_rows(a->G, threads, gram_group, &qc, 0, e);
+    bctx x = {a, W, H, VT, Q, beam};
+    if (!rc) rc = par_rows(a->rows, threads, beam_row, &x, beam_scratch(a, beam), e);
+    free(VT), free(Q);
+    return rc;
+}
+
+/* ------------------------------------------------------ codebooks, scales */
+
+/* rhs: t_r = H (w_r - s_r P_r) for every row, P_r = the codebooks outside
+ * [m0, m1) (m0 == m1: t_r = H e_r, the gradient form of the diagonal step) */
+typedef struct tctx {
+    const ptq_aqlm *a;
+    const float *W;
+    const double *H;
+    int m0, m1;
+    double *T; /* [rows][C] */
+} tctx;
+
+static void rhs_row(void *p, int r, double *s)
+{
+    tctx *c = p;
+    const ptq_aqlm *a = c->a;
+    int C = a->cols;
+    const int32_t *cd = a->codes + (size_t)r * a->G * a->M;
+    for (int g = 0; g < a->G; g++)
+        for (int i = 0; i < D; i++) {
+            double y = 0;
+            for (int m = 0; m < a->M; m++)
+                if (c->m0 == c->m1 || m < c->m0 || m >= c->m1)
+                    y += a->cb[((size_t)m * a->K + cd[g * a->M + m]) * D + i];
+            s[g * D + i] = (double)c->W[(size_t)r * C + g * D + i] - a->scale[r] * y;
+        }
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, C, C, 1.0, c->H, C, s, 1, 0.0, c->T + (size_t)r * C, 1);
+}
+
+typedef struct nctx {
+    const ptq_aqlm *a;
+    const double *H, *T;
+    const int *start, *list; /* [(m1-m0) K + 1], [(m1-m0) rows G]: the (r, g)
+                                of each codeword, ascending */
+    int m0, m1, n;   /* unknowns n = (m1 - m0) K 8 */
+    int diag;        /* only each codeword's own 8 x 8 block */
+    double *N, *rhs; /* [n][n] (diag: [n / 8][8][8]), [n] */
+} nctx;
+
+/* Rows [8j, 8j + 8) of the normal equations (codeword j of the set): the
+ * sums run over rows r, groups g, then g', m' ascending, whoever owns j. */
+static void normal_word(void *p, int j, double *s)
+{
+    (void)s;
+    nctx *c = p;
+    const ptq_aqlm *a = c->a;
+    int M = a->M, K = a->K, C = a->cols, m = c->m0 + j / K, k = j % K;
+    size_t n = (size_t)c->n;
+    double *rhs = c->rhs + (size_t)j * D;
+    double *Nj = c->diag ? c->N + (size_t)j * D * D : c->N + (size_t)j * D * n;
+    (void)m, (void)k;
+    for (int x = c->start[j]; x < c->start[j + 1]; x++) {
+        int r = c->list[x] / a->G, g = c->list[x] % a->G;
+        const int32_t *cd = a->codes + (size_t)r * a->G * M;
+        double sr = a->scale[r], s2 = sr * sr;
+        {
+            const double *t = c->T + (size_t)r * C + g * D;
+            for (int i = 0; i < D; i++) rhs[i] += sr * t[i];
+            if (c->diag) {
+                for (int i = 0; i < D; i++)
+                    for (int l = 0; l < D; l++)
+                        Nj[i * D + l] += s2 * c->H[(size_t)(g * D + i) * C + g * D + l];
+                continue;
+            }
+            for (int g2 = 0; g2 < a->G; g2++)
+                for (int m2 = c->m0; m2 < c->m1; m2++) {
+                    size_t col = ((size_t)(m2 - c->m0) * K + cd[g2 * M + m2]) * D;
+                    const double *h = c->H + (size_t)(g * D) * C + g2 * D;
+                    for (int i = 0; i < D; i++)
+                        for (int l = 0; l < D; l++) Nj[i * n + col + l] += s2 * h[(size_t)i * C + l];
+                }
+        }
+    }
+}
+
+static int normal_eqs(ptq_aqlm *a, const float *W, const double *H, int m0, int m1, int diag,
+                      int threads, double **Np, double **rp, ptq_err *e)
+{
+    int C = a->cols, words = (m1 - m0) * a->K, n = words * D;
+    double *T = malloc((size_t)a->rows * C * sizeof *T);
+    size_t nn = diag ? (size_t)words * D * D : (size_t)n * n;
+    double *N = calloc(nn, sizeof *N), *rhs = calloc((size_t)n, sizeof *rhs);
+    int rc = T && N && rhs ? PTQ_OK : ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory for the "
+                                               "codebook normal equations (%d unknowns)", n);
+    tctx tc = {a, W, H, diag ? 0 : m0, diag ? 0 : m1, T};
+    if (!rc) rc = par_rows(a->rows, threads, rhs_row, &tc, (size_t)C, e);
+    int *start = calloc((size_t)words + 1, sizeof *start);
+    int *list = malloc((size_t)(m1 - m0) * a->rows * a->G * sizeof *list);
+    if (!rc && (!start || !list)) rc = ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory");
+    for (int r = 0; r < a->rows && !rc; r++) /* counting sort by codeword */
+        for (int g = 0; g < a->G; g++)
+            for (int m = m0; m < m1; m++)
+                start[(m - m0) * a->K + a->codes[((size_t)r * a->G + g) * a->M + m] + 1]++;
+    for (int j = 0; j < words && !rc; j++) start[j + 1] += start[j];
+    for (int r = 0; r < a->rows && !rc; r++)
+        for (int g = 0; g < a->G; g++)
+            for (int m = m0; m < m1; m++)
+                list[start[(m - m0) * a->K + a->codes[((size_t)r * a->G + g) * a->M + m]]++] =
+                    r * a->G + g;
+    for (int j = words; j > 0 && !rc; j--) start[j] = start[j - 1];
+    if (!rc) start[0] = 0;
+    nctx nc = {a, H, T, start, list, m0, m1, n, diag, N, rhs};
+    if (!rc) rc = par_rows(words, threads, normal_word, &nc, 0, e);
+    free(T), free(start), free(list);
+    if (rc) free(N), free(rhs), N = rhs = NULL;
+    *Np = N, *rp = rhs;
+    return rc;
+}
+
+/* Solve N x = rhs (n x n, SPD up to the ridge lam toward x0) into x0. */
+static int ridge_solve(double *N, double *rhs, int n, double *x0)
+{
+    double tr = 0;
+    for (int i = 0; i < n; i++) tr += N[(size_t)i * n + i];
+    double lam = 1e-9 * (tr > 0 ? tr / n : 1.0) + 1e-300;
+    for (int i = 0; i < n; i++) N[(size_t)i * n + i] += lam, rhs[i] += lam * x0[i];
+    int nt = ptq_blas_single();
+    int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', n, 1, N, n, rhs, 1);
+    ptq_blas_restore(nt);
+    if (info) return 0;
+    for (int i = 0; i < n; i++)
+        if (!isfinite(rhs[i])) return 0;
+    memcpy(x0, rhs, (size_t)n * sizeof *x0);
+    return 1;
+}
+
+int ptq_aqlm_ls(ptq_aqlm *a, const float *W, const double *H, int m0, int m1, int threads,
+                ptq_err *e)
+{
+    double *N, *rhs;
+    int rc = normal_eqs(a, W, H, m0, m1, 0, threads, &N, &rhs, e);
+    if (rc) return rc;
+    ridge_solve(N, rhs, (m1 - m0) * a->K * D, a->cb + (size_t)m0 * a->K * D);
+    free(N), free(rhs);
+    return PTQ_OK;
+}
+
+/* The diagonal-block step (codebooks too large for the normal equations):
+ * every codeword moves by its block's Newton step on the current gradient,
+ * v += N_kk^-1 sum s_r (H e_r)_g; kept when L decreases. */
+static int diag_step(ptq_aqlm *a, const float *W, const double *H, int threads, ptq_err *e)
+{
+    double *N, *g, L0 = ptq_aqlm_objective(a, W, H, threads);
+    int words = a->M * a->K, rc = normal_eqs(a, W, H, 0, a->M, 1, threads, &N, &g, e);
+    if (rc) return rc;
+    size_t nb = (size_t)words * D;
+    double *old = malloc(nb * sizeof *old);
+    if (!old) rc = ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory");
+    if (!rc) memcpy(old, a->cb, nb * sizeof *old);
+    for (int j = 0; j < words && !rc; j++) {
+        double step[D] = {0};
+        if (ridge_solve(N + (size_t)j * D * D, g + (size_t)j * D, D, step))
+            for (int i = 0; i < D; i++) a->cb[(size_t)j * D + i] += step[i];
+    }
+    if (!rc && !(ptq_aqlm_objective(a, W, H, threads) < L0)) memcpy(a->cb, old, nb * sizeof *old);
+    free(old), free(N), free(g);
+    return rc;
+}
+
+int ptq_aqlm_codebooks(ptq_aqlm *a, const float *W, const double *H, int threads, ptq_err *e)
+{
+    if ((long)a->M * a->K * D <= PTQ_AQLM_LS_MAX) return ptq_aqlm_ls(a, W, H, 0, a->M, threads, e);
+    if ((long)a->K * D > PTQ_AQLM_LS_MAX) return diag_step(a, W, H, threads, e);
+    int rc = PTQ_OK;
+    for (int m = 0; m < a->M && !rc; m++) rc = ptq_aqlm_ls(a, W, H, m, m + 1, threads, e);
+    return rc;
+}
+
+typedef struct sctx {
+    ptq_aqlm *a;
+    const float *W;
+    const double *H;
+} sctx;
+
+static void scale_row(void *p, int r, double *s)
+{
+    sctx *c = p;
+    int C = c->a->cols;
+    double *q = s, *hq = s + C, num = 0, den = 0;
+    ptq_aqlm_row(c->a, r, q);
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, C, C, 1.0, c->H, C, q, 1, 0.0, hq, 1);
+    for (int k = 0; k < C; k++) num += hq[k] * c->W[(size_t)r * C + k], den += hq[k] * q[k];
+    if (den > 0 && isfinite(num / den) && num / den != 0) c->a->scale[r] = num / den;
+}
+
+int ptq_aqlm_scales(ptq_aqlm *a, const float *W, const double *H, int threads, ptq_err *e)
+{
+    sctx c = {a, W, H};
+    return par_rows(a->rows, threads, scale_row, &c, 2 * (size_t)a->cols, e);
+}
+
+/* ---------------------------------------------------------------- driver */
+
+static int check_input(const float *W, const float *H, int rows, int cols,
+                       const ptq_aqlm_opts *o, ptq_err *e)
+{
+    if (rows < 1 || cols < D || cols % D)
+        return ptq_fail(e, PTQ_EUSAGE, "AQLM: %d input columns are not a positive multiple of "
+                        "the group of %d", cols, D);
+    if (o->M < 1 || o->M > PTQ_AQLM_MAX_M || o->B < 1 || o->B > PTQ_AQLM_MAX_B ||
+        o->M * o->B > 64)
+        return ptq_fail(e, PTQ_EUSAGE, "AQLM: codebooks %dx%d: M must be 1..%d and B 1..%d",
+                        o->M, o->B, PTQ_AQLM_MAX_M, PTQ_AQLM_MAX_B);
+    if (o->beam < 1 || o->beam > PTQ_AQLM_MAX_BEAM)
+        return ptq_fail(e, PTQ_EUSAGE, "AQLM: beam %d is not in 1..%d", o->beam,
+                        PTQ_AQLM_MAX_BEAM);
+    size_t n = (size_t)rows * cols;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(W[i]))
+            return ptq_fail(e, PTQ_EDATA, "weight [%zu][%zu] is %g", i / cols, i % cols,
+                            (double)W[i]);
+    for (size_t i = 0; H && i < (size_t)cols * cols; i++)
+        if (!isfinite(H[i]))
+            return ptq_fail(e, PTQ_EDATA, "Hessian [%zu][%zu] is %g", i / cols, i % cols,
+                            (double)H[i]);
+    return PTQ_OK;
+}
+
+/* fp16 codebooks, then the scales for them, in fp16 */
+static int round_fp16(ptq_aqlm *a, const float *W, const double *H, int threads, ptq_err *e)
+{
+    for (size_t i = 0; i < (size_t)a->M * a->K * D; i++)
+        a->cb[i] = ptq_f16_to_f32(ptq_f32_to_f16((float)a->cb[i]));
+    int rc = ptq_aqlm_scales(a, W, H, threads, e);
+    for (int r = 0; r < a->rows && !rc; r++) {
+        float s = ptq_f16_to_f32(ptq_f32_to_f16((float)a->scale[r]));
+        a->scale[r] = isfinite(s) && s != 0 ? s : (a->scale[r] > 0 ? 6.0e-8 : -6.0e-8);
+    }
+    return rc;
+}
+
+/* tr(W H W^T) */
+static double weight_energy(const float *W, const double *H, int rows, int cols)
+{
+    double *w = malloc((size_t)cols * 2 * sizeof *w), t = 0;
+    if (!w) return 0;
+    for (int r = 0; r < rows; r++) {
+        for (int k = 0; k < cols; k++) w[k] = W[(size_t)r * cols + k];
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, cols, cols, 1.0, H, cols, w, 1, 0.0, w + cols, 1);
+        t += cblas_ddot(cols, w, 1, w + cols, 1);
+    }
+    free(w);
+    return t;
+}
+
+int ptq_aqlm_quantize(const float *W, const float *Hf, int rows, int cols,
+                      const ptq_aqlm_opts *o, ptq_qtensor *out, ptq_aqlm_report *rep,
+                      ptq_err *e)
+{
+    memset(out, 0, sizeof *out);
+    memset(rep, 0, sizeof *rep);
+    int rc = check_input(W, Hf, rows, cols, o, e);
+    if (rc) return rc;
+    size_t nn = (size_t)cols * cols;
+    double *H = malloc(nn * sizeof *H);
+    if (!H) return ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory for the Hessian");
+    for (int i = 0; i < cols; i++)
+        for (int j = 0; j < cols; j++)
+            H[(size_t)i * cols + j] = Hf ? 0.5 * ((double)Hf[(size_t)i * cols + j] +
+                                                  (double)Hf[(size_t)j * cols + i])
+                                         : (double)(i == j);
+    ptq_aqlm a;
+    rc = ptq_aqlm_alloc(&a, rows, cols, o->M, o->B, e);
+    if (!rc) rc = ptq_aqlm_init(&a, W, o, e);
+    if (!rc) rc = ptq_aqlm_scales(&a, W, H, o->threads, e);
+    double L = rc ? 0 : ptq_aqlm_objective(&a, W, H, o->threads);
+    rep->obj_init = L;
+    double floor = PTQ_AQLM_REL_FLOOR * weight_energy(W, H, rows, cols);
+    for (int it = 0; it < o->max_iter && !rc && L > floor; it++) {
+        rc = ptq_aqlm_beam(&a, W, H, o->beam, o->threads, e);
+        if (!rc) rc = ptq_aqlm_codebooks(&a, W, H, o->threads, e);
+        if (!rc) rc = ptq_aqlm_scales(&a, W, H, o->threads, e);
+        double L1 = ptq_aqlm_objective(&a, W, H, o->threads);
+        rep->iters = it + 1;
+        int done = !(L - L1 >= o->tol * L);
+        L = L1;
+        if (done) break;
+    }
+    if (!rc) rc = round_fp16(&a, W, H, o->threads, e);
+    if (!rc) rep->obj = ptq_aqlm_objective(&a, W, H, o->threads);
+    if (!rc) rc = ptq_aqlm_pack(&a, out, e);
+    ptq_aqlm_free(&a);
+    free(H);
+    return rc;
+}
+
+int ptq_aqlm_pack(const ptq_aqlm *a, ptq_qtensor *q, ptq_err *e)
+{
+    memset(q, 0, sizeof *q);
+    q->format = PTQ_QF_AQLM;
+    q->rows = a->rows, q->cols = a->cols, q->aq_m = a->M, q->aq_b = a->B;
+    size_t nc = (size_t)a->rows * a->G * a->M, nb = (size_t)a->M * a->K * D;
+    int wide = a->B > 8;
+    q->aq_codes = malloc(nc * (wide ? 2 : 1));
+    q->aq_codebooks = malloc(nb * sizeof *q->aq_codebooks);
+    q->aq_scales = malloc((size_t)a->rows * sizeof *q->aq_scales);
+    if (!q->aq_codes || !q->aq_codebooks || !q->aq_scales) {
+        ptq_qtensor_free(q);
+        return ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory packing a %d x %d linear", a->rows,
+                        a->cols);
+    }
+    for (size_t i = 0; i < nc; i++) {
+        if (wide) ((uint16_t *)q->aq_codes)[i] = (uint16_t)a->codes[i];
+        else ((uint8_t *)q->aq_codes)[i] = (uint8_t)a->codes[i];
+    }
+    for (size_t i = 0; i < nb; i++) q->aq_codebooks[i] = ptq_f32_to_f16((float)a->cb[i]);
+    for (int r = 0; r < a->rows; r++) q->aq_scales[r] = ptq_f32_to_f16((float)a->scale[r]);
+    return PTQ_OK;
+}
