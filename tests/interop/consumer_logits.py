@@ -43,8 +43,11 @@ def load():
         # the checkpoint stays compressed (run_compressed would need vLLM
         # kernels); transformers decompresses to float32 on load
         from transformers import CompressedTensorsConfig
+        # DTYPE=float16: the same weights computed in float16, the control
+        # for the GPTQ/AWQ integrations' float16 compute
+        dt = getattr(torch, os.environ.get("DTYPE", "float32"))
         return AutoModelForCausalLM.from_pretrained(
-            d, dtype=torch.float32,
+            d, dtype=dt,
             quantization_config=CompressedTensorsConfig(run_compressed=False))
     if kind in ("gptq", "awq"):
         version_of("gptqmodel"), version_of("optimum")
