@@ -60,9 +60,8 @@ cc -O2 -std=c11 -I"$SRC" -I"$BLD" "$SRC/tests/interop/ptq_logits.c" -o "$WORK/pt
 
 : >"$WORK/results.jsonl"
 # ---- the token ids: the shared golden ids (BOS + 31 ids of the golden text)
-# and three 48-token slices of wiki.test.100k.ids.json, BOS first.  (Not the
-# exported tokenizer.json: transformers 5.17 / tokenizers refuse the one a
-# GGUF-sourced bundle carries, "missing field `single_word`".)
+# and three 48-token slices of wiki.test.100k.ids.json, BOS first: the same
+# ids for every consumer, whatever its tokenizer does.
 python3 - "$SHARED/models/smollm2-135m/golden" "$WORK/ids.txt" <<'EOF'
 import json, sys
 g = json.load(open(sys.argv[1] + "/golden.json"))["gguf-f32"]["logits"]["ids"]
@@ -96,3 +95,6 @@ one_bundle() {
 # shorter last group, which compressed-tensors and AWQ cannot hold (refused).
 one_bundle w4g64 "${W4_FLAGS:---bits 4 --group 64 --sym}" compressed-tensors gptq awq gguf
 one_bundle w8 "${W8_FLAGS:---bits 8 --group 0 --sym}" compressed-tensors gptq gguf
+# W4 g128 where the format holds a short last group: GGUF (blocks of 32 inside
+# groups) and GPTQ (g_idx); gptqmodel's CPU int4 kernel then refuses K % 128.
+one_bundle w4g128 "${W4G128_FLAGS:---bits 4 --group 128 --sym}" gguf gptq
