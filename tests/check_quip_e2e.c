@@ -412,7 +412,9 @@ static void nan_model(const char *dir)
     static const char *const files[] = {"config.json", "tokenizer.json",
                                         "tokenizer_config.json", "model.safetensors"};
     for (int i = 0; i < 4; i++) {
-        char *src = tu_shared(tu_fmt("models/babyllama-105/%s", files[i]));
+        char *rel = tu_fmt("models/babyllama-105/%s", files[i]);
+        char *src = tu_shared(rel);
+        free(rel);
         char *dst = tu_fmt("%s/%s", dir, files[i]);
         size_t n;
         char *d = tu_read_file(src, &n);
