@@ -26,17 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "formats/gguf_vocab.h"
 #include "formats/tokenizer.h"
-
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
-
-/* The two Split regexes llama.cpp names (as in the models' tokenizer.json). */
-static const char LLAMA3_RE[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
-    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char QWEN2_RE[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
-    "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 typedef struct {
     const char *s;
@@ -196,8 +187,8 @@ static const char *pre_name(const tk *t)
     const cJSON *re = cJSON_GetObjectItemCaseSensitive(
         cJSON_GetObjectItemCaseSensitive(a, "pattern"), "Regex");
     if (strcmp(type_of(a), "Split") || regex || !cJSON_IsString(re)) return NULL;
-    if (!nfc && !strcmp(re->valuestring, LLAMA3_RE)) return "llama-bpe";
-    if (nfc && !strcmp(re->valuestring, QWEN2_RE)) return "qwen2";
+    if (!nfc && !strcmp(re->valuestring, ptq_gguf_llama3_re)) return "llama-bpe";
+    if (nfc && !strcmp(re->valuestring, ptq_gguf_qwen2_re)) return "qwen2";
     return NULL;
 }
 

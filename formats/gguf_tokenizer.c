@@ -12,16 +12,17 @@
 #include "formats/gguf_model.h"
 
 #include <cJSON.h>
+#include "formats/gguf_vocab.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { TT_NORMAL = 1, TT_UNKNOWN = 2, TT_CONTROL = 3, TT_USER = 4, TT_UNUSED = 5, TT_BYTE = 6 };
 
-static const char LLAMA3_RE[] =
+const char ptq_gguf_llama3_re[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char QWEN2_RE[] =
+const char ptq_gguf_qwen2_re[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
@@ -79,10 +80,10 @@ static int gpt2_pre(const ptq_gguf *g, cJSON *root, cJSON *model, ptq_err *e)
         cJSON_AddBoolToObject(d, "individual_digits", 1);
         pre = seq2(d, byte_level(1));
     } else if (IS("llama-bpe") || IS("llama3")) {
-        pre = seq2(split_re(LLAMA3_RE), byte_level(0));
+        pre = seq2(split_re(ptq_gguf_llama3_re), byte_level(0));
         cJSON_AddBoolToObject(model, "ignore_merges", 1);
     } else if (IS("qwen2")) {
-        pre = seq2(split_re(QWEN2_RE), byte_level(0));
+        pre = seq2(split_re(ptq_gguf_qwen2_re), byte_level(0));
         cJSON *nfc = cJSON_CreateObject();
         cJSON_AddStringToObject(nfc, "type", "NFC");
         cJSON_AddItemToObject(root, "normalizer", nfc);
