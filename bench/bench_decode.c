@@ -3,6 +3,7 @@
  *
  *   bench/bench_decode --model SRC [--model BUNDLE ...] [--tokens N] [--reps R]
  *                      [--threads T] [--eval-text FILE --ptqc PATH [--ctx 512]]
+ *   bench/bench_decode --kernel BITS [--reps R] [--threads T]
  *
  * Decode: each --model (a source directory / .gguf, or a .ptq bundle) is
  * opened as `ptqc run --device cpu` opens it (lib/runtime/runtime_cpu.h's
@@ -18,6 +19,14 @@
  * 256 MiB float sum in 32 lanes on one thread, median of 5), the ceiling a
  * GEMV that only reads can reach, and the bound against it.
  *
+ * Kernels (--kernel BITS, no model needed): SmolLM2's 7 linears x 30 layers
+ * as synthetic tensors (random codes, group 128 with its short last group
+ * of 576 % 128 = 64, asymmetric zeros) multiplied one after the other as a
+ * token does, by ptq_gemv_int (the fast path) and by the dense F16 GEMV of
+ * the format table on the same shapes; Gweights/s and GB/s of payload read,
+ * median of R passes, with --threads workers (fork/join included, as in the
+ * decoder).  Also each int pass's result against ptq_gemv_int_ref.
+ *
  * Eval: `PTQC eval SRC --text FILE --ctx C --threads T --json` timed as one
  * process (median of R), the GEMM flops of its windows (2 x rows x cols per
  * token per linear and the lm_head; attention counted apart) divided by its
@@ -31,6 +40,8 @@
 
 #include "bench/bench.h"
 #include "lib/model/generate.h"
+#include "lib/qfmt/gemv_int.h"
+#include "lib/qfmt/pack.h"
 #include "lib/qfmt/qfmt.h"
 #include "lib/runtime/runtime_cpu.h"
 
@@ -38,7 +49,7 @@
 
 typedef struct opts {
     const char *models[MAX_MODELS];
-    int nmodels, tokens, reps, threads, ctx;
+    int nmodels, tokens, reps, threads, ctx, kbits;
     const char *text, *ptqc;
 } opts;
 
@@ -179,6 +190,105 @@ static int bench_model(const char *path, const opts *o, double bw, double rbw, p
     return rc;
 }
 
+/* ---- --kernel: the token's 210 linears as synthetic tensors (see the top). */
+#define KL (7 * 30)
+
+static void kernel_shapes(int sh[KL][2])
+{
+    static const int one[7][2] = {{576, 576}, {192, 576}, {192, 576}, {576, 576},
+                                  {1536, 576}, {1536, 576}, {576, 1536}};
+    for (int i = 0; i < KL; i++) sh[i][0] = one[i % 7][0], sh[i][1] = one[i % 7][1];
+}
+
+static int kernel_make(ptq_qtensor *q, ptq_qtensor *d, int rows, int cols, int bits,
+                       ptq_rng *rng)
+{
+    memset(q, 0, sizeof *q);
+    memset(d, 0, sizeof *d);
+    size_t rw = (size_t)ptq_pack_row_words(cols, bits);
+    int ng = ptq_pack_ngroups(cols, 128);
+    *q = (ptq_qtensor){.format = PTQ_QF_INT, .rows = rows, .cols = cols, .bits = bits,
+                       .group = 128, .ngroups = ng};
+    q->qweight = calloc(rw * rows, 4);
+    q->scales = malloc(2 * (size_t)rows * ng);
+    q->zeros = malloc((size_t)rows * ng);
+    *d = (ptq_qtensor){.format = PTQ_QF_DENSE, .rows = rows, .cols = cols, .dtype = PTQ_DT_F16};
+    d->data = malloc(2 * (size_t)rows * cols);
+    if (!q->qweight || !q->scales || !q->zeros || !d->data) return 1;
+    uint16_t *dh = d->data;
+    for (int r = 0; r < rows; r++) {
+        for (int k = 0; k < cols; k++) {
+            ptq_pack_set(q->qweight + r * rw, k, bits, (uint32_t)(ptq_rng_next(rng) >> 40) & ((1u << bits) - 1u));
+            dh[(size_t)r * cols + k] = ptq_f32_to_f16((float)(ptq_rng_uniform(rng) - 0.5) * 0.1f);
+        }
+        for (int g = 0; g < ng; g++) {
+            q->scales[(size_t)r * ng + g] = ptq_f32_to_f16(0.001f + 0.01f * (float)ptq_rng_uniform(rng));
+            q->zeros[(size_t)r * ng + g] = (uint8_t)((ptq_rng_next(rng) >> 40) & ((1u << bits) - 1u));
+        }
+    }
+    return 0;
+}
+
+static int bench_kernel(const opts *o, double bw, ptq_err *e)
+{
+    int sh[KL][2];
+    kernel_shapes(sh);
+    ptq_qtensor *q = calloc(2 * KL, sizeof *q), *d = q + KL;
+    float *x = malloc(sizeof(float) * 1536), *y = malloc(sizeof(float) * 1536 * 2);
+    if (!q || !x || !y) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    ptq_rng rng;
+    ptq_rng_seed(&rng, 3);
+    for (int i = 0; i < 1536; i++) x[i] = bench_normal(&rng);
+    double wts = 0, qb = 0, db = 0, worst = 0;
+    int rc = 0;
+    for (int i = 0; i < KL && !rc; i++) {
+        rc = kernel_make(&q[i], &d[i], sh[i][0], sh[i][1], o->kbits, &rng);
+        wts += (double)sh[i][0] * sh[i][1];
+        qb += tensor_bytes(&q[i]);
+        db += tensor_bytes(&d[i]);
+    }
+    if (rc) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    const ptq_qfmt *df = ptq_qfmt_get(PTQ_QF_DENSE);
+    static const int paths[3] = {PTQ_GEMV_PORTABLE, PTQ_GEMV_AVX2, PTQ_GEMV_AVX512};
+    static const char *pname[3] = {"portable", "AVX2+FMA", "AVX-512"};
+    double ti[3][16], td[16];
+    for (int r = 0; r < o->reps && !rc; r++) { /* the loops alternate, one pass each */
+        for (int p = 0; p < 3 && !rc; p++) {
+            double t0 = ptq_now();
+            for (int i = 0; i < KL && !rc; i++)
+                rc = ptq_gemv_int_path(&q[i], x, y, o->threads, paths[p], e);
+            ti[p][r] = ptq_now() - t0;
+        }
+        double t0 = ptq_now();
+        for (int i = 0; i < KL && !rc; i++) rc = df->gemv(&d[i], x, y, o->threads, e);
+        td[r] = ptq_now() - t0;
+    }
+    for (int i = 0; i < 7 && !rc; i++) { /* the default path against the reference */
+        if ((rc = ptq_gemv_int(&q[i], x, y, o->threads, e))) break;
+        rc = ptq_gemv_int_ref(&q[i], x, y + 1536, e);
+        for (int r = 0; r < sh[i][0] && !rc; r++) {
+            double dd = fabs((double)y[r] - y[1536 + r]) / (fabs((double)y[1536 + r]) + 1e-3);
+            if (dd > worst) worst = dd;
+        }
+    }
+    if (rc) return rc;
+    double b = bench_median(td, o->reps);
+    printf("kernel: SmolLM2's 210 linears, %.1f Mweights, threads %d, median of %d passes\n"
+           "  F16 dense (%.1f MB): %.2f ms/token, %.2f Gweights/s, %.2f GB/s; memcpy bound %.2f ms: "
+           "%.2f of it\n", wts / 1e6, o->threads, o->reps, db / 1e6, b * 1e3, wts / b / 1e9,
+           db / b / 1e9, db / bw / 1e6, db / bw / 1e9 / b);
+    for (int p = 0; p < 3; p++) {
+        double a = bench_median(ti[p], o->reps);
+        printf("  W%d g128 %-9s (%.1f MB): %.2f ms/token, %.2f Gweights/s, %.2f GB/s; memcpy bound "
+               "%.2f ms: %.2f of it; speed over F16 %.2f\n", o->kbits, pname[p], qb / 1e6, a * 1e3,
+               wts / a / 1e9, qb / a / 1e9, qb / bw / 1e6, qb / bw / 1e9 / a, b / a);
+    }
+    printf("  max |fast - ref| / (|ref| + 1e-3) of the default loop: %.2e\n", worst);
+    for (int i = 0; i < KL; i++) ptq_qtensor_free(&q[i]), ptq_qtensor_free(&d[i]);
+    free(q), free(x), free(y);
+    return PTQ_OK;
+}
+
 /* OpenBLAS seconds for the GEMMs of one window of M tokens (median of reps). */
 static double sgemm_window(const ptq_config *c, int M, int reps, double *flops)
 {
@@ -257,9 +367,11 @@ static int parse(int argc, char **argv, opts *o)
         else if (!strcmp(k, "--ctx")) o->ctx = atoi(v);
         else if (!strcmp(k, "--eval-text")) o->text = v;
         else if (!strcmp(k, "--ptqc")) o->ptqc = v;
+        else if (!strcmp(k, "--kernel")) o->kbits = atoi(v);
         else return 1;
     }
     if (o->reps < 1 || o->reps > 16) o->reps = 3;
+    if (o->kbits) return o->kbits < 2 || o->kbits > 8 || o->threads < 1;
     return o->nmodels < 1 || o->tokens < 2 || o->threads < 1 || (o->text && !o->ptqc);
 }
 
@@ -268,13 +380,18 @@ int main(int argc, char **argv)
     opts o;
     if (parse(argc, argv, &o)) {
         fprintf(stderr, "usage: bench_decode --model PATH [--model PATH ...] [--tokens N] "
-                        "[--reps R] [--threads T] [--eval-text FILE --ptqc PTQC [--ctx C]]\n");
+                        "[--reps R] [--threads T] [--eval-text FILE --ptqc PTQC [--ctx C]]\n"
+                        "       bench_decode --kernel BITS [--reps R] [--threads T]\n");
         return 2;
     }
     double bw = memcpy_gbs(), rbw = read_gbs();
     printf("memcpy bandwidth %.2f GB/s, read bandwidth %.2f GB/s (256 MiB, median of 5); "
            "threads %d\n", bw, rbw, o.threads);
     ptq_err e;
+    if (o.kbits && bench_kernel(&o, bw, &e)) {
+        fprintf(stderr, "bench_decode: %s\n", e.msg);
+        return 1;
+    }
     for (int i = 0; i < o.nmodels; i++)
         if (bench_model(o.models[i], &o, bw, rbw, &e)) {
             fprintf(stderr, "bench_decode: %s\n", e.msg);

@@ -8,10 +8,18 @@
  * >= 3.5x and >= 2.5x).  Every figure is the median of repeated timings with
  * CUDA events; each timing cycles through enough copies of the weights to
  * exceed the L2 cache, so the numbers are DRAM numbers.
+ * Then the QuIP# E8P linears (lib/cuda/e8p.cu) at 2 and 4 bits on the same
+ * shapes: the core GEMV's bytes/s over the copy bandwidth, the Hadamard
+ * pass, the whole linear at n = 1, 8 (GEMV) and 64 (mma).
+ * Then AQLM 2x8 and 1x16 (lib/cuda/aqlm.cu) on the same shapes: the GEMV at
+ * n = 1 against its bandwidth bound (codes + codebooks + scales + x + y over
+ * the copy bandwidth) and against cuBLAS fp16, n = 8, and the prefill
+ * (decode + cuBLAS) at n = 64.
  * The per-kernel references and checks are lib/cuda/ref/ and tests/gpu/.
  * Output: markdown tables on stdout.  Usage: bench_kernels [--quick]
  */
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +31,7 @@
 
 #include "bench/cuda_fill.cuh"
 #include "lib/cuda/ptqrt_kernels.h"
+#include "lib/cuda/e8p_kernels.h"
 
 #define CK(x)                                                                                   \
     do {                                                                                        \
@@ -177,6 +186,177 @@ static void bench_prefill_gemm(void)
     cudaFree(q), cudaFree(sc), cudaFree(z), cudaFree(x), cudaFree(y);
 }
 
+/* ---- QuIP# E8P (lib/cuda/e8p.cu).  Random codes and a random 256-entry
+ * table (timing does not depend on the values); Hadamard plans with the K
+ * and P that had.c builds for these lengths (4096: K 1, P 4096; 11008: K
+ * 172, the Williamson matrix, P 64) and random +-1 K x K factors.  Bytes of the core
+ * GEMV = codes + t (float) + z; the bandwidth bound is bytes / copy BW. */
+static void e8p_plan_like(int n, ptqk_had *h, std::vector<void *> &bufs)
+{
+    int K = n == 11008 ? 172 : 1;
+    h->n = n, h->K = K, h->P = n / K, h->scale = 1.0f / sqrtf((float)n), h->mk = NULL;
+    if (K > 1) {
+        std::vector<float> mk((size_t)K * K);
+        for (size_t i = 0; i < mk.size(); i++) mk[i] = (i * 2654435761u >> 7) & 1 ? 1.f : -1.f;
+        void *d;
+        CK(cudaMalloc(&d, mk.size() * 4));
+        CK(cudaMemcpy(d, mk.data(), mk.size() * 4, cudaMemcpyHostToDevice));
+        bufs.push_back(d);
+        h->mk = (const float *)d;
+    }
+}
+
+static void bench_e8p_shape(int rows, int cols, int bits, size_t l2, double copy_bw)
+{
+    const int nst = bits / 2;
+    size_t cbytes = (size_t)rows * (cols / 8) * 2 * nst;
+    int ncopy = (int)std::max<size_t>(2, (4 * l2) / cbytes + 1);
+    std::vector<void *> bufs;
+    void *tab, *su, *sv;
+    CK(cudaMalloc(&tab, 1024));
+    CK(bf_fill_u32((uint32_t *)tab, 256, 11));
+    CK(cudaMalloc(&su, cols));
+    CK(cudaMalloc(&sv, rows));
+    CK(cudaMemset(su, 1, cols));
+    CK(cudaMemset(sv, 0xff, rows));
+    bufs.push_back(tab), bufs.push_back(su), bufs.push_back(sv);
+    ptqk_had hin, hout;
+    e8p_plan_like(cols, &hin, bufs);
+    e8p_plan_like(rows, &hout, bufs);
+    std::vector<ptqk_e8p_w> W(ncopy);
+    for (int c = 0; c < ncopy; c++) {
+        void *codes;
+        CK(cudaMalloc(&codes, cbytes));
+        CK(bf_fill_u32((uint32_t *)codes, cbytes / 4, 400 + c));
+        bufs.push_back(codes);
+        ptqk_e8p_w w;
+        memset(&w, 0, sizeof w);
+        w.rows = rows, w.cols = cols, w.nstages = nst, w.tab = (const uint32_t *)tab;
+        for (int s = 0; s < nst; s++)
+            w.st[s] = ptqk_e8p_stage{PTQK_E8P_STAGE, s ? 0.01f : 0.04f,
+                                     (const uint16_t *)codes + (size_t)s * rows * (cols / 8)};
+        w.su = (const int8_t *)su, w.sv = (const int8_t *)sv, w.hin = hin, w.hout = hout;
+        W[c] = w;
+    }
+    void *x, *t, *z, *y, *scr;
+    size_t sf = ptqk_e8p_scratch_floats(&W[0], 64);
+    CK(cudaMalloc(&x, (size_t)64 * cols * 2));
+    CK(cudaMalloc(&t, (size_t)64 * cols * 4));
+    CK(cudaMalloc(&z, (size_t)64 * rows * 4));
+    CK(cudaMalloc(&y, (size_t)64 * rows * 4));
+    CK(cudaMalloc(&scr, sf * 4));
+    CK(bf_fill_f16((uint16_t *)x, (size_t)64 * cols, 1.0f, 0.0f, 9));
+    CK(cudaMemset(t, 0, (size_t)64 * cols * 4));
+    CK(cudaDeviceSynchronize());
+    int ci = 0;
+    auto core = [&](int n) {
+        CK((cudaError_t)ptqk_e8p_gemv(&W[ci], (const float *)t, cols, (float *)z, rows, n, 0));
+        ci = (ci + 1) % ncopy;
+    };
+    auto lin = [&](int n) {
+        CK((cudaError_t)ptqk_linear_e8p(&W[ci], (const uint16_t *)x, cols, (float *)y, rows, n, PTQK_GEMV_MAX_N,
+                                        (float *)scr, 0));
+        ci = (ci + 1) % ncopy;
+    };
+    auto had = [&](int n) {
+        CK((cudaError_t)ptqk_had_fwd(&hin, (const int8_t *)su, (const uint16_t *)x, cols, n, (float *)t, NULL,
+                                     (float *)scr, 0));
+    };
+    double c1 = median_ms([&] { core(1); }, 4 * ncopy);
+    double l1 = median_ms([&] { lin(1); }, 4 * ncopy);
+    double l8 = median_ms([&] { lin(8); }, 4 * ncopy);
+    double h1 = median_ms([&] { had(1); }, 20);
+    double l64 = median_ms([&] { lin(64); }, 4 * ncopy);
+    double bytes = (double)cbytes + 4.0 * cols + 4.0 * rows;
+    double bw = bytes / (c1 * 1e-3);
+    printf("| %d x %d | %d | %.2f | %.1f | %.3f | %.2f | %.2f | %.2f | %.1f (%.1f) |\n", rows, cols, bits, c1 * 1e3,
+           bw / 1e9, bw / copy_bw, h1 * 1e3, l1 * 1e3, l8 * 1e3, l64 * 1e3,
+           2.0 * rows * cols * 64 / (l64 * 1e-3) / 1e12);
+    fflush(stdout);
+    for (void *p : bufs) cudaFree(p);
+    cudaFree(x), cudaFree(t), cudaFree(z), cudaFree(y), cudaFree(scr);
+}
+
+static void bench_e8p(size_t l2, double copy_bw)
+{
+    printf("\n| QuIP# E8P rows x cols | bits | core GEMV n=1 us | GB/s | / copy BW | Hadamard V x n=1 us | "
+           "linear n=1 us | linear n=8 us | linear (mma) n=64 us (TFLOP/s) |\n|---|---|---|---|---|---|---|---|---|\n");
+    const int shapes[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}};
+    for (int s = 0; s < 3; s++)
+        for (int bits = 2; bits <= 4; bits += 2) bench_e8p_shape(shapes[s][0], shapes[s][1], bits, l2, copy_bw);
+}
+
+/* ---- AQLM (lib/cuda/aqlm.cu).  Random codes (every value is a valid code
+ * at B = 8 and 16) and codebooks; each weight copy has its own codebooks, as
+ * each linear of a model does. */
+static void bench_aqlm_shape(cublasHandle_t h, int rows, int cols, int M, int B, size_t l2, double copy_bw)
+{
+    size_t cbytes = (size_t)rows * (cols / 8) * M * (B > 8 ? 2 : 1), bbytes = ((size_t)M << B) * 16,
+           hbytes = (size_t)rows * cols * 2;
+    int ncopy = (int)std::max<size_t>(2, (4 * l2) / (cbytes + bbytes) + 1);
+    int ncopyh = (int)std::max<size_t>(2, (4 * l2) / hbytes + 1);
+    std::vector<ptqk_aqlm_w> W(ncopy);
+    std::vector<void *> bufs, H(ncopyh);
+    for (int c = 0; c < ncopy; c++) {
+        void *codes, *cb, *sc;
+        CK(cudaMalloc(&codes, cbytes));
+        CK(cudaMalloc(&cb, bbytes));
+        CK(cudaMalloc(&sc, (size_t)rows * 2));
+        bufs.push_back(codes), bufs.push_back(cb), bufs.push_back(sc);
+        CK(bf_fill_u32((uint32_t *)codes, cbytes / 4, 500 + c));
+        CK(bf_fill_f16((uint16_t *)cb, bbytes / 2, 1.0f, 0.0f, 600 + c));
+        CK(bf_fill_f16((uint16_t *)sc, rows, 0.001f, 0.002f, 700 + c));
+        W[c] = ptqk_aqlm_w{rows, cols, M, B, codes, (const uint16_t *)cb, (const uint16_t *)sc};
+    }
+    for (int c = 0; c < ncopyh; c++) {
+        CK(cudaMalloc(&H[c], hbytes));
+        CK(bf_fill_f16((uint16_t *)H[c], hbytes / 2, 0.02f, 0.0f, 800 + c));
+    }
+    void *x, *y, *yh, *scr;
+    CK(cudaMalloc(&x, (size_t)64 * cols * 2));
+    CK(cudaMalloc(&y, (size_t)64 * rows * 4));
+    CK(cudaMalloc(&yh, (size_t)64 * rows * 2));
+    CK(cudaMalloc(&scr, hbytes));
+    CK(bf_fill_f16((uint16_t *)x, (size_t)64 * cols, 1.0f, 0.0f, 9));
+    CK(cudaDeviceSynchronize());
+    int ci = 0, chi = 0;
+    auto lin = [&](int n) {
+        CK((cudaError_t)ptqk_linear_aqlm(h, &W[ci], (const uint16_t *)x, cols, (float *)y, rows, n, PTQK_GEMV_MAX_N,
+                                         (uint16_t *)scr, 0));
+        ci = (ci + 1) % ncopy;
+    };
+    auto cub = [&](int n) {
+        const float one = 1.0f, zero = 0.0f;
+        if (cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, rows, n, cols, &one, H[chi], CUDA_R_16F, cols, x, CUDA_R_16F,
+                         cols, &zero, yh, CUDA_R_16F, rows, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT) !=
+            CUBLAS_STATUS_SUCCESS) {
+            fprintf(stderr, "bench_kernels: cublasGemmEx failed\n");
+            exit(1);
+        }
+        chi = (chi + 1) % ncopyh;
+    };
+    double t1 = median_ms([&] { lin(1); }, 4 * ncopy), c1 = median_ms([&] { cub(1); }, 4 * ncopyh);
+    double t8 = median_ms([&] { lin(8); }, 4 * ncopy), c8 = median_ms([&] { cub(8); }, 4 * ncopyh);
+    double t64 = median_ms([&] { lin(64); }, 4 * ncopy), c64 = median_ms([&] { cub(64); }, 4 * ncopyh);
+    double bytes = (double)cbytes + bbytes + 2.0 * rows + 2.0 * cols + 4.0 * rows, bound = bytes / copy_bw * 1e3;
+    printf("| %d x %d | %dx%d | %.2f | %.2f | %.3f | %.2f | %.2fx | %.2f | %.2f | %.1f | %.1f |\n", rows, cols, M, B,
+           t1 * 1e3, bound * 1e3, bound / t1, c1 * 1e3, c1 / t1, t8 * 1e3, c8 * 1e3, t64 * 1e3, c64 * 1e3);
+    fflush(stdout);
+    for (void *p : bufs) cudaFree(p);
+    for (void *p : H) cudaFree(p);
+    cudaFree(x), cudaFree(y), cudaFree(yh), cudaFree(scr);
+}
+
+static void bench_aqlm(cublasHandle_t h, size_t l2, double copy_bw)
+{
+    printf("\n| AQLM rows x cols | MxB | GEMV n=1 us | bandwidth bound us | bound / time | cuBLAS fp16 n=1 us | "
+           "speedup n=1 | GEMV n=8 us | cuBLAS n=8 us | decode+cuBLAS n=64 us | cuBLAS n=64 us |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|\n");
+    const int shapes[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}}, cfg[2][2] = {{2, 8}, {1, 16}};
+    for (int s = 0; s < 3; s++)
+        for (int c = 0; c < 2; c++) bench_aqlm_shape(h, shapes[s][0], shapes[s][1], cfg[c][0], cfg[c][1], l2, copy_bw);
+}
+
 int main(int argc, char **argv)
 {
     int quick = argc > 1 && !strcmp(argv[1], "--quick");
@@ -202,6 +382,8 @@ int main(int argc, char **argv)
     printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int s = 0; s < 3; s++) bench_shape(h, shapes[s][0], shapes[s][1], l2, copy_bw);
     bench_prefill_gemm();
+    bench_e8p(l2, copy_bw);
+    bench_aqlm(h, l2, copy_bw);
     printf("\nTargets: GEMV n=1 bytes/s over copy bandwidth >= 0.8; vs cuBLAS fp16 >= 3.5x at n=1, >= 2.5x at n=16.\n");
     cublasDestroy(h);
     return 0;

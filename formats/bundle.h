@@ -98,6 +98,7 @@ int ptq_bundle_tensor(const ptq_bundle *b, const char *name, ptq_qtensor *q, ptq
 typedef struct ptq_bundle_tinfo {
     const char *name, *method, *format, *dtype;
     int rows, cols, bits, group, sym, act_order;
+    int aq_m, aq_b; /* aqlm: codebooks M x code bits B (0 otherwise) */
     uint64_t bytes;
 } ptq_bundle_tinfo;
 int ptq_bundle_ntensors(const ptq_bundle *b);

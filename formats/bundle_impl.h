@@ -22,7 +22,8 @@
  * a reader of version 1 or 2, which takes ngroups = cols / group, would
  * misread its scales). */
 #define FORMAT_VERSION 1
-#define FORMAT_VERSION_MAX 4 /* 4: the e8p and aqlm formats (lib/qfmt/qf_e8p.c, qf_aqlm.c) */
+#define FORMAT_VERSION_MAX 5 /* 4: the e8p and aqlm formats (lib/qfmt/qf_e8p.c, qf_aqlm.c);
+                               5: int-had (lib/qfmt/qf_int_had.c) */
 #define PTQ_BNDL_PARTIAL_GROUP_VERSION 3
 #define MANIFEST "manifest.json"
 #define TPREFIX "tensors/"

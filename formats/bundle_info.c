@@ -42,6 +42,8 @@ void ptq_bundle_tensor_info(const ptq_bundle *b, int i, ptq_bundle_tinfo *t)
     t->group = (int)num(e, "group");
     t->sym = num(e, "sym") != 0;
     t->act_order = num(e, "act_order") != 0;
+    t->aq_m = (int)num(e, "codebooks");
+    t->aq_b = (int)num(e, "code_bits");
     const cJSON *pl = cJSON_GetObjectItemCaseSensitive(e, "payloads");
     for (const cJSON *p = pl ? pl->child : NULL; p; p = p->next)
         t->bytes += (uint64_t)num(p, "size");

@@ -235,6 +235,9 @@ int ptq_ex_is_kv_scale(const char *name)
 
 const char *ptq_ex_kind_words(const ptq_qtensor *q)
 {
+    if (q->format == PTQ_QF_INT_HAD) /* --rotate hadamard */
+        return "int-had (Hadamard-rotated integer: no exporter holds the rotation; compile "
+               "without --rotate)";
     return q->format == PTQ_QF_FP8 ? "FP8" : "W8A8 (8-bit activations)";
 }
 

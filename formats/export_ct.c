@@ -66,6 +66,8 @@ static int check_one(void *ctx, const char *name, const ptq_qtensor *q, ptq_err 
     }
     if (!ptq_ex_linear(name, mod, sizeof mod))
         return ptq_fail(e, PTQ_EDATA, "%s: a quantized tensor that is not a linear", name);
+    if (q->format == PTQ_QF_INT_HAD)
+        return ptq_fail(e, PTQ_EDATA, "%s: %s weights", name, ptq_ex_kind_words(q));
     if (*kind && *kind != kind_of(q))
         return ptq_fail(e, PTQ_EDATA,
                         "%s: would be %s after %s linears; one compressed-tensors checkpoint "

@@ -186,6 +186,8 @@ static const char *kind_words(const ptq_qtensor *q)
     case PTQ_QF_FP8: return "FP8 (E4M3) weights: GGUF has no E4M3 type";
     case PTQ_QF_E8P: return "E8P lattice codes (QuIP#): no ggml type holds them";
     case PTQ_QF_AQLM: return "AQLM codebooks: no ggml type holds them";
+    case PTQ_QF_INT_HAD:
+        return "int-had (Hadamard-rotated integer) codes: no ggml type holds the rotation";
     default: return "a packed format no ggml type holds";
     }
 }

@@ -22,6 +22,7 @@ static const char usage_head[] =
 /* then the --method lines, from the method table (usage) */
 static const char usage_text[] =
     "  --awq-grid N           AWQ: points of the scale and clip searches (default 20)\n"
+    "  --awq-search-tokens N  AWQ: calibration tokens the searches judge (32768)\n"
     "  --codebooks MxB        aqlm: M codebooks of 2^B codewords per 8 inputs\n"
     "                         (default 2x8: 2 bits per weight; 1..8 x 1..16)\n"
     "  --beam N               aqlm: beam search width (default 8; 1: greedy)\n"
@@ -38,7 +39,8 @@ static const char usage_text[] =
     "                         (default 128, or 0 when 128 does not divide)\n"
     "  --sym / --asym         symmetric or asymmetric grid (default symmetric;\n"
     "                         asymmetric for awq and awq+gptq)\n"
-    "  --mse                  clipping search for each group's range\n"
+    "  --mse / --no-mse       clipping search for each group's range, or min-max\n"
+    "                         (default: --mse for gptq, min-max otherwise)\n"
     "  --act-order            GPTQ: columns in order of decreasing Hessian diagonal\n"
     "                         (default; --no-act-order: in input order)\n"
     "  --static-groups        with act-order: group grids fixed from the original\n"
@@ -48,6 +50,13 @@ static const char usage_text[] =
     "  --damp X               GPTQ dampening, fraction of the mean diagonal (0.01);\n"
     "                         raised x10 with a warning while Cholesky fails\n"
     "  --block N              GPTQ lazy-batch block size (default 128)\n"
+    "  --hessians MODE        layer: every Hessian from the unquantized layer (as\n"
+    "                         llm-compressor; default for gptq); sequential: each\n"
+    "                         from the layer with the earlier linears quantized\n"
+    "                         (default for the other methods)\n"
+    "  --rotate MODE          rtn, gptq: none (default) or hadamard: round\n"
+    "                         W' = U W V^T (randomized Hadamard incoherence,\n"
+    "                         QuIP-style) into the int-had format\n"
     "  --skip PATTERN         keep linears whose tensor name matches (fnmatch) dense;\n"
     "                         repeatable\n"
     "Calibration:\n"
@@ -128,10 +137,13 @@ static int parse_codebooks(const char *cmd, const char *s, ptq_compile_opts *o)
 enum {
     O_METHOD = 256, O_BITS, O_GROUP, O_SYM, O_ASYM, O_MSE, O_ACTORDER, O_STATIC, O_DAMP, O_BLOCK,
     O_SKIP, O_CALIB, O_FIELD, O_NSAMPLES, O_SEQLEN, O_SEED, O_CHUNK, O_REPORT, O_TMPDIR, O_RESUME,
-    O_THREADS, O_PROGRESS, O_QUIET, O_ALPHA, O_ACTSCALES, O_KVCACHE, O_AWQGRID, O_RECIPE,
+    O_THREADS, O_PROGRESS, O_QUIET, O_ALPHA, O_ACTSCALES, O_KVCACHE, O_AWQGRID, O_AWQTOKENS, O_RECIPE,
     O_EXPORT,
     O_NOACTORDER, O_NOSTATIC,
-    O_CODEBOOKS, O_BEAM
+    O_CODEBOOKS, O_BEAM,
+    O_HESSIANS,
+    O_NOMSE,
+    O_ROTATE
 };
 
 static const struct option longopts[] = {
@@ -150,9 +162,13 @@ static const struct option longopts[] = {
     {"help", no_argument, 0, 'h'},                  {"alpha", required_argument, 0, O_ALPHA},
     {"act-scales", required_argument, 0, O_ACTSCALES}, {"kv-cache", required_argument, 0, O_KVCACHE},
     {"awq-grid", required_argument, 0, O_AWQGRID},  {"recipe", required_argument, 0, O_RECIPE},
+    {"awq-search-tokens", required_argument, 0, O_AWQTOKENS},
     {"export", required_argument, 0, O_EXPORT},
     {"no-act-order", no_argument, 0, O_NOACTORDER}, {"no-static-groups", no_argument, 0, O_NOSTATIC},
     {"codebooks", required_argument, 0, O_CODEBOOKS}, {"beam", required_argument, 0, O_BEAM},
+    {"hessians", required_argument, 0, O_HESSIANS},
+    {"no-mse", no_argument, 0, O_NOMSE},
+    {"rotate", required_argument, 0, O_ROTATE},
     {0, 0, 0, 0},
 };
 
@@ -245,6 +261,11 @@ static int one_option(args *a, int c, const char *cmd)
         a->given.awq_grid = 1;
         if (!(rc = cli_parse_long(cmd, "--awq-grid", optarg, 1, 1000, &v))) a->o.awq_grid = (int)v;
         break;
+    case O_AWQTOKENS:
+        a->given.awq_tokens = 1;
+        if (!(rc = cli_parse_long(cmd, "--awq-search-tokens", optarg, 1, 1 << 24, &v)))
+            a->o.awq_tokens = (int)v;
+        break;
     case O_RECIPE: a->o.recipe = optarg; break;
     case O_EXPORT: a->exports.spec[a->exports.n++] = optarg; break;
     case O_ALPHA:
@@ -272,7 +293,8 @@ static int one_option(args *a, int c, const char *cmd)
         break;
     case O_SYM: a->o.q.q.sym = 1, a->o.sym_set = 1; break;
     case O_ASYM: a->o.q.q.sym = 0, a->o.sym_set = 1; break;
-    case O_MSE: a->o.q.q.mse = 1; break;
+    case O_MSE: a->o.q.q.mse = 1, a->o.mse_set = 1; break;
+    case O_NOMSE: a->o.q.q.mse = 0, a->o.mse_set = 1; break;
     case O_ACTORDER: a->act_order = 1; break;
     case O_NOACTORDER: a->act_order = 0; break;
     case O_STATIC: a->static_groups = 1; break;
@@ -316,6 +338,16 @@ static int one_option(args *a, int c, const char *cmd)
         break;
     case O_QUIET: a->quiet = 1; break;
     case O_CODEBOOKS: rc = parse_codebooks(cmd, optarg, &a->o); break;
+    case O_HESSIANS:
+        if (!strcmp(optarg, "sequential")) a->o.hessians = PTQ_HESS_SEQUENTIAL;
+        else if (!strcmp(optarg, "layer")) a->o.hessians = PTQ_HESS_LAYER;
+        else rc = cli_usage_error(cmd, "--hessians: '%s' is not sequential or layer", optarg);
+        break;
+    case O_ROTATE:
+        if (!strcmp(optarg, "hadamard")) a->o.q.rotate = 1;
+        else if (!strcmp(optarg, "none")) a->o.q.rotate = 0;
+        else rc = cli_usage_error(cmd, "--rotate: '%s' is not hadamard or none", optarg);
+        break;
     case O_BEAM:
         if (!(rc = cli_parse_long(cmd, "--beam", optarg, 1, 256, &v))) a->o.q.aqlm_beam = (int)v;
         break;

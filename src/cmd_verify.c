@@ -135,16 +135,21 @@ static void print_tensor_table(const ptq_bundle *b)
 {
     printf("\n%-52s %-6s %-6s %4s %5s %-4s %-13s %12s\n", "tensor", "method", "format", "bits",
            "group", "sym", "shape", "bytes");
+    double aq_w = 0, aq_bytes = 0;
     for (int i = 0; i < ptq_bundle_ntensors(b); i++) {
         ptq_bundle_tinfo t;
         ptq_bundle_tensor_info(b, i, &t);
         char shape[32], bits[8] = "-", group[8] = "-", sym[8] = "-";
         snprintf(shape, sizeof shape, "%dx%d", t.rows, t.cols);
         const char *fmt = t.format;
-        if (!strcmp(fmt, "int")) {
+        if (!strcmp(fmt, "int") || !strcmp(fmt, "int-had")) { /* int-had: int's fields */
             snprintf(bits, sizeof bits, "%d", t.bits);
             snprintf(group, sizeof group, "%d", t.group);
             snprintf(sym, sizeof sym, "%s%s", t.sym ? "yes" : "no", t.act_order ? "+g" : "");
+        } else if (t.aq_m > 0) { /* aqlm: MxB per group of 8, bits per weight all counted */
+            snprintf(bits, sizeof bits, "%dx%d", t.aq_m & 15, t.aq_b & 31);
+            snprintf(group, sizeof group, "8");
+            aq_w += (double)t.rows * t.cols, aq_bytes += (double)t.bytes;
         } else if (*t.dtype) {
             fmt = t.dtype;
         } else if (t.bits > 0 && t.bits < 100) { /* e8p: bits, no group */
@@ -153,6 +158,9 @@ static void print_tensor_table(const ptq_bundle *b)
         printf("%-52s %-6s %-6s %4s %5s %-4s %-13s %12llu\n", t.name, t.method, fmt, bits,
                group, sym, shape, (unsigned long long)t.bytes);
     }
+    if (aq_w > 0) /* bits: MxB codebooks of the group of 8 */
+        printf("aqlm: %.3f bits per weight over its linears (codes, fp16 codebooks and scales "
+               "counted)\n", 8 * aq_bytes / aq_w);
 }
 
 int cli_inspect_bundle(const char *path, int json)

@@ -23,6 +23,8 @@ static const char *flags_refused(const char *format, const ptq_compile_opts *o)
     if (!a8 && o->method->format != PTQ_QF_INT)
         return "the method's weights are codebook indices, not an integer grid the format "
                "holds";
+    if (o->q.rotate)
+        return "--rotate hadamard: the int-had weights are rotated, which no export format holds";
     if (o->kv_int8 && (gptq || awq || !strcmp(format, "compressed-tensors")))
         return "--kv-cache int8: the format has no place for int8 KV-cache scales";
     if (a8 && gptq) return "an 8-bit-activation method: gptq holds integer weights only";

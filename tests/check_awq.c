@@ -388,7 +388,11 @@ static void quality(int which)
     char *dir = tu_tmpdir();
     for (int gi = 0; gi < ngroups; gi++)
         for (int bits = 4; bits >= 3; bits--) {
-            static const char *const m[4] = {"rtn --asym", "awq", "gptq --asym", "awq+gptq"};
+            /* gptq with awq+gptq's own settings (min-max, sequential Hessians: the
+             * objective below), not gptq's defaults */
+            static const char *const m[4] = {"rtn --asym", "awq",
+                                             "gptq --asym --no-mse --hessians sequential",
+                                             "awq+gptq"};
             double p[4], err[4];
             for (int k = 0; k < 4; k++) {
                 char *fl = tu_fmt("--method %s --bits %d --group %d", m[k], bits, groups[gi]);
@@ -472,6 +476,49 @@ START_TEST(recipe_mix)
 }
 END_TEST
 
+/* layer 0 q_proj's report entry of a compile with --awq-search-tokens n, and
+ * the recorded setting */
+static cJSON *search_tokens_run(const char *model, const char *dir, int n, const cJSON **q0)
+{
+    char *out = tu_fmt("%s/t.ptq", dir), *rep = tu_fmt("%s/t.json", dir);
+    char *args = tu_fmt("--method awq --bits 4 --group 0 --awq-search-tokens %d --report '%s' "
+                        "--nsamples 8 --seqlen 64 --quiet", n, rep);
+    tu_compile_ok(model, out, NULL, args, 0);
+    char *txt = tu_read_file(rep, NULL);
+    cJSON *r = cJSON_Parse(txt);
+    const cJSON *st = cJSON_GetObjectItem(cJSON_GetObjectItem(r, "settings"), "awq_search_tokens");
+    ck_assert(cJSON_IsNumber(st) && st->valueint == n);
+    const cJSON *l0 = cJSON_GetArrayItem(cJSON_GetObjectItem(r, "layers"), 0);
+    *q0 = cJSON_GetArrayItem(cJSON_GetObjectItem(l0, "linears"), 0);
+    ck_assert(strstr(cJSON_GetObjectItem(*q0, "name")->valuestring, "q_proj"));
+    free(txt), free(args), free(out), free(rep);
+    return r;
+}
+
+/* --awq-search-tokens: the search judges the first samples up to that many
+ * tokens.  Layer 0's q/k/v read the same input whatever the cap, and their
+ * block losses are sums of non-negative terms over the search tokens: with
+ * one sample of 64 tokens (cap 100) the loss of ratio 0 (the same rounded
+ * weights) is a strict part of the one with all 8 samples (cap 512 and cap
+ * 1000 both take all 8: equal), and the best loss is at most that part. */
+START_TEST(search_tokens)
+{
+    char *model = tu_src("examples/stories260k"), *dir = tu_tmpdir();
+    const cJSON *a, *b, *c;
+    cJSON *ra = search_tokens_run(model, dir, 100, &a), *rb = search_tokens_run(model, dir, 512, &b);
+    cJSON *rc = search_tokens_run(model, dir, 1000, &c);
+    double ra0 = tu_json_num(a, "awq_block_loss_rtn"), rb0 = tu_json_num(b, "awq_block_loss_rtn");
+    ck_assert_msg(ra0 > 0 && ra0 < rb0, "ratio-0 loss on 64 tokens %g, on 512 %g", ra0, rb0);
+    ck_assert(tu_json_num(a, "awq_block_loss") <= ra0);
+    ck_assert(tu_json_num(c, "awq_block_loss_rtn") == rb0);
+    ck_assert(tu_json_num(c, "awq_block_loss") == tu_json_num(b, "awq_block_loss"));
+    ck_assert(tu_json_num(c, "awq_ratio") == tu_json_num(b, "awq_ratio"));
+    cJSON_Delete(ra), cJSON_Delete(rb), cJSON_Delete(rc);
+    tu_rmrf(dir);
+    free(dir), free(model);
+}
+END_TEST
+
 START_TEST(bad_input)
 {
     char *model = tu_src("examples/stories260k"), *dir = tu_tmpdir();
@@ -511,6 +558,8 @@ START_TEST(bad_input)
         {"--method awq --act-order", "--act-order"},
         {"--method gptq --awq-grid 10", "--awq-grid"},
         {"--method awq --awq-grid 0", "--awq-grid"},
+        {"--method gptq --awq-search-tokens 512", "--awq-search-tokens"},
+        {"--method awq --awq-search-tokens 0", "--awq-search-tokens"},
         {"--method smoothquant --recipe x.json", "--recipe"},
     };
     for (size_t i = 0; i < sizeof flags / sizeof *flags; i++) {
@@ -540,6 +589,7 @@ int main(void)
     tcase_set_timeout(x, 1200);
     tcase_add_test(x, recipe_mix);
     tcase_add_test(x, bad_input);
+    tcase_add_test(x, search_tokens);
     tcase_add_test(x, quality_stories260k);
     tcase_add_test(x, quality_babyllama);
     suite_add_tcase(s, x);

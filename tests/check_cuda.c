@@ -23,6 +23,10 @@ START_TEST(gpu_dense) { ck_assert_int_eq(gc_dense(), 0); }
 END_TEST
 START_TEST(gpu_layers) { ck_assert_int_eq(gc_layers(), 0); }
 END_TEST
+START_TEST(gpu_aqlm) { ck_assert_int_eq(gc_aqlm(), 0); }
+END_TEST
+START_TEST(gpu_e8p) { ck_assert_int_eq(gc_e8p(), 0); }
+END_TEST
 START_TEST(gpu_real_layers)
 {
     char *p = tu_shared("models/stories260k/model.safetensors");
@@ -48,6 +52,8 @@ int main(void)
     tcase_add_test(tg, gpu_gemm_int);
     tcase_add_test(tg, gpu_dense);
     tcase_add_test(tg, gpu_layers);
+    tcase_add_test(tg, gpu_aqlm);
+    tcase_add_test(tg, gpu_e8p);
     tcase_add_test(tg, gpu_real_layers);
     suite_add_tcase(g, tg);
     SRunner *sg = srunner_create(g);

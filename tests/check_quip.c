@@ -36,11 +36,6 @@ START_TEST(hadamard_matrices)
     for (size_t t = 0; t < sizeof Ks / sizeof *Ks; t++) {
         int K = Ks[t];
         int rc = ptq_had_matrix(K, H);
-        if (K == 116 || K == 156 || K == 172) {
-            ck_assert_msg(rc == -1, "K=%d: expected no construction", K);
-            printf("hadamard K=%d: not constructed (needs Williamson-type)\n", K);
-            continue;
-        }
         ck_assert_msg(rc == 0, "K=%d not built", K);
         for (int i = 0; i < K; i++)
             for (int j = 0; j < K; j++) {
@@ -103,11 +98,25 @@ START_TEST(orthogonal_every_size)
         ck_assert_msg(h.kind != PTQ_HAD_DCT, "n=%d fell back to the DCT", n);
         ptq_had_free(&h);
     }
-    /* sizes with no constructible factor: the DCT fallback */
-    static const int odd[] = {172, 116, 6, 3, 1, 2, 7};
+    /* small sizes (6, 3, 7: no K = m 2^j, j >= 2, divides them: the DCT) */
+    static const int odd[] = {172, 116, 156, 6, 3, 1, 2, 7};
     for (size_t t = 0; t < sizeof odd / sizeof *odd; t++) check_orthogonal(odd[t], 4, 7 + t);
     ptq_err e = {0};
     ptq_had h;
+    /* the Williamson K: 11008 = 172 x 64 (Llama-7B's intermediate size),
+     * 7424 = 116 x 64, 9984 = 156 x 64 */
+    static const int wk[][2] = {{11008, 172}, {7424, 116}, {9984, 156}, {172, 172}};
+    for (size_t t = 0; t < sizeof wk / sizeof *wk; t++) {
+        ck_assert_int_eq(ptq_had_plan(&h, wk[t][0], &e), 0);
+        ck_assert_int_eq(h.kind, PTQ_HAD_HADAMARD);
+        ck_assert_int_eq(h.K, wk[t][1]);
+        ptq_had_free(&h);
+    }
+    check_orthogonal(7424, 1, 3);
+    check_orthogonal(9984, 1, 4);
+    ck_assert_int_eq(ptq_had_plan(&h, 6, &e), 0);
+    ck_assert_int_eq(h.kind, PTQ_HAD_DCT);
+    ptq_had_free(&h);
     ck_assert_int_eq(ptq_had_plan(&h, 2 * 1031, &e), PTQ_EUSAGE); /* 1031 prime, K = 4124 */
     ck_assert_int_eq(ptq_had_plan(&h, 0, &e), PTQ_EUSAGE);
 }
@@ -299,6 +308,106 @@ START_TEST(e8p_nearest_is_brute_force)
         n++;
     }
     printf("e8p nearest: %d points equal brute force (%d exact ties, distance equal)\n", n, ties);
+}
+END_TEST
+
+/* ---- the 1-bit E8 codebook of 3 bits (E81B) ---- */
+
+/* Its 256 points from the definition (quip-sharp E8P12RVQ3B, e8p.h),
+ * independently: every x in (Z^8 u (Z + 1/2)^8) with coordinates in [-4, 4),
+ * even sum and norm^2 <= 2 in ascending lexicographic order (integers
+ * first), then 2 e_0..2 e_7, -2 e_0..-2 e_6.  Twice-values into t. */
+static int e81b_definition(int t[256][8])
+{
+    int k = 0;
+    for (int half = 0; half < 2; half++)
+        for (long c = 0; c < (1l << 24); c++) { /* 8 digits of 3 bits: -4..3 */
+            int v[8], n2 = 0, sum = 0;
+            for (int i = 0; i < 8; i++) {
+                v[i] = 2 * ((int)((c >> (3 * (7 - i))) & 7) - 4) + half;
+                n2 += v[i] * v[i], sum += v[i];
+            }
+            if (n2 <= 8 && sum % 4 == 0) {
+                if (k < 256) memcpy(t[k], v, sizeof v);
+                k++;
+            }
+        }
+    for (int i = 0; i < 15; i++, k++) {
+        memset(t[k], 0, sizeof t[k]);
+        t[k][i % 8] = i < 8 ? 4 : -4;
+    }
+    return k;
+}
+
+START_TEST(e81b_codebook)
+{
+    static ptq_e8p_book b;
+    static int t[256][8];
+    ptq_e8p_init(&b);
+    ck_assert_int_eq(e81b_definition(t), 256);
+    ck_assert(!memcmp(b.tab1, ptq_e81b_tab, sizeof b.tab1));
+    int roots = 0;
+    for (int c = 0; c < 256; c++) {
+        float x[8];
+        ptq_e81b_decode(ptq_e81b_tab, (uint8_t)c, x);
+        double n2 = 0;
+        long twice_sum = 0;
+        int nint = 0;
+        for (int i = 0; i < 8; i++) {
+            ck_assert_msg(2 * x[i] == t[c][i], "code %d coordinate %d: %g, not %d / 2", c, i,
+                          (double)x[i], t[c][i]);
+            nint += x[i] == floorf(x[i]);
+            twice_sum += (long)(2 * x[i]);
+            n2 += (double)x[i] * x[i];
+        }
+        ck_assert_msg(nint == 0 || nint == 8, "code %d: mixed integer/half-integer", c);
+        ck_assert_msg(twice_sum % 4 == 0, "code %d: odd coordinate sum (not in E8)", c);
+        ck_assert_msg(n2 <= 4, "code %d: norm^2 %g", c, n2);
+        roots += n2 == 2;
+        for (int d = 0; d < c; d++) ck_assert_msg(memcmp(t[c], t[d], sizeof t[c]), "duplicate");
+        /* encode(decode(c)) = c */
+        float q[8];
+        ck_assert_int_eq(ptq_e81b_nearest(&b, x, q), c);
+        ck_assert(!memcmp(q, x, sizeof q));
+    }
+    ck_assert_int_eq(roots, 240); /* E8's 240 roots, the origin and 15 of norm^2 4 */
+}
+END_TEST
+
+START_TEST(e81b_nearest_is_brute_force)
+{
+    static ptq_e8p_book b;
+    ptq_e8p_init(&b);
+    static int t[256][8];
+    e81b_definition(t);
+    uint64_t r = 11;
+    int ties = 0;
+    for (int n = 0; n < 20000; n++) {
+        float x[8], q[8];
+        int kind = n % 4, c1 = (int)(tu_rng_next(&r) & 255), c2 = (int)(tu_rng_next(&r) & 255);
+        for (int i = 0; i < 8; i++) {
+            float g = tu_rng_normal(&r);
+            x[i] = kind == 0 ? g : kind == 1 ? 3 * g
+                 : kind == 2 ? 0.25f * (t[c1][i] + t[c2][i]) /* midpoints */
+                             : 0.5f * t[c1][i] + 0.05f * g;
+        }
+        double best = 1e300, second = 1e300;
+        int code = -1;
+        for (int c = 0; c < 256; c++) {
+            double d = 0;
+            for (int i = 0; i < 8; i++)
+                d += ((double)x[i] - 0.5 * t[c][i]) * ((double)x[i] - 0.5 * t[c][i]);
+            if (d < best) second = best, best = d, code = c;
+            else if (d < second) second = d;
+        }
+        int f = ptq_e81b_nearest(&b, x, q);
+        double d = 0;
+        for (int i = 0; i < 8; i++) d += ((double)x[i] - q[i]) * ((double)x[i] - q[i]);
+        ck_assert_msg(fabs(d - best) <= 1e-9 * (1 + best), "point %d: %g brute %g", n, d, best);
+        if (second > best + 1e-9) ck_assert_int_eq(f, code);
+        else ties++;
+    }
+    printf("e81b nearest: 20000 points equal brute force (%d exact ties)\n", ties);
 }
 END_TEST
 
@@ -498,6 +607,8 @@ int main(void)
     tcase_add_test(t, hessian_transform_matches);
     tcase_add_test(t, e8p_codebook);
     tcase_add_test(t, e8p_nearest_is_brute_force);
+    tcase_add_test(t, e81b_codebook);
+    tcase_add_test(t, e81b_nearest_is_brute_force);
     tcase_add_test(t, ldlq_identity_is_nearest);
     tcase_add_test(t, ldlq_block1_is_gptq);
     tcase_add_test(t, ldlq_fast_matches_reference_and_helps);

@@ -37,19 +37,19 @@ START_TEST(e8p_table_is_the_books)
 }
 END_TEST
 
-/* A random e8p tensor of rows x cols with bits 2 or 4. */
+/* A random e8p tensor of rows x cols with bits 2, 3 or 4 (3: the uint8
+ * stage after the uint16 one, qf_e8p.c). */
 static void random_e8p(ptq_qtensor *q, int rows, int cols, int bits, uint64_t seed)
 {
     memset(q, 0, sizeof *q);
     q->format = PTQ_QF_E8P, q->rows = rows, q->cols = cols, q->bits = bits;
-    int st = bits / 2;
-    size_t nc = (size_t)st * rows * (cols / 8);
-    q->e8_codes = malloc(nc * 2);
+    size_t per = (size_t)rows * (cols / 8), nb = bits == 3 ? 3 * per : (size_t)bits * per;
+    q->e8_codes = malloc(nb);
     q->e8_scale = malloc(8);
     q->e8_su = malloc((size_t)cols);
     q->e8_sv = malloc((size_t)rows);
-    for (size_t i = 0; i < nc; i++) q->e8_codes[i] = (uint16_t)tu_rng_next(&seed);
-    q->e8_scale[0] = 0.037f, q->e8_scale[1] = 0.037f / 3.45f;
+    for (size_t i = 0; i < nb; i++) ((uint8_t *)q->e8_codes)[i] = (uint8_t)tu_rng_next(&seed);
+    q->e8_scale[0] = 0.037f, q->e8_scale[1] = 0.037f / (bits == 3 ? 2.04f : 3.45f);
     for (int i = 0; i < cols; i++) q->e8_su[i] = tu_rng_next(&seed) & 1 ? -1 : 1;
     for (int i = 0; i < rows; i++) q->e8_sv[i] = tu_rng_next(&seed) & 1 ? -1 : 1;
 }
@@ -79,9 +79,16 @@ static double *reference_decode(const ptq_qtensor *q)
 {
     int m = q->rows, n = q->cols, per = n / 8;
     double *Wp = calloc((size_t)m * n, sizeof *Wp), *T = calloc((size_t)m * n, sizeof *T);
-    for (int s = 0; s < q->bits / 2; s++)
+    for (int s = 0; s < (q->bits + 1) / 2; s++)
         for (int r = 0; r < m; r++)
             for (int j = 0; j < per; j++) {
+                if (q->bits == 3 && s == 1) { /* E81B: byte codes after the E8P stage */
+                    uint8_t c = ((const uint8_t *)(q->e8_codes + (size_t)m * per))[r * per + j];
+                    for (int i = 0; i < 8; i++)
+                        Wp[(size_t)r * n + 8 * j + i] += (double)q->e8_scale[1] *
+                            ((double)((int)((ptq_e81b_tab[c] >> (4 * i)) & 15) - 8) / 2);
+                    continue;
+                }
                 unsigned c = q->e8_codes[((size_t)s * m + r) * per + j], b = c & 255, p = 0;
                 for (int i = 0; i < 8; i++) p ^= (b >> i) & 1;
                 uint32_t a = ptq_e8p_tab[c >> 8];
@@ -111,7 +118,8 @@ static double *reference_decode(const ptq_qtensor *q)
 
 START_TEST(decode_is_the_reference)
 {
-    static const int shapes[][3] = {{64, 96, 2}, {96, 64, 4}, {40, 56, 2}, {128, 352, 4}};
+    static const int shapes[][3] = {{64, 96, 2}, {96, 64, 4}, {40, 56, 2}, {128, 352, 4},
+                                    {64, 96, 3}, {128, 352, 3}};
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
         int m = shapes[t][0], n = shapes[t][1];
         ptq_qtensor q;
@@ -149,7 +157,8 @@ static double a_of(int n)
 
 START_TEST(gemv_within_bound_any_threads)
 {
-    static const int shapes[][3] = {{64, 96, 2}, {576, 576, 4}, {1536, 576, 2}, {352, 128, 4}};
+    static const int shapes[][3] = {{64, 96, 2}, {576, 576, 4}, {1536, 576, 2}, {352, 128, 4},
+                                    {576, 1536, 3}};
     for (size_t t = 0; t < sizeof shapes / sizeof *shapes; t++) {
         int m = shapes[t][0], n = shapes[t][1];
         ptq_qtensor q;
@@ -194,7 +203,7 @@ START_TEST(check_refuses_bad_tensors)
     ck_assert_int_eq(ptq_qtensor_check(&q, "t", &e), PTQ_EFORMAT);
     printf("bad scale: %s\n", e.msg);
     q.e8_scale[0] = 1;
-    q.bits = 3;
+    q.bits = 5;
     ck_assert_int_eq(ptq_qtensor_check(&q, "t", &e), PTQ_EFORMAT);
     q.bits = 2;
     ck_assert_int_eq(ptq_qtensor_check(&q, "t", &e), 0);
@@ -276,7 +285,7 @@ START_TEST(babyllama_end_to_end)
     char *model = tu_shared("models/babyllama-105"), *tmp = tu_tmpdir(), *tmp2 = tu_tmpdir();
     /* the same file name in two directories (the manifest names the output) */
     char *o1 = tu_fmt("%s/q2.ptq", tmp), *o2 = tu_fmt("%s/q2.ptq", tmp2);
-    char *o4 = tu_fmt("%s/q4.ptq", tmp);
+    char *o4 = tu_fmt("%s/q4.ptq", tmp), *o3 = tu_fmt("%s/q3.ptq", tmp);
     tu_compile_ok(model, o1, NULL, "--method quip --bits 2 --nsamples 16 --seqlen 64 --threads 1",
                   1);
     tu_compile_ok(model, o2, NULL, "--method quip --bits 2 --nsamples 16 --seqlen 64 --threads 2",
@@ -286,12 +295,16 @@ START_TEST(babyllama_end_to_end)
     ck_assert_msg(n1 == n2 && !memcmp(a, b, n1), "bundles differ across --threads");
     free(a), free(b);
     tu_compile_ok(model, o4, NULL, "--method quip --bits 4 --nsamples 16 --seqlen 64", 1);
+    tu_compile_ok(model, o3, NULL, "--method quip --bits 3 --nsamples 16 --seqlen 64", 1);
     bundle_decodes(o1);
+    bundle_decodes(o3);
     bundle_decodes(o4);
-    double p0 = tu_ppl(model), p2 = tu_ppl(o1), p4 = tu_ppl(o4);
-    printf("babyllama-105 ppl: fp16 %.4f, quip 2-bit %.4f, quip 4-bit %.4f\n", p0, p2, p4);
+    double p0 = tu_ppl(model), p2 = tu_ppl(o1), p3 = tu_ppl(o3), p4 = tu_ppl(o4);
+    printf("babyllama-105 ppl: fp16 %.4f, quip 2-bit %.4f, 3-bit %.4f, 4-bit %.4f\n", p0, p2,
+           p3, p4);
     ck_assert(isfinite(p2) && p2 < 4 * p0);
     ck_assert(p4 < p2 && p4 < 1.25 * p0);
+    ck_assert(p3 < p2 && p3 < 2 * p0); /* one more bit a weight than 2 */
     char *out = NULL, *err = NULL;
     char *args = tu_fmt("run '%s' -p 'Once upon a time' -n 24 --device cpu --ignore-eos "
                       "--threads 2", o1);
@@ -305,7 +318,7 @@ START_TEST(babyllama_end_to_end)
     free(out), free(err), free(args), free(man);
     tu_rmrf(tmp);
     tu_rmrf(tmp2);
-    free(o1), free(o2), free(o4), free(model), free(tmp), free(tmp2);
+    free(o1), free(o2), free(o3), free(o4), free(model), free(tmp), free(tmp2);
 }
 END_TEST
 
@@ -316,10 +329,7 @@ START_TEST(bad_input)
     char *calib = tu_shared("text/tinystories-calib.txt");
     char *a;
     a = tu_fmt("compile '%s' -o '%s' --calib '%s' --method quip --bits 5", model, out, calib);
-    tu_expect_fail(a, 2, "--bits 2 or 4", out);
-    free(a);
-    a = tu_fmt("compile '%s' -o '%s' --calib '%s' --method quip --bits 3", model, out, calib);
-    tu_expect_fail(a, 2, "not built yet", out);
+    tu_expect_fail(a, 2, "--bits 2, 3 or 4", out);
     free(a);
     a = tu_fmt("compile '%s' -o '%s' --calib '%s' --method quip --bits 2 --group 64", model, out,
                calib);

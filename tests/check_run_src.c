@@ -21,6 +21,7 @@
 #include "lib/base/half.h"
 #include "lib/model/model.h"
 #include "lib/model/generate.h"
+#include "lib/qfmt/gemv_int.h"
 #include "lib/qfmt/pack.h"
 #include "lib/qfmt/qfmt.h"
 #include "lib/runtime/runtime_cpu.h"
@@ -240,8 +241,9 @@ START_TEST(dense_f16_widening_exact)
 }
 END_TEST
 
-/* gemv_int's lane path (4 bits, groups of whole blocks) computes exactly the
- * order lib/qfmt/gemv_int.h documents (whichever loop runs, AVX2 or not):
+/* gemv_int's portable lane loop (4 bits, groups of whole blocks) computes
+ * exactly the order lib/qfmt/gemv_int.h documents (the SIMD loops, with
+ * FMA, are checked against the bound in tests/check_cpu_kernels.c):
  * code s of word w of a block in lane 4 s + w, each group's lanes summed over
  * its blocks then scaled into 32 row lanes, added pairwise, minus
  * sum_g s_g (z_g X_g). */
@@ -264,7 +266,7 @@ START_TEST(gemv_int_lane_order)
     ptq_qtensor q = {.format = PTQ_QF_INT, .rows = R, .cols = C, .bits = 4, .group = G,
                      .ngroups = NG, .qweight = qw, .scales = sc, .zeros = z, .mapped = 1};
     ptq_err e;
-    ck_assert_msg(ptq_qfmt_get(PTQ_QF_INT)->gemv(&q, x, y, 2, &e) == 0, "%s", e.msg);
+    ck_assert_msg(ptq_gemv_int_path(&q, x, y, 2, PTQ_GEMV_PORTABLE, &e) == 0, "%s", e.msg);
     for (int r = 0; r < R; r++) {
         float yl[32] = {0}, zs = 0.0f;
         for (int g = 0; g < NG; g++) {

@@ -3,6 +3,7 @@
 
 #include <cJSON.h>
 #include <check.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,6 +152,40 @@ void tu_compile_ok(const char *model, const char *out, const char *calib, const 
     char *args = tu_fmt("verify '%s'", out);
     ck_assert_int_eq(tu_ptqc(args, NULL, NULL), 0);
     free(args);
+}
+
+int tu_compile_kill(const char *model, const char *out, const char *calib, const char *flags,
+                    const char *match, int nth)
+{
+    const char *bin = getenv("PTQC_BIN") && *getenv("PTQC_BIN") ? getenv("PTQC_BIN") : "src/ptqc";
+    char *cal = calib ? tu_fmt("%s", calib) : tu_shared("text/tinystories-calib.txt");
+    char *cmd = tu_fmt("exec '%s' compile '%s' -o '%s' --calib '%s' %s --progress=json", bin,
+                       model, out, cal, flags);
+    int fd[2];
+    ck_assert(pipe(fd) == 0);
+    pid_t pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0) {
+        dup2(fd[1], 2);
+        close(fd[0]);
+        close(fd[1]);
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    close(fd[1]);
+    int killed = 0, seen = 0;
+    FILE *f = fdopen(fd[0], "r");
+    char line[4096];
+    while (fgets(line, sizeof line, f))
+        if (strstr(line, match) && ++seen == nth) {
+            killed = kill(pid, SIGKILL) == 0;
+            break;
+        }
+    fclose(f);
+    int st;
+    waitpid(pid, &st, 0);
+    free(cmd), free(cal);
+    return killed && WIFSIGNALED(st);
 }
 
 cJSON *tu_eval_json(const char *args)

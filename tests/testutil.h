@@ -64,6 +64,11 @@ int tu_compile(const char *model, const char *out, const char *calib, const char
 /* tu_compile that must succeed; with verify, `ptqc verify` of out too. */
 void tu_compile_ok(const char *model, const char *out, const char *calib, const char *flags,
                    int verify);
+/* tu_compile (calib NULL as there) with --progress=json, the child exec'ed
+ * as ptqc itself, SIGKILLed at the nth stderr line containing match: 1 when
+ * it was killed, 0 when it finished first. */
+int tu_compile_kill(const char *model, const char *out, const char *calib, const char *flags,
+                    const char *match, int nth);
 /* `ptqc ARGS --json` must exit 0 and print JSON: returned (cJSON_Delete it). */
 struct cJSON *tu_eval_json(const char *args);
 /* The number j[key] (asserted to be one). */

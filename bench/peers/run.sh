@@ -82,7 +82,12 @@ gptqnoao-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --no-act-order CAL
 gptqd01-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --damp 0.1 CAL
 gptqd001-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --damp 0.001 CAL
 gptqmse-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --mse CAL
-gptqmse-w3g128|ptqc|--method gptq --bits 3 --group 128 --sym --mse CAL'
+gptqmse-w3g128|ptqc|--method gptq --bits 3 --group 128 --sym --mse CAL
+gptqlay-w3g128|ptqc|--method gptq --bits 3 --group 128 --sym --hessians layer CAL
+gptqlay-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --hessians layer CAL
+gptqlaymse-w3g128|ptqc|--method gptq --bits 3 --group 128 --sym --hessians layer --mse CAL
+gptqlaymse-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --hessians layer --mse CAL
+gptqseq-w3g128|ptqc|--method gptq --bits 3 --group 128 --sym --hessians sequential CAL'
 DEFAULT_RUNS=$(printf '%s\n' "$RUNS" | cut -d'|' -f1 | grep -v '^awq')
 WANT=${*:-$DEFAULT_RUNS}
 

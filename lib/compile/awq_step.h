@@ -27,9 +27,8 @@
  *
  * Objectives:
  *   q/k/v    the attention block's output o_proj(attention(q, k, v)) with
- *            o_proj unquantized: the layer run with a zero down_proj, whose
- *            output minus the input is exactly that block (the unused MLP
- *            is computed and discarded: simpler than a second attention);
+ *            o_proj unquantized (the forward's attention parts alone,
+ *            lib/model/model.h; the residual cancels in the difference);
  *   o_proj   its own output, through the Gram matrix of its inputs;
  *   gate/up  the MLP's output down(silu(gate) * up), down unquantized;
  *   down     its own output, through the Gram matrix of its inputs.
@@ -52,8 +51,14 @@
 #include "lib/quant/awq.h"
 #include "lib/model/model.h"
 
-/* Tokens of the scale search: the first samples up to this many tokens
- * (at least one sample); the reference calibrates on about 64 x 512. */
+/* Tokens of the searches (--awq-search-tokens): the first samples up to
+ * this many tokens (at least one sample).  The calibration samples are
+ * drawn by --seed (calib/samples.h), so these are a seeded subset of them.
+ * The references judge every candidate on all their calibration tokens
+ * (about 64 x 512), so the default keeps them all up to 32768.  Each
+ * candidate costs a block forward over these tokens; on SmolLM2 2048 of
+ * 4096 made the compile 1.56x faster but cost 4 % KL (bench/RESULTS-awq.md),
+ * so the cap is opt-in. */
 #define PTQ_AWQ_TOKENS 32768
 
 /* The most workers of the AWQ step (the engine's PTQ_MAX_WORKERS). */

@@ -6,6 +6,12 @@
 #include "lib/base/clock.h"
 #include "lib/compile/engine.h"
 
+/* The tokens of the searches: --awq-search-tokens or the default. */
+static int awq_tokens(const ptq_compile_opts *o)
+{
+    return o->awq_tokens > 0 ? o->awq_tokens : PTQ_AWQ_TOKENS;
+}
+
 /* The AWQ step of layer l: scales searched and folded into lw, clips kept
  * in s->awq for quantize_linear. */
 int awq_layer_step(cstate *s, int l, ptq_layer_w *lw, const char *folded[2], ptq_err *e)
@@ -28,7 +34,7 @@ int awq_layer_step(cstate *s, int l, ptq_layer_w *lw, const char *folded[2], ptq
     c.nworkers = s->nworkers; /* the same bits for any count (lib/quant/awq.h) */
     c.hidden = s->hidden;
     c.T = s->seqlen;
-    c.nsamp = PTQ_AWQ_TOKENS / s->seqlen;
+    c.nsamp = awq_tokens(s->o) / s->seqlen;
     if (c.nsamp < 1) c.nsamp = 1;
     if (c.nsamp > s->nsamples) c.nsamp = s->nsamples;
     c.chunk = s->chunk;
@@ -45,6 +51,7 @@ void awq_entry(const cstate *s, int which, cJSON *entry) { awq_report(&s->awq, w
 void awq_settings(cJSON *q, const ptq_compile_opts *o)
 {
     cJSON_AddNumberToObject(q, "awq_grid", o->awq_grid > 0 ? o->awq_grid : PTQ_AWQ_GRID);
+    cJSON_AddNumberToObject(q, "awq_search_tokens", awq_tokens(o));
 }
 
 int awq_check(const ptq_method *m, const ptq_compile_opts *o, const ptq_flags_given *given,
@@ -53,10 +60,11 @@ int awq_check(const ptq_method *m, const ptq_compile_opts *o, const ptq_flags_gi
     if (m->transform == PTQ_TF_AWQ && o->q.q.mse)
         return ptq_fail(e, PTQ_EUSAGE, "--mse does not apply to --method %s (AWQ searches its "
                         "own clipping)", m->name);
-    if (m->transform != PTQ_TF_AWQ && given->awq_grid && !o->recipe) {
+    if (m->transform != PTQ_TF_AWQ && (given->awq_grid || given->awq_tokens) && !o->recipe) {
         char list[128];
         ptq_awq_methods(list, sizeof list);
-        return ptq_fail(e, PTQ_EUSAGE, "--awq-grid is an %s option", list);
+        return ptq_fail(e, PTQ_EUSAGE, "%s is an %s option",
+                        given->awq_grid ? "--awq-grid" : "--awq-search-tokens", list);
     }
     return PTQ_OK;
 }

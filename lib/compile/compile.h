@@ -5,8 +5,10 @@
  * q/k/v, accumulate their Hessian, quantize q, k and v; re-run the layer with
  * the quantized q/k/v and do the same for o, then gate/up, then down; finally
  * re-run the whole quantized layer to produce the FP16 hidden states that
- * feed the next layer.  Each finished layer goes into the bundle and the
- * resume journal (lib/compile/journal.h).
+ * feed the next layer (--hessians layer: all four Hessians from one pass of
+ * the unquantized layer instead, the output still from the quantized one).
+ * Each finished layer goes into the bundle and the resume journal
+ * (lib/compile/journal.h).
  *
  * What a method does is one row of the method table (lib/compile/method.h):
  * a transform, a rounder and a packed format.
@@ -40,6 +42,15 @@
 #define PTQ_DATAFREE_SEQLEN 128
 
 struct ptq_method;
+
+/* --hessians: PTQ_HESS_SEQUENTIAL takes each group's Hessian from the layer
+ * with the earlier groups already quantized (o from the quantized q/k/v's
+ * attention, down from the quantized gate/up: true-sequential);
+ * PTQ_HESS_LAYER takes all four from one forward of the unquantized layer
+ * (llm-compressor, the GPTQ paper without true-sequential).  In both the
+ * next layer reads the quantized layer's output.  PTQ_HESS_DEFAULT: layer
+ * for gptq, sequential for the other methods (ptqc-compile(1)). */
+enum { PTQ_HESS_DEFAULT = 0, PTQ_HESS_SEQUENTIAL = 1, PTQ_HESS_LAYER = 2 };
 
 /* Progress of a run, reported through the caller's callbacks (src/progress.c
  * prints them); any of them may be NULL.  Layers are numbered from 0. */
@@ -75,8 +86,13 @@ typedef struct ptq_compile_opts {
     int act_static;             /* 8-bit methods: 1 per-tensor static activation
                                    scales from the calibration set, 0 per-token dynamic */
     int kv_int8;                /* 1: calibrate int8 KV-cache scales (any method) */
+    int hessians;               /* where the Hessians come from: 0 the default,
+                                   PTQ_HESS_SEQUENTIAL or PTQ_HESS_LAYER (above) */
     int awq_grid;               /* AWQ: points of the scale and clip searches (20) */
+    int awq_tokens;             /* AWQ: tokens of the searches (0: PTQ_AWQ_TOKENS) */
     int sym_set;                /* 1: --sym/--asym given (else awq defaults to asym) */
+    int mse_set;                /* 1: --mse/--no-mse given (else the method's default,
+                                   lib/compile/plan.c) */
     const char *recipe;         /* --recipe FILE (lib/compile/recipe.h) or NULL */
     const char *const *cmdline; /* the command line recorded as provenance */
     int ncmdline;

@@ -110,8 +110,12 @@ static int do_linear(cstate *s, int l, int which, ptq_layer_w *lw, ptq_qtensor *
         return PTQ_OK;
     }
     cJSON_AddStringToObject(ent, "method", pl->m->name);
-    cJSON_AddNumberToObject(ent, "bits", pl->q.q.bits);
-    cJSON_AddNumberToObject(ent, "group", pl->q.group);
+    if (pl->m->rounder == PTQ_RD_AQLM) {
+        aqlm_plan_json(ent, &pl->q, rows, cols); /* codebooks MxB, bits per weight */
+    } else {
+        cJSON_AddNumberToObject(ent, "bits", pl->q.q.bits);
+        cJSON_AddNumberToObject(ent, "group", pl->q.group);
+    }
     if (pl->q.q.sym != s->q.q.sym) cJSON_AddBoolToObject(ent, "sym", pl->q.q.sym);
     const ptq_transform_ops *tf = &ptq_transforms[pl->m->transform];
     if (tf->report) tf->report(s, which, ent);
@@ -119,6 +123,49 @@ static int do_linear(cstate *s, int l, int which, ptq_layer_w *lw, ptq_qtensor *
     int rc = quantize_linear(s, l, which, lw, qt, ent, e);
     if (rc) ptq_fail_prefix(e, "%s", nm);
     cJSON_AddNumberToObject(ent, "seconds", cs_elapsed(tl));
+    return rc;
+}
+
+static int group_skipped(const cstate *s, int l, int g)
+{
+    int all = 1;
+    for (int k = ptq_group_first[g]; k < ptq_group_first[g] + ptq_group_count[g]; k++)
+        all &= plan_of(s, l, k)->skip;
+    return all;
+}
+
+/* --hessians layer: stages 0-3 of the still unquantized layer, each group's
+ * Hessian and max |x| kept in s->Hl[g], s->amaxl[g] (a group kept dense
+ * needs none; its stage still runs, the next stages read it). */
+static int layer_hessians(cstate *s, int l, const ptq_layer_w *lw, ptq_err *e)
+{
+    int rc = PTQ_OK;
+    for (int g = 0; g < 4 && !rc; g++) {
+        int rows, cols, hess = !group_skipped(s, l, g);
+        ptq_linear_shape(s->cfg, ptq_group_first[g], &rows, &cols);
+        rc = layer_pass(s, lw, g, hess, e);
+        if (!rc && hess) {
+            memcpy(s->Hl[g], s->H, (size_t)cols * cols * sizeof *s->H);
+            memcpy(s->amaxl[g], s->amax, (size_t)cols * sizeof *s->amax);
+        }
+    }
+    return rc;
+}
+
+/* Group g's input statistics into s->H, s->amax: with --hessians layer
+ * those of the unquantized layer (all four captured at group 0), else the
+ * capture of stage g with the earlier groups quantized. */
+static int group_capture(cstate *s, int l, int g, const ptq_layer_w *lw, int all_skipped,
+                         ptq_err *e)
+{
+    if (!s->hess_layer) return layer_pass(s, lw, g, !all_skipped, e);
+    int rc = g == 0 ? layer_hessians(s, l, lw, e) : PTQ_OK;
+    if (!rc && !all_skipped) {
+        int rows, cols;
+        ptq_linear_shape(s->cfg, ptq_group_first[g], &rows, &cols);
+        memcpy(s->H, s->Hl[g], (size_t)cols * cols * sizeof *s->H);
+        memcpy(s->amax, s->amaxl[g], (size_t)cols * sizeof *s->amax);
+    }
     return rc;
 }
 
@@ -130,12 +177,11 @@ static int do_group(cstate *s, int l, int g, ptq_layer_w *lw, ptq_qtensor *qt,
     const int first = ptq_group_first[g], n = ptq_group_count[g];
     cs_step(s, l, group_step[g]);
     int rc = PTQ_OK;
-    int all_skipped = 1;
-    for (int k = first; k < first + n; k++) all_skipped &= plan_of(s, l, k)->skip;
+    int all_skipped = group_skipped(s, l, g);
     double t0 = ptq_now();
     /* no calibration: no capture, no H (weight-space errors, quantize.c);
      * the stage runs for a group kept dense too: the next stages read it */
-    if (!s->nocal) rc = layer_pass(s, lw, g, !all_skipped, e);
+    if (!s->nocal) rc = group_capture(s, l, g, lw, all_skipped, e);
     s->t[T_CAPTURE] += cs_elapsed(t0);
     for (int t = 0; t < PTQ_TF_COUNT && !rc; t++)
         if (ptq_transforms[t].group_step && uses(s, l, first, n, t)) {
@@ -166,7 +212,12 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
     if (!rc && !s->nocal) { /* the next layer's input */
         cs_step(s, l, "output");
         t0 = ptq_now();
-        rc = layer_pass(s, lw, 4, 0, e);
+        /* --hessians layer: the stages ran on the unquantized layer; the
+         * quantized attention and h = x + o(...) first (stage 1 also takes
+         * the int8 KV statistics of the quantized q/k/v, as sequentially) */
+        if (s->hess_layer) rc = layer_pass(s, lw, 1, 0, e);
+        if (!rc && s->hess_layer) rc = layer_pass(s, lw, 2, 0, e);
+        if (!rc) rc = layer_pass(s, lw, 4, 0, e);
         s->t[T_FORWARD] += cs_elapsed(t0);
     }
     /* int8 KV cache: static scales from the calibration tokens of the

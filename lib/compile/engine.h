@@ -13,6 +13,7 @@
  *   round.c       the rounders (rtn, gptq)
  *   round_quip.c  the QuIP# rounder (incoherence, BlockLDLQ, E8P)
  *   round_aqlm.c  the AQLM rounder (additive codebooks, beam search)
+ *   rotate.c      --rotate hadamard around the rtn / gptq rounders
  *   smooth.c      the SmoothQuant transform
  *   awq_step.c    the AWQ transform (the layer step)
  *   kvcal.c       int8 KV-cache scales
@@ -101,6 +102,8 @@ typedef struct cstate {
     float *x32;                 /* = x32s[0] (scratch of the main thread) */
     size_t nscratch;            /* floats in x32 */
     float *H, *Hw;              /* [maxcols^2] */
+    int hess_layer;             /* 1: --hessians layer (every H from the unquantized layer) */
+    float *Hl[4], *amaxl[4];    /* with hess_layer: group g's H [cols_g^2] and max |x| */
     float *wq;                  /* [max rows*cols] dequantized weights */
     float *errbuf;              /* [2 * PTQ_ERR_ROWS, max cols] (lib/quant/err_metric.h) */
     size_t mem_weights, mem_acts, mem_hess;
@@ -202,9 +205,18 @@ int quip_plan_check(const cstate *s, int l, int which, const lin_plan *p, ptq_er
 int aqlm_round(cstate *s, const float *W, int rows, int cols, const ptq_gptq_opts *q, int format,
                float act, ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e);
 void aqlm_settings(cJSON *q, const ptq_gptq_opts *qo);
+/* the plan of one aqlm linear in its report entry: aqlm_codebooks "MxB" and
+ * bits per weight with the codebooks and scales counted */
+void aqlm_plan_json(cJSON *ent, const ptq_gptq_opts *qo, int rows, int cols);
 int aqlm_check(const ptq_method *m, const ptq_compile_opts *o, const ptq_flags_given *given,
                ptq_err *e);
 int aqlm_plan_check(const cstate *s, int l, int which, const lin_plan *p, ptq_err *e);
+/* rotate.c: --rotate hadamard for the int rounders (rtn, gptq; lib/qfmt/qf_int_had.c) */
+int rotate_round(cstate *s, int rd, const float *W, int rows, int cols, const ptq_gptq_opts *q,
+                 int format, float act, ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e);
+int rotate_check(const ptq_method *m, const ptq_compile_opts *o, ptq_err *e);
+int rotate_plan_check(const cstate *s, int l, int which, const lin_plan *p, ptq_err *e);
+void rotate_settings(const cstate *s, cJSON *q);
 /* smooth.c, awq_step.c: the transforms' hooks */
 int smooth_group_step(cstate *s, int l, int g, ptq_layer_w *lw, const char *folded[2],
                       ptq_err *e);

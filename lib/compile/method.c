@@ -125,6 +125,7 @@ int ptq_method_check(const ptq_compile_opts *o, const ptq_flags_given *given, pt
     for (int t = 0; t < PTQ_TF_COUNT && !rc; t++)
         if (ptq_transforms[t].check) rc = ptq_transforms[t].check(m, o, given, e);
     if (!rc) rc = check_act_scales(m, given, e);
+    if (!rc) rc = rotate_check(m, o, e);
     return rc;
 }
 

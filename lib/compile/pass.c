@@ -90,8 +90,11 @@ static void run_job(void *arg)
  *   4  h + down(...) into the hidden states: the next layer's input
  * so the layer costs one forward plus gate/up once more, and each group's
  * input is the one the layer produces with the earlier groups quantized
- * (quantized activations propagate, as in GPTQ's sequential order).  The
- * numbers are those of the whole-layer forward on the same chunks.  A chunk
+ * (quantized activations propagate, as in GPTQ's sequential order).  With
+ * --hessians layer (engine.c) stages 0-3 run first on the unquantized layer
+ * for the four Hessians, then 1, 2 and 4 on the quantized one for the
+ * output.  The numbers are those of the whole-layer forward on the same
+ * chunks.  A chunk
  * is the unit of work: one single-threaded BLAS forward on a worker, its
  * capture added to the Hessian in chunk order, so the result does not depend
  * on the number of workers. */
@@ -116,6 +119,8 @@ int layer_pass(cstate *s, const ptq_layer_w *lw, int g, int hess, ptq_err *e)
             b0 += B;
         }
         ptq_par_run(nj, run_job, jobs, sizeof *jobs);
+        const float *hx[PTQ_MAX_WORKERS]; /* the chunks' Hessian inputs, in chunk order */
+        int hn[PTQ_MAX_WORKERS], nh = 0;
         for (int i = 0; i < nj && !rc; i++) {
             const float *X = g == 1 ? s->stage + (size_t)jobs[i].b0 * T * s->stage_w : s->caps[i];
             double t0 = ptq_now();
@@ -123,11 +128,14 @@ int layer_pass(cstate *s, const ptq_layer_w *lw, int g, int hess, ptq_err *e)
                 *e = jobs[i].e;
                 rc = jobs[i].rc;
             } else if (hess) {
-                rc = ptq_hessian_add(&h, X, jobs[i].B * T, e);
+                hx[nh] = X, hn[nh++] = jobs[i].B * T;
             }
             if (!rc && g == 1 && s->kvmax) rc = kv_absmax(s, s->kvcaps[i], jobs[i].B * T, e);
             th += ptq_now() - t0;
         }
+        double th0 = ptq_now(); /* their ssyrks on the workers: the same bits for any count */
+        if (!rc && nh) rc = ptq_hessian_add_chunks(&h, hx, hn, nh, s->nworkers, e);
+        th += ptq_now() - th0;
     }
     if (hess) {
         double t0 = ptq_now();

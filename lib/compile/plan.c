@@ -33,6 +33,15 @@ static int divides_all(cstate *s, int group, char *nm, size_t nmlen, int *bad_co
     return 1;
 }
 
+/* GPTQ's clipping: --mse unless --no-mse (ptqc-compile(1) gives the
+ * measurement); min-max for every other method. */
+#define GPTQ_MSE_DEFAULT 1
+static int mse_default(const ptq_method *m)
+{
+    return GPTQ_MSE_DEFAULT && m->rounder == PTQ_RD_GPTQ && m->transform == PTQ_TF_NONE &&
+           !ptq_method_a8(m);
+}
+
 int check_flags(cstate *s, ptq_err *e)
 {
     s->q = s->o->q;
@@ -40,6 +49,12 @@ int check_flags(cstate *s, ptq_err *e)
     s->q.threads = s->o->threads > 0 ? s->o->threads : 1;
     if (s->q.q.bits < 2 || s->q.q.bits > 8)
         return ptq_fail(e, PTQ_EUSAGE, "--bits %d: out of range 2..8", s->q.q.bits);
+    /* --hessians: layer for gptq, sequential for the others, unless given
+     * (ptqc-compile(1) gives the measurement) */
+    int gptq = s->m->rounder == PTQ_RD_GPTQ && s->m->transform == PTQ_TF_NONE &&
+               !ptq_method_a8(s->m);
+    s->hess_layer = s->o->hessians == PTQ_HESS_LAYER ||
+                    (s->o->hessians == PTQ_HESS_DEFAULT && gptq);
     if (s->m->transform == PTQ_TF_SMOOTHQUANT && !(s->o->alpha >= 0.0f && s->o->alpha <= 1.0f))
         return ptq_fail(e, PTQ_EUSAGE, "--alpha %g: outside [0, 1]", (double)s->o->alpha);
     if (ptq_method_a8(s->m)) { /* 8-bit symmetric, one scale per output channel */
@@ -50,6 +65,7 @@ int check_flags(cstate *s, ptq_err *e)
         s->q.act_order = s->q.static_groups = 0;
         return PTQ_OK;
     }
+    if (!s->o->mse_set) s->q.q.mse = s->o->q.q.mse || mse_default(s->m);
     char nm[256];
     int cols;
     /* default: 128 when it divides every quantized linear.  A given group
@@ -65,17 +81,19 @@ static int apply_recipe(cstate *s, int l, int w, lin_plan *p, int *used, ptq_err
     char full[256], mod[256];
     weight_name(full, sizeof full, l, w, "weight");
     snprintf(mod, sizeof mod, "model.layers.%d.%s", l, ptq_linear_name(w));
-    recipe_set rs = {NULL, -1, -1, -1, -1};
+    recipe_set rs = {NULL, -1, -1, -1, -1, -1};
     recipe_apply(&s->rec, full, mod, &rs, used);
     if (rs.method) p->m = rs.method;
     if (rs.bits >= 0) p->q.q.bits = rs.bits;
     if (rs.group >= 0) p->q.group = rs.group;
     if (rs.skip >= 0) p->skip = p->skip || rs.skip;
+    if (rs.rotate >= 0) p->q.rotate = rs.rotate;
     if (rs.sym >= 0) p->q.q.sym = rs.sym;
     else if (!o->sym_set) p->q.q.sym = !ptq_transforms[p->m->transform].asym_default;
     if (ptq_method_a8(s->m))
         return ptq_fail(e, PTQ_EUSAGE, "--recipe does not combine with --method %s", s->m->name);
     if (p->skip) return PTQ_OK;
+    if (!o->mse_set) p->q.q.mse = o->q.q.mse || mse_default(p->m);
     if (ptq_transforms[p->m->transform].own_clipping && p->q.q.mse)
         return ptq_fail(e, PTQ_EUSAGE, "recipe %s: %s: --mse does not apply to %s (AWQ searches "
                         "its own clipping)", o->recipe, full, p->m->name);
@@ -110,6 +128,7 @@ int build_plan(cstate *s, ptq_err *e)
             if (o->recipe) rc = apply_recipe(s, l, w, p, used, e);
             if (!rc && !p->skip && ptq_rounders[p->m->rounder].plan_check)
                 rc = ptq_rounders[p->m->rounder].plan_check(s, l, w, p, e);
+            if (!rc && !p->skip && p->q.rotate) rc = rotate_plan_check(s, l, w, p, e);
         }
     if (!rc && o->recipe) rc = recipe_check_used(&s->rec, used, o->model, e);
     free(used);

@@ -24,7 +24,8 @@ static int round_to(cstate *s, int rd, const float *W, int rows, int cols, const
                     int format, float act, ptq_qtensor *out, ptq_gptq_report *rep, ptq_err *e)
 {
     double t0 = ptq_now();
-    int rc = ptq_rounders[rd].round(s, W, rows, cols, q, format, act, out, rep, e);
+    int rc = q->rotate ? rotate_round(s, rd, W, rows, cols, q, format, act, out, rep, e)
+                       : ptq_rounders[rd].round(s, W, rows, cols, q, format, act, out, rep, e);
     if (!rc) rc = ptq_qtensor_dequant(out, s->wq, e);
     if (rc) ptq_qtensor_free(out);
     s->t[T_QUANT] += cs_elapsed(t0);

@@ -30,7 +30,7 @@ static int parse_set(const char *path, const char *where, const cJSON *o, int is
                      recipe_set *s, char **match, ptq_err *e)
 {
     s->method = NULL;
-    s->bits = s->group = s->sym = s->skip = -1;
+    s->bits = s->group = s->sym = s->skip = s->rotate = -1;
     if (!cJSON_IsObject(o)) return ptq_fail(e, PTQ_EFORMAT, "recipe %s: %s is not an object", path, where);
     const cJSON *it;
     cJSON_ArrayForEach(it, o) {
@@ -63,9 +63,15 @@ static int parse_set(const char *path, const char *where, const cJSON *o, int is
                 return ptq_fail(e, PTQ_EFORMAT, "recipe %s: %s: \"%s\" is not true or false", path,
                                 where, k);
             *(!strcmp(k, "sym") ? &s->sym : &s->skip) = cJSON_IsTrue(it);
+        } else if (!strcmp(k, "rotate")) {
+            const char *v = cJSON_IsString(it) ? it->valuestring : "";
+            if (strcmp(v, "hadamard") && strcmp(v, "none"))
+                return ptq_fail(e, PTQ_EFORMAT, "recipe %s: %s: \"rotate\" is not \"hadamard\" "
+                                "or \"none\"", path, where);
+            s->rotate = !strcmp(v, "hadamard");
         } else {
             return ptq_fail(e, PTQ_EFORMAT, "recipe %s: %s: unknown key \"%s\" (method, bits, group, "
-                            "sym, skip%s)", path, where, k, is_override ? ", match" : "");
+                            "sym, skip, rotate%s)", path, where, k, is_override ? ", match" : "");
         }
     }
     if (is_override && !*match)
@@ -87,7 +93,7 @@ int recipe_load(recipe *r, const char *path, ptq_err *e)
 {
     memset(r, 0, sizeof *r);
     r->def.method = NULL;
-    r->def.bits = r->def.group = r->def.sym = r->def.skip = -1;
+    r->def.bits = r->def.group = r->def.sym = r->def.skip = r->def.rotate = -1;
     char *text = NULL;
     int rc = read_file(path, &text, e);
     if (rc) return rc;
@@ -148,6 +154,7 @@ static void merge(recipe_set *dst, const recipe_set *src)
     if (src->group >= 0) dst->group = src->group;
     if (src->sym >= 0) dst->sym = src->sym;
     if (src->skip >= 0) dst->skip = src->skip;
+    if (src->rotate >= 0) dst->rotate = src->rotate;
 }
 
 void recipe_apply(const recipe *r, const char *tensor, const char *module, recipe_set *set,

@@ -7,7 +7,8 @@
  * Settings: method (a weight-only method of lib/compile/method.h: "rtn",
  * "gptq", "awq", "awq+gptq"), bits (2..8), group
  * (0 or a divisor of the input size), sym (true/false), skip (true: kept
- * dense).  Each linear starts from the command line's settings, then
+ * dense), rotate ("hadamard" or "none": --rotate).  Each linear starts
+ * from the command line's settings, then
  * "default", then every override whose fnmatch(3) pattern matches its tensor
  * name (model.layers.L.self_attn.q_proj.weight) or module name (the same
  * without .weight), in file order: later overrides win, key by key.
@@ -30,6 +31,7 @@ struct ptq_method;
 typedef struct recipe_set {
     const struct ptq_method *method; /* a weight-only row of lib/compile/method.h */
     int bits, group, sym, skip;
+    int rotate; /* "rotate": "hadamard" 1 or "none" 0 (lib/compile/rotate.c) */
 } recipe_set;
 
 typedef struct recipe_rule {

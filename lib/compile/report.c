@@ -32,16 +32,20 @@ cJSON *settings_json(const cstate *s)
     const ptq_gptq_opts *qo = &s->q;
     cJSON *q = cJSON_CreateObject();
     cJSON_AddStringToObject(q, "method", s->m->name);
-    cJSON_AddNumberToObject(q, "bits", qo->q.bits);
-    cJSON_AddNumberToObject(q, "group", qo->group);
-    cJSON_AddBoolToObject(q, "sym", qo->q.sym);
-    cJSON_AddBoolToObject(q, "mse", qo->q.mse);
+    if (s->m->rounder != PTQ_RD_AQLM || s->rec.json) { /* aqlm: its "aqlm" object */
+        cJSON_AddNumberToObject(q, "bits", qo->q.bits);
+        cJSON_AddNumberToObject(q, "group", qo->group);
+        cJSON_AddBoolToObject(q, "sym", qo->q.sym);
+        cJSON_AddBoolToObject(q, "mse", qo->q.mse);
+    }
     for (int t = 0; t < PTQ_TF_COUNT; t++)
         if (ptq_transforms[t].settings && reaches(s, t, -1)) ptq_transforms[t].settings(q, o);
     if (ptq_method_a8(s->m))
         cJSON_AddStringToObject(q, "act_scales", o->act_static ? "static" : "dynamic");
     if (o->kv_int8) cJSON_AddStringToObject(q, "kv_cache", "int8");
+    if (s->hess_layer && !s->nocal) cJSON_AddStringToObject(q, "hessians", "layer"); /* absent: sequential */
     if (s->rec.json) cJSON_AddItemToObject(q, "recipe", cJSON_Duplicate(s->rec.json, 1));
+    rotate_settings(s, q); /* absent when no linear rotates */
     for (int r = 0; r < PTQ_RD_COUNT; r++)
         if (ptq_rounders[r].settings && reaches(s, -1, r)) ptq_rounders[r].settings(q, qo);
     if (!s->nocal) { /* the budget asked for (the calibration record has what was cut) */

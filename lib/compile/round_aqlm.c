@@ -82,6 +82,24 @@ void aqlm_settings(cJSON *q, const ptq_gptq_opts *qo)
     cJSON_AddNumberToObject(j, "kmeans_iters", AQLM_KMEANS_ITER);
 }
 
+/* bits per weight of an MxB linear: codes M B / 8, the fp16 codebooks
+ * (M 2^B 8 values) and the fp16 scale of each row spread over its weights */
+static double aqlm_bpw(int M, int B, int rows, int cols)
+{
+    double w = (double)rows * cols;
+    return M * B / 8.0 + 16.0 * M * (double)(1u << B) * 8 / w + 16.0 * rows / w;
+}
+
+void aqlm_plan_json(cJSON *ent, const ptq_gptq_opts *qo, int rows, int cols)
+{
+    ptq_aqlm_opts o;
+    opts_of(qo, &o);
+    char cb[32];
+    snprintf(cb, sizeof cb, "%dx%d", o.M, o.B);
+    cJSON_AddStringToObject(ent, "aqlm_codebooks", cb); /* "codebooks" is the format's */
+    cJSON_AddNumberToObject(ent, "bits_per_weight", aqlm_bpw(o.M, o.B, rows, cols));
+}
+
 /* seed of linear `which` of layer l */
 static uint64_t seed_of(uint64_t seed, int l, int which)
 {

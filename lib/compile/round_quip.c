@@ -6,12 +6,13 @@
  *   1. incoherence (lib/quant/hadamard.h): W' = U W V^T, H' = V H V^T, the
  *      sign vectors seeded per linear (seed_of below);
  *   2. scale: s1 = rms(W') / 1.03 (quip-sharp's E8P opt_scale: W' / s1 has
- *      the RMS the codebook was tuned for); 4 bits add a residual stage with
- *      s2 = s1 / 3.45 (quip-sharp's E8P12RVQ4B opt_resid_scale);
+ *      the RMS the codebook was tuned for); 4 bits add an E8P residual stage
+ *      with s2 = s1 / 3.45 (quip-sharp's E8P12RVQ4B opt_resid_scale); 3 bits
+ *      take s1 = rms(W') / 0.98 and a residual stage on the 1-bit E8
+ *      codebook (e8p.h) with s2 = s1 / 2.04 (quip-sharp's E8P12RVQ3B);
  *   3. BlockLDLQ with blocks of 8 (lib/quant/ldlq.h) onto E8P, the residual
  *      stage rounded inside each block as quip-sharp's RVQ codebook does;
- *      damping --damp (0.01, the paper's sigma_reg), the float64 retry.
- * 3 bits (E8P + quip-sharp's 1-bit E8 residual codebook) is not built. */
+ *      damping --damp (0.01, the paper's sigma_reg), the float64 retry. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,8 @@
 
 #define QUIP_OPT_SCALE 1.03      /* quip-sharp E8P12 / E8P12RVQ4B opt_scale */
 #define QUIP_RESID_SCALE 3.45    /* quip-sharp E8P12RVQ4B opt_resid_scale */
+#define QUIP3_OPT_SCALE 0.98     /* quip-sharp E8P12RVQ3B opt_scale */
+#define QUIP3_RESID_SCALE 2.04   /* quip-sharp E8P12RVQ3B opt_resid_scale */
 
 /* The signs of linear `which` of layer l: S_rows from seed_of, S_cols from
  * seed_of + 1 (ptq_incoh_init), distinct for every linear of a run. */
@@ -35,12 +38,10 @@ static uint64_t seed_of(uint64_t seed, int l, int which)
 
 static int bits_ok(int bits, const char *what, ptq_err *e)
 {
-    if (bits == 3)
-        return ptq_fail(e, PTQ_EUSAGE, "%s--method quip --bits 3 (E8P plus a 1-bit residual "
-                        "codebook) is not built yet: use --bits 2 or 4", what);
-    if (bits != 2 && bits != 4)
-        return ptq_fail(e, PTQ_EUSAGE, "%s--method quip takes --bits 2 or 4 (E8P, or E8P with "
-                        "an E8P residual stage), not %d", what, bits);
+    if (bits < 2 || bits > 4)
+        return ptq_fail(e, PTQ_EUSAGE, "%s--method quip takes --bits 2, 3 or 4 (E8P, E8P with "
+                        "a 1-bit E8 residual stage, or with an E8P residual stage), not %d",
+                        what, bits);
     return PTQ_OK;
 }
 
@@ -78,10 +79,11 @@ int quip_plan_check(const cstate *s, int l, int which, const lin_plan *p, ptq_er
 void quip_settings(cJSON *q, const ptq_gptq_opts *qo)
 {
     cJSON *j = cJSON_AddObjectToObject(q, "quip");
-    cJSON_AddStringToObject(j, "codebook", "E8P");
+    int b3 = qo->q.bits == 3;
+    cJSON_AddStringToObject(j, "codebook", b3 ? "E8P + E81B" : "E8P");
     cJSON_AddNumberToObject(j, "ldlq_block", 8);
-    cJSON_AddNumberToObject(j, "opt_scale", QUIP_OPT_SCALE);
-    cJSON_AddNumberToObject(j, "resid_scale", QUIP_RESID_SCALE);
+    cJSON_AddNumberToObject(j, "opt_scale", b3 ? QUIP3_OPT_SCALE : QUIP_OPT_SCALE);
+    cJSON_AddNumberToObject(j, "resid_scale", b3 ? QUIP3_RESID_SCALE : QUIP_RESID_SCALE);
     char d[32];
     snprintf(d, sizeof d, "%g", (double)qo->damp);
     cJSON_AddNumberToObject(j, "damp", strtod(d, NULL));
@@ -101,7 +103,7 @@ static int fill_out(ptq_ldlq_e8p *r, ptq_incoh *c, ptq_qtensor *out, ptq_err *e)
 {
     memset(out, 0, sizeof *out);
     out->format = PTQ_QF_E8P;
-    out->rows = r->rows, out->cols = r->cols, out->bits = 2 * r->stages;
+    out->rows = r->rows, out->cols = r->cols, out->bits = r->e81b ? 3 : 2 * r->stages;
     out->e8_scale = malloc(sizeof *out->e8_scale * 2);
     if (!out->e8_scale) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
     out->e8_scale[0] = r->scale, out->e8_scale[1] = r->rscale;
@@ -123,6 +125,7 @@ int quip_round(cstate *s, const float *W, int rows, int cols, const ptq_gptq_opt
     ptq_incoh c;
     int rc = ptq_incoh_init(&c, rows, cols, seed_of(s->o->seed, s->cur_layer, s->cur_linear), e);
     if (rc) return rc;
+    c.threads = s->q.threads;
     float *Wr = malloc(n * sizeof *Wr), *What = malloc(n * sizeof *What);
     ptq_e8p_book *book = malloc(sizeof *book);
     ptq_ldlq_e8p r;
@@ -134,12 +137,15 @@ int quip_round(cstate *s, const float *W, int rows, int cols, const ptq_gptq_opt
         rc = ptq_incoh_weights(&c, Wr, e);
         if (!rc) rc = ptq_incoh_hessian(&c, s->Hw, e);
     }
-    double sc = rc ? 0 : rms(Wr, n) / QUIP_OPT_SCALE;
+    int b3 = q->q.bits == 3;
+    double sc = rc ? 0 : rms(Wr, n) / (b3 ? QUIP3_OPT_SCALE : QUIP_OPT_SCALE);
     if (!rc && !(sc > 0)) sc = 1.0; /* all-zero weights: any scale codes them */
     if (!rc) {
         ptq_e8p_init(book);
         float rs = q->q.bits == 4 ? (float)(sc / QUIP_RESID_SCALE) : 0.0f;
-        rc = ptq_ldlq_e8p_init_rvq(&r, book, (float)sc, rs, rows, cols, e);
+        rc = b3 ? ptq_ldlq_e8p_init_3b(&r, book, (float)sc, (float)(sc / QUIP3_RESID_SCALE),
+                                       rows, cols, e)
+                : ptq_ldlq_e8p_init_rvq(&r, book, (float)sc, rs, rows, cols, e);
     }
     ptq_ldlq_report lr;
     memset(&lr, 0, sizeof lr);

@@ -112,6 +112,9 @@ int alloc_work(cstate *s, ptq_err *e)
             return ptq_fail(e, PTQ_ENOMEM, "out of memory for the layer's work buffers");
     }
     s->x32 = s->x32s[0];
+    /* ptq_hessian: double acc + a float chunk per worker; H and its GPTQ copy */
+    size_t hbufs = 2 + (size_t)(s->nworkers > 1 ? s->nworkers : 1);
+    s->mem_hess = maxcols * maxcols * (sizeof(double) + hbufs * sizeof(float));
     s->H = malloc(maxcols * maxcols * sizeof(float));
     s->Hw = malloc(maxcols * maxcols * sizeof(float));
     s->wq = malloc(maxw * sizeof(float));
@@ -120,6 +123,15 @@ int alloc_work(cstate *s, ptq_err *e)
     s->amax = malloc(maxcols * sizeof(float));
     if (!s->H || !s->Hw || !s->wq || !s->wclip || !s->errbuf || !s->amax)
         return ptq_fail(e, PTQ_ENOMEM, "out of memory for the layer's work buffers");
+    for (int g = 0; g < 4 && s->hess_layer && !s->nocal; g++) { /* --hessians layer */
+        int rows, cols;
+        ptq_linear_shape(c, ptq_group_first[g], &rows, &cols);
+        s->Hl[g] = malloc((size_t)cols * cols * sizeof(float));
+        s->amaxl[g] = malloc((size_t)cols * sizeof(float));
+        if (!s->Hl[g] || !s->amaxl[g])
+            return ptq_fail(e, PTQ_ENOMEM, "out of memory for the layer's Hessians");
+        s->mem_hess += (size_t)cols * cols * sizeof(float);
+    }
     if (s->o->kv_int8) {
         size_t kvd = kv_dim(s);
         s->kvmax = calloc(2 * kvd, sizeof(float));
@@ -131,8 +143,6 @@ int alloc_work(cstate *s, ptq_err *e)
     }
     s->mem_weights = (wtotal + 2 * (size_t)c->hidden) * sizeof(float) + maxw * sizeof(float);
     s->mem_acts = s->hidden_bytes + s->stage_bytes + (size_t)s->nworkers * ctok * (c->hidden + maxcols) * sizeof(float);
-    /* ptq_hessian: double acc + float chunk; H and its GPTQ copy */
-    s->mem_hess = maxcols * maxcols * (sizeof(double) + 3 * sizeof(float));
     return PTQ_OK;
 }
 
@@ -164,6 +174,7 @@ void cleanup(cstate *s, int failed)
     recipe_free(&s->rec);
     awq_layer_res_free(&s->awq);
     free(s->errbuf), free(s->amax), free(s->kvmax), free(s->kvscale);
+    for (int g = 0; g < 4; g++) free(s->Hl[g]), free(s->amaxl[g]);
     ptq_samples_free(&s->smp);
     cJSON_Delete(s->key);
     cJSON_Delete(s->state);

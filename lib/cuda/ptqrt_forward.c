@@ -11,6 +11,11 @@
 static int linear(ptqrt_model *m, const lin *l, const uint16_t *x, float *y, int n)
 {
     if (l->is_int) return ptqk_linear_int(&l->iw, x, l->cols, y, l->rows, n, m->opt.gemv_max_n, m->stream);
+    if (l->is_e8p)
+        return ptqk_linear_e8p(&l->ew, x, l->cols, y, l->rows, n, m->opt.gemv_max_n, m->e8_scratch, m->stream);
+    if (l->is_aqlm)
+        return ptqk_linear_aqlm(m->cublas, &l->aw, x, l->cols, y, l->rows, n, m->opt.gemv_max_n, m->aq_scratch,
+                                m->stream);
     return ptqk_linear_f16(m->cublas, &l->fw, x, l->cols, y, l->rows, n);
 }
 
@@ -23,6 +28,7 @@ static int forward_chunk(ptqrt_model *m, int B, int T, int pos, ptq_err *e)
     const int QD = c->n_heads * hd, KVD = c->n_kv_heads * hd, S = m->opt.max_seq;
     cudaStream_t s = m->stream;
     if (m->embed.is_int) CK(ptqk_embed_int(&m->embed.iw, m->tok, n, m->x, s), "embedding");
+    else if (m->embed.is_aqlm) CK(ptqk_embed_aqlm(&m->embed.aw, m->tok, n, m->x, s), "embedding");
     else CK(ptqk_embed_f16(m->embed.fw.w, D, m->tok, n, m->x, s), "embedding");
     for (int l = 0; l < c->n_layers; l++) {
         layer *L = &m->layers[l];

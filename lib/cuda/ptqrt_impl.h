@@ -16,12 +16,17 @@
 #include "formats/config.h"
 #include "lib/cuda/ptqrt.h"
 #include "lib/cuda/ptqrt_kernels.h"
+#include "lib/cuda/e8p_kernels.h"
 
 typedef struct lin {
     int is_int;
     ptqk_int_w iw;
     ptqk_f16_w fw;
     int rows, cols;
+    int is_aqlm; /* AQLM codes (aw) */
+    ptqk_aqlm_w aw;
+    int is_e8p; /* QuIP# E8P codes + Hadamard signs (ew, lib/cuda/ptqrt_e8p.c) */
+    ptqk_e8p_w ew;
 } lin;
 
 typedef struct layer {
@@ -52,6 +57,16 @@ struct ptqrt_model {
     void **allocs;
     int nallocs, capallocs;
     int weight_bits;
+    /* fp16 [rows][cols] of the largest AQLM linear: its prefill decode */
+    uint16_t *aq_scratch;
+    size_t aq_scratch_n;
+    /* E8P: the decode tables, the Hadamard plans by length (their K x K
+     * factors uploaded once) and the scratch of the largest E8P linear */
+    const uint32_t *e8_tab, *e8_tab1;
+    ptqk_had e8_had[8];
+    int e8_nhad;
+    float *e8_scratch;
+    size_t e8_scratch_n;
     char device_name[256];
     int device_cc;
 };
@@ -74,5 +89,11 @@ int ptqrt_upload(ptqrt_model *m, void **dst, const void *src, size_t bytes, ptq_
 int ptqrt_model_begin(ptqrt_model **out, const ptq_config *c, const ptqrt_options *o, ptq_err *e);
 /* The KV cache of one layer (after its kv_scale is known): int8 or fp16. */
 int ptqrt_alloc_kv(ptqrt_model *m, layer *L, ptq_err *e);
+
+/* lib/cuda/ptqrt_e8p.c: an E8P linear q (checked, shape expected) onto the
+ * device into l; and, after every tensor, the scratch the largest needs. */
+struct ptq_qtensor;
+int ptqrt_upload_e8p(ptqrt_model *m, const struct ptq_qtensor *q, const char *name, lin *l, ptq_err *e);
+int ptqrt_e8p_finish(ptqrt_model *m, ptq_err *e);
 
 #endif

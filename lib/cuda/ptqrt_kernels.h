@@ -93,6 +93,15 @@ typedef struct ptqk_f16_w {
     const uint16_t *w;
 } ptqk_f16_w;
 
+/* An AQLM linear on the device (lib/qfmt/qf_aqlm.c layout, decode arithmetic
+ * lib/qfmt/aqlm_decode.h): m codebooks of 2^b fp16 codewords of 8. */
+typedef struct ptqk_aqlm_w {
+    int rows, cols, m, b;
+    const void *codes;         /* [rows][cols / 8][m]: uint8 (b <= 8) or uint16 */
+    const uint16_t *codebooks; /* fp16 [m][2^b][8] */
+    const uint16_t *scales;    /* fp16 [rows] */
+} ptqk_aqlm_w;
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -115,6 +124,22 @@ int ptqk_gemm_int(const ptqk_int_w *w, const uint16_t *x, int ldx, float *y, int
 /* GEMV when n <= gemv_max_n, else GEMM. */
 int ptqk_linear_int(const ptqk_int_w *w, const uint16_t *x, int ldx, float *y, int ldy, int n,
                     int gemv_max_n, ptqk_stream s);
+/* lib/cuda/aqlm.cu: the AQLM linear.  GEMV for n <= PTQK_GEMV_MAX_N: y[t *
+ * ldy + r] = scale[r] * sum_g dot(x_t[8g..8g+7], y_g) with y_g the unscaled
+ * codeword sum of aqlm_decode.h, fp32 accumulate; b <= 8 with the codebooks
+ * in shared memory (m <= 8), b > 8 (1x16: 1 MiB of codebooks) reading the
+ * fp16 codewords through the read-only cache from L2. */
+int ptqk_gemv_aqlm(const ptqk_aqlm_w *w, const uint16_t *x, int ldx, float *y, int ldy, int n,
+                   ptqk_stream s);
+/* w16 [rows][cols] = fp16 of the decoded weights (aqlm_decode.h, then round
+ * to nearest even), for the prefill GEMM. */
+int ptqk_decode_aqlm(const ptqk_aqlm_w *w, uint16_t *w16, ptqk_stream s);
+/* GEMV when n <= gemv_max_n, else decode into scratch (rows * cols fp16)
+ * and multiply with cuBLAS (ptqk_linear_f16). */
+int ptqk_linear_aqlm(void *cublas, const ptqk_aqlm_w *w, const uint16_t *x, int ldx, float *y,
+                     int ldy, int n, int gemv_max_n, uint16_t *scratch, ptqk_stream s);
+/* x[t][:] = row tok[t] of an AQLM table (the decode of aqlm_decode.h). */
+int ptqk_embed_aqlm(const ptqk_aqlm_w *table, const int32_t *tok, int n, float *x, ptqk_stream s);
 
 /* lib/cuda/dense.cu: fp16 linear through cuBLAS (fp32 accumulate and output).
  * handle is a cublasHandle_t already bound to the stream. */

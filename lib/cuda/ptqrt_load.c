@@ -10,6 +10,7 @@
 #include "formats/bundle.h"
 #include "lib/base/dtype.h"
 #include "lib/cuda/ptqrt_impl.h"
+#include "lib/qfmt/qfmt.h"
 #include "lib/qfmt/qtensor.h"
 
 static const char *lin_names[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
@@ -71,6 +72,56 @@ out:
     return rc;
 }
 
+/* The rows of an AQLM tensor whose decoded weights could exceed fp16 (the
+ * prefill decode, ptqk_decode_aqlm, stores fp16): a bound |s| sum_m max|v_m|
+ * per row, and the row's exact decode only where the bound is over 65504. */
+static int aqlm_fits_f16(const ptq_qtensor *q, const char *name, ptq_err *e)
+{
+    double mx[8] = {0}, sum = 0;
+    size_t per = (size_t)8 << q->aq_b;
+    for (int m = 0; m < q->aq_m; m++) {
+        for (size_t i = 0; i < per; i++)
+            mx[m] = fmax(mx[m], fabs(ptq_f16_to_f32(q->aq_codebooks[(size_t)m * per + i])));
+        sum += mx[m];
+    }
+    float *row = NULL;
+    int rc = PTQ_OK;
+    for (int r = 0; !rc && r < q->rows; r++) {
+        if (fabs(ptq_f16_to_f32(q->aq_scales[r])) * sum <= 65504.0) continue;
+        if (!row && !(row = malloc(sizeof *row * (size_t)q->cols)))
+            return ptq_fail(e, PTQ_ENOMEM, "out of host memory");
+        if ((rc = ptq_qtensor_dequant_rows(q, r, 1, row, e))) break;
+        for (int k = 0; k < q->cols; k++)
+            if (fabs(row[k]) > 65504.0f) {
+                rc = ptq_fail(e, PTQ_EDATA, "%s: AQLM weight [%d][%d] = %g does not fit in fp16 (the "
+                              "CUDA prefill decodes to fp16); evaluate this bundle with --device cpu",
+                              name, r, k, (double)row[k]);
+                break;
+            }
+    }
+    free(row);
+    return rc;
+}
+
+/* An AQLM linear as stored (codes, fp16 codebooks and scales). */
+static int upload_aqlm(ptqrt_model *m, const ptq_qtensor *q, const char *name, lin *l, ptq_err *e)
+{
+    const ptq_qfmt *f = ptq_qfmt_get(PTQ_QF_AQLM);
+    void *codes, *cb, *sc;
+    int rc = aqlm_fits_f16(q, name, e);
+    if (rc || (rc = ptqrt_upload(m, &codes, q->aq_codes, f->payload_bytes(q, 0), e)) ||
+        (rc = ptqrt_upload(m, &cb, q->aq_codebooks, f->payload_bytes(q, 1), e)) ||
+        (rc = ptqrt_upload(m, &sc, q->aq_scales, f->payload_bytes(q, 2), e)))
+        return rc;
+    l->is_aqlm = 1;
+    l->aw = (ptqk_aqlm_w){q->rows, q->cols, q->aq_m, q->aq_b, codes, cb, sc};
+    size_t n = (size_t)q->rows * q->cols;
+    if (n > m->aq_scratch_n) m->aq_scratch_n = n;
+    int bits = q->aq_m * q->aq_b % 8 ? 0 : q->aq_m * q->aq_b / 8;
+    m->weight_bits = m->weight_bits < 0 ? bits : (m->weight_bits == bits ? bits : 0);
+    return PTQ_OK;
+}
+
 /* A matrix [rows][cols]: packed integer as stored, dense as fp16. */
 static int upload_lin(ptqrt_model *m, ptqrt_tensor_fn get, void *ctx, const char *name, int rows,
                       int cols, lin *l, ptq_err *e)
@@ -83,13 +134,22 @@ static int upload_lin(ptqrt_model *m, ptqrt_tensor_fn get, void *ctx, const char
     if ((rc = ptq_qtensor_check(&q, name, e)) || (rc = expect_shape(&q, name, rows, cols, e))) goto out;
     l->rows = rows;
     l->cols = cols;
+    if (q.format == PTQ_QF_AQLM) {
+        rc = upload_aqlm(m, &q, name, l, e);
+        goto out;
+    }
+    if (q.format == PTQ_QF_E8P) {
+        rc = ptqrt_upload_e8p(m, &q, name, l, e);
+        goto out;
+    }
     if (q.format != PTQ_QF_INT && q.format != PTQ_QF_DENSE) {
         /* W8A8 / FP8 (activation-quantized) bundles run on the CPU reference
          * runtime; their kernels are not written yet. */
+        const ptq_qfmt *f = ptq_qfmt_get(q.format);
         rc = ptq_fail(e, PTQ_EFORMAT,
-                      "%s: 8-bit activation formats (w8a8, fp8) are not supported by the CUDA "
-                      "runtime yet; evaluate this bundle with --device cpu",
-                      name);
+                      "%s: the %s format is not supported by the CUDA runtime yet; evaluate this "
+                      "bundle with --device cpu",
+                      name, f ? f->name : "unknown");
         goto out;
     }
     if (q.format == PTQ_QF_INT) {
@@ -215,6 +275,9 @@ int ptqrt_open_tensors(ptqrt_model **out, const ptq_config *c, ptqrt_tensor_fn g
         if (c->tie_embeddings) m->head = m->embed;
         else rc = upload_lin(m, get, ctx, "lm_head.weight", c->vocab, D, &m->head, e);
     }
+    if (!rc && m->aq_scratch_n && m->opt.max_tokens > m->opt.gemv_max_n)
+        rc = ptqrt_dalloc(m, (void **)&m->aq_scratch, 2 * m->aq_scratch_n, &m->bytes_scratch, e);
+    if (!rc) rc = ptqrt_e8p_finish(m, e);
     if (rc) {
         ptqrt_close(m);
         return rc;

@@ -1,5 +1,6 @@
 /* had.c - Hadamard plans: the K-point matrices from their constructions
- * (Paley I and II over GF(p^k), Sylvester doubling), the DCT fallback, and
+ * (Paley I and II over GF(p^k), Williamson arrays of three known sequence
+ * sets, Sylvester doubling), the DCT fallback, and
  * the fast apply (lib/qfmt/had.h). */
 #include <math.h>
 #include <stdlib.h>
@@ -151,6 +152,54 @@ static int paley(int q, int which, int8_t *H)
     return 0;
 }
 
+/* Williamson matrices: for K = 4n, A, B, C, D symmetric circulant +-1
+ * matrices of order n with A^2 + B^2 + C^2 + D^2 = 4n I give the Hadamard
+ * matrix
+ *     [ A  B  C  D]
+ *     [-B  A -D  C]
+ *     [-C  D  A -B]
+ *     [-D -C  B  A].
+ * The first rows ('+' = 1) of the Williamson sequences of n = 29, 39, 43
+ * from N. J. A. Sloane's library of Hadamard matrices (had.116.will,
+ * had.156.will, had.172.will; the matrices QuIP#'s code ships). */
+static const struct {
+    int K;
+    const char *row[4];
+} will[] = {
+    {116, {"++--+--+-+++-++++-+++-+--+--+",
+          "++++-++-+---++++++---+-++-+++",
+          "+-+---++--+-++++++-+--++---+-",
+          "+++---++--+-+----+-+--++---++"}},
+    {156, {"+++--+-+-----+--++----++--+-----+-+--++",
+          "++++---+--++----+-+--+-+----++--+---+++",
+          "+++--++-+---+-+--+----+--+-+---+-++--++",
+          "+---++-+-+-----+++-++-+++-----+-+-++---"}},
+    {172, {"+---++--++++-+-+++-++--++-+++-+-++++--++---",
+          "++-++++++----+-+--++-++-++--+-+----++++++-+",
+          "+++-+-++--+-+-++++-+----+-++++-+-+--++-+-++",
+          "++---++++-+--+--++--------++--+--+-++++---+"}},
+};
+
+static int williamson(int K, int8_t *H)
+{
+    static const int blk[4][4] = {{1, 2, 3, 4}, {-2, 1, -4, 3}, {-3, 4, 1, -2}, {-4, -3, 2, 1}};
+    for (size_t t = 0; t < sizeof will / sizeof *will; t++) {
+        if (will[t].K != K) continue;
+        int n = K / 4;
+        for (int bi = 0; bi < 4; bi++)
+            for (int bj = 0; bj < 4; bj++) {
+                int w = blk[bi][bj], sg = w < 0 ? -1 : 1;
+                const char *a = will[t].row[(w < 0 ? -w : w) - 1];
+                for (int r = 0; r < n; r++)
+                    for (int c = 0; c < n; c++)
+                        H[(bi * n + r) * K + bj * n + c] =
+                            (int8_t)(sg * (a[((c - r) % n + n) % n] == '+' ? 1 : -1));
+            }
+        return 0;
+    }
+    return -1;
+}
+
 int ptq_had_matrix(int K, int8_t *H)
 {
     if (K == 1) {
@@ -164,6 +213,7 @@ int ptq_had_matrix(int K, int8_t *H)
     if (K < 1 || K % 4 || K > KMAX) return -1;
     if (!paley(K - 1, 1, H)) return 0;
     if (!paley(K / 2 - 1, 2, H)) return 0;
+    if (!williamson(K, H)) return 0;
     int h = K / 2;
     int8_t *S = malloc((size_t)h * h);
     if (!S) return -2;
@@ -260,6 +310,32 @@ static void fwht(float *x, int P)
             }
 }
 
+/* t[k][j] = sum_i M[k][i] x[i][j] (M = mk, or its transpose), each sum from
+ * 0 in ascending i: columns j in blocks of 16 held in registers (every
+ * output the same operations in the same order as one j at a time). */
+static void dense_k(const float *restrict mk, int K, int P, const float *restrict x,
+                    float *restrict t, int trans)
+{
+    int si = trans ? K : 1, sk = trans ? 1 : K, j0 = 0;
+    for (; j0 + 16 <= P; j0 += 16)
+        for (int k = 0; k < K; k++) {
+            float acc[16] = {0};
+            const float *m = mk + (size_t)k * sk;
+            for (int i = 0; i < K; i++) {
+                float c = m[(size_t)i * si];
+                const float *xi = x + (size_t)i * P + j0;
+                for (int j = 0; j < 16; j++) acc[j] += c * xi[j];
+            }
+            memcpy(t + (size_t)k * P + j0, acc, sizeof acc);
+        }
+    for (int k = 0; j0 < P && k < K; k++) /* the last P % 16 columns */
+        for (int j = j0; j < P; j++) {
+            float acc = 0.0f;
+            for (int i = 0; i < K; i++) acc += mk[(size_t)k * sk + (size_t)i * si] * x[(size_t)i * P + j];
+            t[(size_t)k * P + j] = acc;
+        }
+}
+
 static void apply_one(const ptq_had *h, float *x, float *tmp, int trans)
 {
     int K = h->K, P = h->P;
@@ -268,15 +344,7 @@ static void apply_one(const ptq_had *h, float *x, float *tmp, int trans)
         for (int j = 0; j < P; j++) x[j] *= h->scale;
         return;
     }
-    for (int k = 0; k < K; k++) {
-        float *t = tmp + (size_t)k * P;
-        for (int j = 0; j < P; j++) t[j] = 0.0f;
-        for (int i = 0; i < K; i++) {
-            float c = trans ? h->mk[i * K + k] : h->mk[k * K + i];
-            const float *xi = x + (size_t)i * P;
-            for (int j = 0; j < P; j++) t[j] += c * xi[j];
-        }
-    }
+    dense_k(h->mk, K, P, x, tmp, trans);
     for (int j = 0; j < h->n; j++) x[j] = tmp[j] * h->scale;
 }
 
@@ -306,4 +374,15 @@ void ptq_had_inv(const ptq_had *h, const int8_t *s, float *x, int count, float *
         apply_one(h, v, tmp, 1);
         for (int j = 0; j < h->n; j++) v[j] *= (float)s[j];
     }
+}
+
+void ptq_had_transpose(const float *a, int r, int c, float *t)
+{
+    enum { B = 32 };
+    for (int i0 = 0; i0 < r; i0 += B)
+        for (int j0 = 0; j0 < c; j0 += B) {
+            int i1 = i0 + B < r ? i0 + B : r, j1 = j0 + B < c ? j0 + B : c;
+            for (int i = i0; i < i1; i++)
+                for (int j = j0; j < j1; j++) t[(size_t)j * r + i] = a[(size_t)i * c + j];
+        }
 }

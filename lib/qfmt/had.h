@@ -10,7 +10,8 @@
  *   else            the smallest K = m 2^j (j >= 2, K | n, K <= 1024) for
  *                   which a Hadamard matrix is built here: Paley I (K - 1 a
  *                   prime power = 3 mod 4), Paley II (K/2 - 1 a prime power
- *                   = 1 mod 4) or Sylvester doubling of a constructible K/2;
+ *                   = 1 mod 4), a Williamson array (K = 116, 156, 172) or
+ *                   Sylvester doubling of a constructible K/2;
  *                   prime powers p^k with k <= 3            (kind HADAMARD)
  *   none            K = m, M_K the orthonormal DCT-II of order m (kind DCT):
  *                   orthogonal and fast for small m; its entries reach
@@ -44,9 +45,9 @@ int ptq_had_plan(ptq_had *h, int n, ptq_err *e);
 void ptq_had_free(ptq_had *h);
 
 /* The K x K Hadamard matrix (entries +1/-1, H H^T = K I) built by Paley I,
- * Paley II or Sylvester doubling into out[K*K]; 0 when built, -1 when this
- * file has no construction for K (K = 116, 156, 172 of QuIP#'s list need
- * Williamson-type matrices, not built here). */
+ * Paley II, the Williamson array (116, 156, 172) or Sylvester doubling
+ * into out[K*K]; 0 when built, -1 when this file has no construction for K
+ * (every K of QuIP#'s list 12, 20, ..., 172 is built). */
 int ptq_had_matrix(int K, int8_t *out);
 
 /* x[count][n] <- Q x (each vector), or Q^T x.  tmp: n floats of scratch. */
@@ -57,5 +58,8 @@ void ptq_had_apply_t(const ptq_had *h, float *x, int count, float *tmp);
  * fwd x <- Q (s . x), inv x <- s . (Q^T x) (= V^T x, the inverse). */
 void ptq_had_fwd(const ptq_had *h, const int8_t *s, float *x, int count, float *tmp);
 void ptq_had_inv(const ptq_had *h, const int8_t *s, float *x, int count, float *tmp);
+
+/* t[c][r] = a[r][c] (a blocked transpose, for the column passes). */
+void ptq_had_transpose(const float *a, int r, int c, float *t);
 
 #endif

@@ -6,7 +6,8 @@
  *   codebooks  fp16 [M][2^B][8]
  *   scales     fp16 [rows]
  * decode: W[r][8g+i] = scale[r] * (sum_m codebook[m][code[r][g][m]][i]), the
- * sum in float32 over m ascending from 0, then one multiply.
+ * sum in float32 over m ascending from 0, then one multiply: the arithmetic
+ * of lib/qfmt/aqlm_decode.h, which the CUDA kernels share.
  *
  * gemv (the fused batch-1 product), B <= 8: the lookup table
  *     L[g][m][k] = sum_i x[8g+i] * codebook[m][k][i]   (float, i ascending)
@@ -28,6 +29,7 @@
 
 #include "lib/base/half.h"
 #include "lib/base/par.h"
+#include "lib/qfmt/aqlm_decode.h"
 #include "lib/qfmt/qfmt.h"
 
 #define D 8
@@ -98,22 +100,17 @@ static float *widen_codebooks(const ptq_qtensor *q)
 void ptq_qf_aqlm_decode(const ptq_qtensor *q, int row0, int n, float *w)
 {
     int M = q->aq_m, G = q->cols / D;
-    size_t K = (size_t)1 << q->aq_b;
     float *cb = widen_codebooks(q);
     if (!cb) { /* the void hook cannot report: NaN rows, which the runtimes reject */
         for (size_t i = 0; i < (size_t)n * q->cols; i++) w[i] = NAN;
         return;
     }
-    for (int r = row0; r < row0 + n; r++) {
-        float s = ptq_f16_to_f32(q->aq_scales[r]);
+    for (int r = row0; r < row0 + n; r++) { /* the arithmetic shared with CUDA (aqlm_decode.h) */
+        float s = ptq_aq_widen(q->aq_scales[r]), y[D];
         float *out = w + (size_t)(r - row0) * q->cols;
         for (int g = 0; g < G; g++) {
-            float y[D] = {0};
-            for (int m = 0; m < M; m++) {
-                const float *v = cb + ((size_t)m * K + code_at(q, ((size_t)r * G + g) * M + m)) * D;
-                for (int i = 0; i < D; i++) y[i] += v[i];
-            }
-            for (int i = 0; i < D; i++) out[g * D + i] = s * y[i];
+            ptq_aq_group_sum_f32(cb, q->aq_b, M, q->aq_codes, ((size_t)r * G + g) * M, y);
+            ptq_aq_scale(s, y, out + (size_t)g * D);
         }
     }
     free(cb);

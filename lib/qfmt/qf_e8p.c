@@ -4,12 +4,19 @@
  * transforms (lib/qfmt/had.h).
  *
  * Payloads (ptqc-bundle(5), section E8P):
- *   codes  uint16 [stages][rows][cols / 8]  code j of row r covers the
- *          columns 8j .. 8j+7 of W'; stages = bits / 2 (2 bits: 1, 4 bits: 2)
+ *   codes  stage after stage, each [rows][cols / 8], code j of row r
+ *          covering the columns 8j .. 8j+7 of W':
+ *            2 bits: uint16 E8P                        (1 stage)
+ *            3 bits: uint16 E8P, then uint8 E81B       (2 stages; 3 bytes
+ *                    per 8 weights: the uint8 stage starts right after the
+ *                    rows * cols / 8 uint16 codes)
+ *            4 bits: uint16 E8P, then uint16 E8P       (2 stages)
  *   scales float32 [stages]                 one scale per stage
  *   su     int8 [cols]  +1/-1               V = Q_cols diag(su)
  *   sv     int8 [rows]  +1/-1               U = Q_rows diag(sv)
- * W'[r][8j+i] = sum_s scales[s] * e8p(codes[s][r][j])[i] (stage order, in
+ * E8P = ptq_e8p_decode(ptq_e8p_tab, c) (16-bit codes, E8 + 1/4), E81B =
+ * ptq_e81b_decode(ptq_e81b_tab, c) (8-bit codes, 256 points of E8, e8p.h).
+ * W'[r][8j+i] = sum_s scales[s] * book_s(codes[s][r][j])[i] (stage order, in
  * float), and the linear's weights are W = U^T W' V.  The plans Q come from
  * ptq_had_plan of the sizes alone, so both runtimes rebuild them.
  *
@@ -39,13 +46,23 @@
 #include "lib/qfmt/had.h"
 #include "lib/qfmt/qfmt.h"
 
-static int stages_of(const ptq_qtensor *q) { return q->bits / 2; }
+static int stages_of(const ptq_qtensor *q) { return (q->bits + 1) / 2; }
+
+/* Code at of stage s decoded into d[8] (at = r * cols / 8 + j). */
+static void stage_vals(const ptq_qtensor *q, int s, size_t at, float d[8])
+{
+    size_t stage = (size_t)q->rows * (size_t)(q->cols / 8);
+    if (q->bits == 3 && s == 1)
+        ptq_e81b_decode(ptq_e81b_tab, ((const uint8_t *)(q->e8_codes + stage))[at], d);
+    else
+        ptq_e8p_decode(ptq_e8p_tab, q->e8_codes[(size_t)s * stage + at], d);
+}
 
 uint64_t ptq_qf_e8p_bytes(const ptq_qtensor *q, int i)
 {
     uint64_t r = (uint64_t)q->rows, c = (uint64_t)q->cols, st = (uint64_t)stages_of(q);
     switch (i) {
-    case 0: return st * r * (c / 8) * 2;
+    case 0: return q->bits == 3 ? r * (c / 8) * 3 : st * r * (c / 8) * 2;
     case 1: return st * 4;
     case 2: return c;
     default: return r;
@@ -64,8 +81,8 @@ static int signs_ok(const int8_t *s, int n)
 int ptq_qf_e8p_check(const ptq_qtensor *q, const char *what, int row0, int n, ptq_err *e)
 {
     (void)row0, (void)n;
-    if (q->bits != 2 && q->bits != 4)
-        return ptq_fail(e, PTQ_EFORMAT, "%s: E8P tensor of %d bits (2 or 4)", what, q->bits);
+    if (q->bits < 2 || q->bits > 4)
+        return ptq_fail(e, PTQ_EFORMAT, "%s: E8P tensor of %d bits (2, 3 or 4)", what, q->bits);
     if (q->cols % 8)
         return ptq_fail(e, PTQ_EFORMAT, "%s: E8P tensor with %d columns, not a multiple of 8",
                         what, q->cols);
@@ -95,11 +112,11 @@ int ptq_qf_e8p_check(const ptq_qtensor *q, const char *what, int row0, int n, pt
 /* Row r of W' (the incoherent basis) into out[cols]. */
 static void e8p_row(const ptq_qtensor *q, int r, float *out)
 {
-    size_t per = (size_t)q->cols / 8, stage = (size_t)q->rows * per;
+    size_t per = (size_t)q->cols / 8;
     for (size_t j = 0; j < per; j++) {
         float acc[8] = {0}, d[8];
         for (int s = 0; s < stages_of(q); s++) {
-            ptq_e8p_decode(ptq_e8p_tab, q->e8_codes[(size_t)s * stage + (size_t)r * per + j], d);
+            stage_vals(q, s, (size_t)r * per + j, d);
             for (int i = 0; i < 8; i++) acc[i] += q->e8_scale[s] * d[i];
         }
         memcpy(out + 8 * j, acc, sizeof acc);
@@ -119,21 +136,25 @@ static int decode_all(const ptq_qtensor *q, float *w)
     ptq_err e;
     memset(&hm, 0, sizeof hm);
     memset(&hn, 0, sizeof hn);
-    float *tmp = malloc(sizeof *tmp * (size_t)big * 2);
-    int rc = !tmp || ptq_had_plan(&hm, m, &e) || ptq_had_plan(&hn, n, &e) ? -1 : 0;
+    enum { CB = 64 }; /* columns a block */
+    float *tmp = malloc(sizeof *tmp * (size_t)big), *T = malloc(sizeof *T * (size_t)m * CB);
+    int rc = !tmp || !T || ptq_had_plan(&hm, m, &e) || ptq_had_plan(&hn, n, &e) ? -1 : 0;
     if (!rc) {
         ptq_qf_e8p_rotated(q, w);
         ptq_had_inv(&hn, q->e8_su, w, m, tmp); /* each row: w'_r <- V^T w'_r */
-        float *col = tmp + big;
-        for (int c = 0; c < n; c++) { /* each column: U^T */
-            for (int r = 0; r < m; r++) col[r] = w[(size_t)r * n + c];
-            ptq_had_inv(&hm, q->e8_sv, col, 1, tmp);
-            for (int r = 0; r < m; r++) w[(size_t)r * n + c] = col[r];
+        for (int c0 = 0; c0 < n; c0 += CB) {   /* each column: U^T, CB at a time */
+            int b = n - c0 < CB ? n - c0 : CB;
+            for (int r = 0; r < m; r++)
+                for (int j = 0; j < b; j++) T[(size_t)j * m + r] = w[(size_t)r * n + c0 + j];
+            ptq_had_inv(&hm, q->e8_sv, T, b, tmp);
+            for (int r = 0; r < m; r++)
+                for (int j = 0; j < b; j++) w[(size_t)r * n + c0 + j] = T[(size_t)j * m + r];
         }
     }
     ptq_had_free(&hm);
     ptq_had_free(&hn);
     free(tmp);
+    free(T);
     return rc;
 }
 
@@ -174,9 +195,12 @@ static void gemv_rows(void *arg)
         float z = 0;
         for (int s = 0; s < stages_of(q); s++) {
             const uint16_t *c = q->e8_codes + (size_t)s * stage + (size_t)r * per;
+            const uint8_t *c1 = (const uint8_t *)(q->e8_codes + stage) + (size_t)r * per;
+            int e81b = q->bits == 3 && s == 1;
             float acc[8] = {0}, d[8];
             for (size_t b = 0; b < per; b++) {
-                ptq_e8p_decode(ptq_e8p_tab, c[b], d);
+                if (e81b) ptq_e81b_decode(ptq_e81b_tab, c1[b], d);
+                else ptq_e8p_decode(ptq_e8p_tab, c[b], d);
                 for (int i = 0; i < 8; i++) acc[i] += d[i] * j->t[8 * b + i];
             }
             float sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +

@@ -27,8 +27,8 @@
  * the bundle holds its scales as the dense F32 tensor
  * model.layers.L<PTQ_QFMT_KV_SUFFIX> [2][kv heads * head_dim]. */
 #define PTQ_QF_KV_INT8 4
-#define PTQ_QF_COUNT 7 /* ids 5, 6: PTQ_QF_E8P, PTQ_QF_AQLM (qtensor.h); a row
-                          not yet in the table reads as NULL */
+#define PTQ_QF_COUNT 8 /* ids 5, 6, 7: PTQ_QF_E8P, PTQ_QF_AQLM, PTQ_QF_INT_HAD
+                          (qtensor.h); a row not yet in the table reads as NULL */
 #define PTQ_QFMT_KV_SUFFIX ".self_attn.kv_scale"
 
 /* flags */
@@ -45,7 +45,7 @@
 #define PTQ_QFMT_CODEBOOKS 32u /* the entry has codebooks (aq_m) and code_bits (aq_b):
                                   the payload sizes depend on them (aqlm) */
 
-#define PTQ_QFMT_MAX_PAYLOADS 4
+#define PTQ_QFMT_MAX_PAYLOADS 6 /* int-had: the 4 of int + su, sv */
 
 typedef struct ptq_qfmt_payload {
     const char *name; /* the member tensors/<tensor>.<name>; NULL ends the list */
@@ -135,5 +135,10 @@ uint64_t ptq_qf_aqlm_bytes(const ptq_qtensor *q, int i);
 int ptq_qf_aqlm_check(const ptq_qtensor *q, const char *what, int row0, int n, ptq_err *e);
 void ptq_qf_aqlm_decode(const ptq_qtensor *q, int row0, int n, float *w);
 int ptq_qf_aqlm_gemv(const ptq_qtensor *q, const float *x, float *y, int threads, ptq_err *e);
+/* lib/qfmt/qf_int_had.c: int codes of W' = U W V^T with su, sv */
+uint64_t ptq_qf_int_had_bytes(const ptq_qtensor *q, int i);
+int ptq_qf_int_had_check(const ptq_qtensor *q, const char *what, int row0, int n, ptq_err *e);
+void ptq_qf_int_had_decode(const ptq_qtensor *q, int row0, int n, float *w);
+int ptq_qf_int_had_gemv(const ptq_qtensor *q, const float *x, float *y, int threads, ptq_err *e);
 
 #endif

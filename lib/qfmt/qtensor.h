@@ -29,6 +29,7 @@ enum ptq_qformat {
     /* 4 is the int8 KV cache's row (lib/qfmt/qfmt.h PTQ_QF_KV_INT8) */
     PTQ_QF_E8P = 5,   /* QuIP#: E8P lattice codes + Hadamard sign vectors (lib/qfmt/e8p.h) */
     PTQ_QF_AQLM = 6,  /* AQLM: additive codebooks, codes per 8 inputs, per-row scales */
+    PTQ_QF_INT_HAD = 7, /* int codes of Hadamard-rotated weights + sign vectors (qf_int_had.c) */
 };
 
 typedef struct ptq_qtensor {
@@ -54,14 +55,18 @@ typedef struct ptq_qtensor {
     uint8_t *codes;    /* [rows][cols] */
     float *wscale;     /* [rows] finite, > 0 */
     float *act_scale;  /* [1] finite, > 0; or NULL */
-    /* PTQ_QF_E8P (QuIP#, lib/qfmt/qf_e8p.c): bits = 2 per stage (2: E8P,
-     * 4: E8P + an E8P residual stage).  The stored weights W' = U W V^T
-     * (U = Q_rows diag(e8_sv), V = Q_cols diag(e8_su), lib/qfmt/had.h):
-     * W'[r][8j+i] = sum_s e8_scale[s] * e8p(e8_codes[s][r][j])[i]. */
-    uint16_t *e8_codes; /* [bits / 2][rows][cols / 8] */
-    float *e8_scale;    /* [bits / 2] finite, > 0 */
+    /* PTQ_QF_E8P (QuIP#, lib/qfmt/qf_e8p.c): 2: E8P, 3: E8P + a 1-bit E8
+     * residual stage, 4: E8P + an E8P residual stage.  The stored weights
+     * W' = U W V^T (U = Q_rows diag(e8_sv), V = Q_cols diag(e8_su),
+     * lib/qfmt/had.h): W'[r][8j+i] = sum_s e8_scale[s] * book_s(code)[i]. */
+    uint16_t *e8_codes; /* [(bits + 1) / 2][rows][cols / 8]; 3 bits: stage 1
+                           is uint8 [rows][cols / 8] after stage 0 */
+    float *e8_scale;    /* [(bits + 1) / 2] finite, > 0 */
     int8_t *e8_su;      /* [cols] +1/-1: the input side's signs */
     int8_t *e8_sv;      /* [rows] +1/-1: the output side's signs */
+    /* PTQ_QF_INT_HAD (--rotate hadamard, lib/qfmt/qf_int_had.c): the
+     * PTQ_QF_INT fields hold W' = U W V^T and e8_su / e8_sv its signs, as
+     * for E8P. */
     /* PTQ_QF_AQLM (AQLM, lib/qfmt/qf_aqlm.c, lib/quant/aqlm.h): groups of 8
      * inputs, W[r][8g+i] = aq_scales[r] * sum_m aq_codebooks[m][code(r,g,m)][i],
      * code(r,g,m) = aq_codes[(r * cols/8 + g) * aq_m + m]. */

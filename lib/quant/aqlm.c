@@ -108,23 +108,55 @@ typedef struct octx {
     double *out; /* [rows] */
 } octx;
 
-/* e = w - s q into e, u = H e into u */
-static void row_residual(const ptq_aqlm *a, const float *W, const double *H, int r, double *e,
-                         double *u)
+/* The products with H run over fixed chunks of PTQ_AQLM_CHUNK rows (one
+ * work item each, whichever worker takes it) as one dgemm: the chunk's rows
+ * stream H once instead of once per row. */
+#define CH PTQ_AQLM_CHUNK
+
+static int nchunks(int rows)
+{
+    return (rows + CH - 1) / CH;
+}
+
+/* rows [*r0, *r0 + *n) of chunk ci */
+static void chunk_rows(int rows, int ci, int *r0, int *n)
+{
+    *r0 = ci * CH;
+    *n = rows - *r0 < CH ? rows - *r0 : CH;
+}
+
+/* U [n][C] = E [n][C] H, H symmetric */
+static void hmul(const double *H, int C, const double *E, int n, double *U)
+{
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, C, 1.0, E, C, H, C, 0.0, U, C);
+}
+
+/* e = w - s q */
+static void row_residual(const ptq_aqlm *a, const float *W, int r, double *e)
 {
     int C = a->cols;
     ptq_aqlm_row(a, r, e);
     const float *w = W + (size_t)r * C;
     for (int k = 0; k < C; k++) e[k] = (double)w[k] - a->scale[r] * e[k];
-    if (u) cblas_dgemv(CblasRowMajor, CblasNoTrans, C, C, 1.0, H, C, e, 1, 0.0, u, 1);
 }
 
-static void obj_row(void *p, int r, double *s)
+/* E, U = H E of chunk ci into s [2][CH][C]; its first row into *r0, count *n */
+static void chunk_residual(const ptq_aqlm *a, const float *W, const double *H, int ci,
+                           double *s, int *r0, int *n)
+{
+    int C = a->cols;
+    chunk_rows(a->rows, ci, r0, n);
+    for (int i = 0; i < *n; i++) row_residual(a, W, *r0 + i, s + (size_t)i * C);
+    hmul(H, C, s, *n, s + (size_t)CH * C);
+}
+
+static void obj_chunk(void *p, int ci, double *s)
 {
     octx *c = p;
-    int C = c->a->cols;
-    row_residual(c->a, c->W, c->H, r, s, s + C);
-    c->out[r] = cblas_ddot(C, s, 1, s + C, 1);
+    int C = c->a->cols, r0, n;
+    chunk_residual(c->a, c->W, c->H, ci, s, &r0, &n);
+    for (int i = 0; i < n; i++)
+        c->out[r0 + i] = cblas_ddot(C, s + (size_t)i * C, 1, s + (size_t)(CH + i) * C, 1);
 }
 
 double ptq_aqlm_objective(const ptq_aqlm *a, const float *W, const double *H, int threads)
@@ -132,7 +164,8 @@ double ptq_aqlm_objective(const ptq_aqlm *a, const float *W, const double *H, in
     double *o = calloc((size_t)a->rows, sizeof *o), L = 0;
     ptq_err e;
     octx c = {a, W, H, o};
-    if (!o || par_rows(a->rows, threads, obj_row, &c, 2 * (size_t)a->cols, &e)) {
+    if (!o || par_rows(nchunks(a->rows), threads, obj_chunk, &c, 2 * (size_t)CH * a->cols,
+                       &e)) {
         free(o);
         return NAN;
     }
@@ -163,33 +196,45 @@ double ptq_aqlm_objective_ref(const ptq_aqlm *a, const float *W, const double *H
 
 /* --------------------------------------------------------------- k-means */
 
+/* The assignment step: points in fixed blocks of KM_PB (one work item),
+ * centroids in tiles of KM_CT, squared distances up to |x|^2 as one dgemm
+ * per tile (|c|^2 - 2 x.c), the nearest kept (ties: the lower index).  The
+ * blocks do not depend on the thread count: the same bits for any. */
+#define KM_PB 128
+#define KM_CT 2048
+
 typedef struct kctx {
     const double *X;  /* [n][8] */
     const double *c;  /* [K][8] */
     const double *cn; /* [K] |c|^2 */
-    int K;
+    int n, K;
     int32_t *as;      /* [n] */
 } kctx;
 
-static void assign_pt(void *p, int i, double *s)
+static void assign_block(void *p, int blk, double *s)
 {
-    (void)s;
     kctx *k = p;
-    const double *x = k->X + (size_t)i * D;
-    double best = INFINITY;
-    int bi = 0;
-    for (int j = 0; j < k->K; j++) {
-        const double *c = k->c + (size_t)j * D;
-        double d = k->cn[j];
-        for (int t = 0; t < D; t++) d -= 2 * x[t] * c[t];
-        if (d < best) best = d, bi = j;
+    int i0 = blk * KM_PB, np = k->n - i0 < KM_PB ? k->n - i0 : KM_PB;
+    double best[KM_PB];
+    for (int i = 0; i < np; i++) best[i] = INFINITY, k->as[i0 + i] = 0;
+    for (int j0 = 0; j0 < k->K; j0 += KM_CT) {
+        int nc = k->K - j0 < KM_CT ? k->K - j0 : KM_CT;
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, np, nc, D, -2.0,
+                    k->X + (size_t)i0 * D, D, k->c + (size_t)j0 * D, D, 0.0, s, nc);
+        for (int i = 0; i < np; i++) {
+            const double *row = s + (size_t)i * nc;
+            for (int j = 0; j < nc; j++) {
+                double d = row[j] + k->cn[j0 + j];
+                if (d < best[i]) best[i] = d, k->as[i0 + i] = j0 + j;
+            }
+        }
     }
-    k->as[i] = bi;
 }
 
 /* Lloyd on X [n][8] into c [K][8], assignments as [n]; initial centroids
  * distinct random points (the rest zero when n < K); empty clusters keep
- * their centroid. */
+ * their centroid.  n <= K (1x16 on a small linear): the points themselves,
+ * exact, no iterations. */
 static int kmeans(const double *X, int n, int K, int iters, ptq_rng *rng, int threads, double *c,
                   int32_t *as, ptq_err *e)
 {
@@ -205,13 +250,18 @@ static int kmeans(const double *X, int n, int K, int iters, ptq_rng *rng, int th
         idx[j] = idx[t], idx[t] = x;
         memcpy(c + (size_t)j * D, X + (size_t)idx[j] * D, D * sizeof *c);
     }
+    if (n <= K && !rc) { /* every point is its own centroid: Lloyd is done */
+        for (int j = 0; j < n; j++) as[idx[j]] = j;
+        iters = -1;
+    }
     for (int it = 0; it <= iters && !rc; it++) {
         for (int j = 0; j < K; j++) {
             cn[j] = 0;
             for (int t = 0; t < D; t++) cn[j] += c[j * D + t] * c[j * D + t];
         }
-        kctx k = {X, c, cn, K, as};
-        rc = par_rows(n, threads, assign_pt, &k, 0, e);
+        kctx k = {X, c, cn, n, K, as};
+        rc = par_rows((n + KM_PB - 1) / KM_PB, threads, assign_block, &k,
+                      (size_t)KM_PB * (K < KM_CT ? K : KM_CT), e);
         if (rc || it == iters) break;
         memset(sum, 0, (size_t)K * D * sizeof *sum);
         memset(cnt, 0, (size_t)K * sizeof *cnt);
@@ -311,11 +361,8 @@ static void beam_group(const bctx *x, int g, double s, const double *A, const do
             for (int i = 0; i < D; i++) p[i] = 2 * s * (az[i] - b[i]);
             const double *q = x->Q + ((size_t)g * M + m) * K, *vt = x->VT + (size_t)m * D * K;
             double s2 = s * s;
-            for (int k = 0; k < K; k++) {
-                double t = fz + s2 * q[k];
-                for (int i = 0; i < D; i++) t += p[i] * vt[(size_t)i * K + k];
-                sc[k] = t;
-            }
+            for (int k = 0; k < K; k++) sc[k] = fz + s2 * q[k];
+            cblas_dgemv(CblasRowMajor, CblasTrans, D, K, 1.0, vt, K, p, 1, 1.0, sc, 1);
             for (int k = 0; k < K; k++)
                 if (nt < x->beam || sc[k] < top[nt - 1].f) top_insert(top, &nt, x->beam, sc[k], h, k);
         }
@@ -335,20 +382,19 @@ static void beam_group(const bctx *x, int g, double s, const double *A, const do
 
 static size_t beam_scratch(const ptq_aqlm *a, int beam)
 {
-    /* e, u [C]; hy, ny [beam][8]; sc [K]; top; hc, nc (as doubles) */
-    return 2 * (size_t)a->cols + 2 * (size_t)beam * D + (size_t)a->K + 2 * (size_t)beam +
+    /* E, U [CH][C]; hy, ny [beam][8]; sc [K]; top; hc, nc (as doubles) */
+    return 2 * (size_t)CH * a->cols + 2 * (size_t)beam * D + (size_t)a->K + 2 * (size_t)beam +
            (size_t)beam * a->M + 4;
 }
 
-static void beam_row(void *p, int r, double *s)
+/* the groups of row r in order, u = H e of the row (updated as codes move) */
+static void beam_row(const bctx *x, int r, double *u, double *s)
 {
-    bctx *x = p;
     const ptq_aqlm *a = x->a;
     int C = a->cols, M = a->M, B = x->beam;
-    double *e = s, *u = e + C, *hy = u + C, *ny = hy + (size_t)B * D, *sc = ny + (size_t)B * D;
+    double *hy = s, *ny = hy + (size_t)B * D, *sc = ny + (size_t)B * D;
     cand *top = (cand *)(sc + a->K);
     int32_t *hc = (int32_t *)(top + B), *nc = hc + (size_t)B * M;
-    row_residual(a, x->W, x->H, r, e, u);
     double sr = a->scale[r];
     int32_t *codes = a->codes + (size_t)r * a->G * M;
     for (int g = 0; g < a->G; g++) {
@@ -370,6 +416,15 @@ static void beam_row(void *p, int r, double *s)
             if (dy != 0) cblas_daxpy(C, -dy, x->H + (size_t)(g * D + i) * C, 1, u, 1);
         }
     }
+}
+
+static void beam_chunk(void *p, int ci, double *s)
+{
+    bctx *x = p;
+    int C = x->a->cols, r0, n;
+    chunk_residual(x->a, x->W, x->H, ci, s, &r0, &n);
+    for (int i = 0; i < n; i++)
+        beam_row(x, r0 + i, s + (size_t)(CH + i) * C, s + 2 * (size_t)CH * C);
 }
 
 typedef struct qctx {
@@ -413,7 +468,7 @@ int ptq_aqlm_beam(ptq_aqlm *a, const float *W, const double *H, int beam, int th
     qctx qc = {a, H, Q};
     if (!rc) rc = par_rows(a->G, threads, gram_group, &qc, 0, e);
     bctx x = {a, W, H, VT, Q, beam};
-    if (!rc) rc = par_rows(a->rows, threads, beam_row, &x, beam_scratch(a, beam), e);
+    if (!rc) rc = par_rows(nchunks(a->rows), threads, beam_chunk, &x, beam_scratch(a, beam), e);
     free(VT), free(Q);
     return rc;
 }
@@ -430,21 +485,25 @@ typedef struct tctx {
     double *T; /* [rows][C] */
 } tctx;
 
-static void rhs_row(void *p, int r, double *s)
+static void rhs_chunk(void *p, int ci, double *s)
 {
     tctx *c = p;
     const ptq_aqlm *a = c->a;
-    int C = a->cols;
-    const int32_t *cd = a->codes + (size_t)r * a->G * a->M;
-    for (int g = 0; g < a->G; g++)
-        for (int i = 0; i < D; i++) {
-            double y = 0;
-            for (int m = 0; m < a->M; m++)
-                if (c->m0 == c->m1 || m < c->m0 || m >= c->m1)
-                    y += a->cb[((size_t)m * a->K + cd[g * a->M + m]) * D + i];
-            s[g * D + i] = (double)c->W[(size_t)r * C + g * D + i] - a->scale[r] * y;
-        }
-    cblas_dgemv(CblasRowMajor, CblasNoTrans, C, C, 1.0, c->H, C, s, 1, 0.0, c->T + (size_t)r * C, 1);
+    int C = a->cols, r0, nr;
+    chunk_rows(a->rows, ci, &r0, &nr);
+    for (int r = r0; r < r0 + nr; r++) {
+        const int32_t *cd = a->codes + (size_t)r * a->G * a->M;
+        double *e = s + (size_t)(r - r0) * C;
+        for (int g = 0; g < a->G; g++)
+            for (int i = 0; i < D; i++) {
+                double y = 0;
+                for (int m = 0; m < a->M; m++)
+                    if (c->m0 == c->m1 || m < c->m0 || m >= c->m1)
+                        y += a->cb[((size_t)m * a->K + cd[g * a->M + m]) * D + i];
+                e[g * D + i] = (double)c->W[(size_t)r * C + g * D + i] - a->scale[r] * y;
+            }
+    }
+    hmul(c->H, C, s, nr, c->T + (size_t)r0 * C);
 }
 
 typedef struct nctx {
@@ -458,7 +517,9 @@ typedef struct nctx {
 } nctx;
 
 /* Rows [8j, 8j + 8) of the normal equations (codeword j of the set): the
- * sums run over rows r, groups g, then g', m' ascending, whoever owns j. */
+ * sums run over rows r, groups g, then g', m' ascending, whoever owns j.
+ * (Skipping the lower triangle, which the solve does not read, measured
+ * slower: the branch on random codes costs more than the adds.) */
 static void normal_word(void *p, int j, double *s)
 {
     (void)s;
@@ -486,8 +547,11 @@ static void normal_word(void *p, int j, double *s)
                 for (int m2 = c->m0; m2 < c->m1; m2++) {
                     size_t col = ((size_t)(m2 - c->m0) * K + cd[g2 * M + m2]) * D;
                     const double *h = c->H + (size_t)(g * D) * C + g2 * D;
-                    for (int i = 0; i < D; i++)
-                        for (int l = 0; l < D; l++) Nj[i * n + col + l] += s2 * h[(size_t)i * C + l];
+                    for (int i = 0; i < D; i++) { /* N and H never overlap */
+                        double *restrict dst = Nj + i * n + col;
+                        const double *restrict src = h + (size_t)i * C;
+                        for (int l = 0; l < D; l++) dst[l] += s2 * src[l];
+                    }
                 }
         }
     }
@@ -503,7 +567,7 @@ static int normal_eqs(ptq_aqlm *a, const float *W, const double *H, int m0, int 
     int rc = T && N && rhs ? PTQ_OK : ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory for the "
                                                "codebook normal equations (%d unknowns)", n);
     tctx tc = {a, W, H, diag ? 0 : m0, diag ? 0 : m1, T};
-    if (!rc) rc = par_rows(a->rows, threads, rhs_row, &tc, (size_t)C, e);
+    if (!rc) rc = par_rows(nchunks(a->rows), threads, rhs_chunk, &tc, (size_t)CH * C, e);
     int *start = calloc((size_t)words + 1, sizeof *start);
     int *list = malloc((size_t)(m1 - m0) * a->rows * a->G * sizeof *list);
     if (!rc && (!start || !list)) rc = ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory");
@@ -535,7 +599,9 @@ static int ridge_solve(double *N, double *rhs, int n, double *x0)
     double lam = 1e-9 * (tr > 0 ? tr / n : 1.0) + 1e-300;
     for (int i = 0; i < n; i++) N[(size_t)i * n + i] += lam, rhs[i] += lam * x0[i];
     int nt = ptq_blas_single();
-    int info = LAPACKE_dposv(LAPACK_ROW_MAJOR, 'U', n, 1, N, n, rhs, 1);
+    /* N is symmetric: read as column-major it is itself (no transposed copy);
+     * 'L' of the column-major view is the row-major upper triangle */
+    int info = LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', n, 1, N, n, rhs, n);
     ptq_blas_restore(nt);
     if (info) return 0;
     for (int i = 0; i < n; i++)
@@ -592,21 +658,26 @@ typedef struct sctx {
     const double *H;
 } sctx;
 
-static void scale_row(void *p, int r, double *s)
+static void scale_chunk(void *p, int ci, double *s)
 {
     sctx *c = p;
-    int C = c->a->cols;
-    double *q = s, *hq = s + C, num = 0, den = 0;
-    ptq_aqlm_row(c->a, r, q);
-    cblas_dgemv(CblasRowMajor, CblasNoTrans, C, C, 1.0, c->H, C, q, 1, 0.0, hq, 1);
-    for (int k = 0; k < C; k++) num += hq[k] * c->W[(size_t)r * C + k], den += hq[k] * q[k];
-    if (den > 0 && isfinite(num / den) && num / den != 0) c->a->scale[r] = num / den;
+    int C = c->a->cols, r0, n;
+    chunk_rows(c->a->rows, ci, &r0, &n);
+    for (int i = 0; i < n; i++) ptq_aqlm_row(c->a, r0 + i, s + (size_t)i * C);
+    hmul(c->H, C, s, n, s + (size_t)CH * C);
+    for (int i = 0; i < n; i++) {
+        const double *q = s + (size_t)i * C, *hq = s + (size_t)(CH + i) * C;
+        const float *w = c->W + (size_t)(r0 + i) * C;
+        double num = 0, den = 0;
+        for (int k = 0; k < C; k++) num += hq[k] * w[k], den += hq[k] * q[k];
+        if (den > 0 && isfinite(num / den) && num / den != 0) c->a->scale[r0 + i] = num / den;
+    }
 }
 
 int ptq_aqlm_scales(ptq_aqlm *a, const float *W, const double *H, int threads, ptq_err *e)
 {
     sctx c = {a, W, H};
-    return par_rows(a->rows, threads, scale_row, &c, 2 * (size_t)a->cols, e);
+    return par_rows(nchunks(a->rows), threads, scale_chunk, &c, 2 * (size_t)CH * a->cols, e);
 }
 
 /* ---------------------------------------------------------------- driver */

@@ -49,9 +49,12 @@
  * rounded to fp16 (the stored PTQ_QF_AQLM tensor).
  *
  * Threads: rows are cut in fixed chunks of PTQ_AQLM_CHUNK (independent of
- * the count), chunk i on worker i mod threads; the normal equations are
- * split by their own rows (each worker sums its rows over all data in index
- * order).  Every sum has one fixed order: bit-identical for any count.
+ * the count), contiguous runs of chunks per worker; each chunk's products
+ * with H (H e, H q) are one dgemm, so H streams once per chunk, not once per
+ * row.  k-means assigns fixed blocks of 128 groups, the distances to tiles
+ * of 2048 centroids as one dgemm each.  The normal equations are split by
+ * their own rows (each worker sums its rows over all data in index order).
+ * Every sum has one fixed order: bit-identical for any count.
  */
 #ifndef PTQC_AQLM_H
 #define PTQC_AQLM_H

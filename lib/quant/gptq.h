@@ -27,6 +27,9 @@ typedef struct ptq_gptq_opts {
     /* --method aqlm (lib/compile/round_aqlm.c, lib/quant/aqlm.h): --codebooks
      * MxB and --beam N; 0: not given (2x8, beam 8) */
     int aqlm_m, aqlm_b, aqlm_beam;
+    /* --rotate hadamard (lib/compile/rotate.c): 1 rounds W' = U W V^T with
+     * H' = V H V^T into the int-had format; 0 (none) as before */
+    int rotate;
 } ptq_gptq_opts;
 
 typedef struct ptq_gptq_report {

@@ -21,6 +21,8 @@ typedef struct ptq_incoh {
     uint64_t seed; /* S_m from ptq_rng_seed(seed), S_n from seed + 1 */
     ptq_had hm, hn;
     int8_t *sm, *sn;
+    int threads; /* workers for the transforms' rows (ptq_incoh_init: 1); the
+                    results are the same bits for any count */
 } ptq_incoh;
 
 /* Plans and sign vectors for an m x n linear. */

@@ -20,11 +20,22 @@ typedef struct ptq_hessian {
     float *chunk;     /* [cols, cols] scratch */
     double *absmean;  /* [cols] sum |x| (mean after finalize) */
     float *absmax;    /* [cols] */
+    float *wchunk;    /* [nwchunk][cols, cols] the workers' scratch (ptq_hessian_add_chunks) */
+    int nwchunk;
 } ptq_hessian;
 
 int ptq_hessian_init(ptq_hessian *h, int cols, ptq_err *e);
 /* X [n, cols] row-major float32. Rejects NaN/Inf with PTQ_EDATA. */
 int ptq_hessian_add(ptq_hessian *h, const float *X, int n, ptq_err *e);
+/* The chunks X[0..count) [n[i], cols], in that order, on up to `threads`
+ * workers (lib/base/par.h): the same bits as ptq_hessian_add of each chunk
+ * in turn with single-threaded BLAS, for any thread count.  Each piece's
+ * ssyrk runs on one worker (OpenBLAS single-threaded meanwhile) into a
+ * float32 cols^2 buffer of its own (kept in h, so threads - 1 more of them),
+ * then the workers add the pieces into the float64 accumulator row range by
+ * row range, every element in piece order. */
+int ptq_hessian_add_chunks(ptq_hessian *h, const float *const *X, const int *n, int count,
+                           int threads, ptq_err *e);
 /* H out [cols, cols] full symmetric float32 = 2/N * sum x x^T. */
 int ptq_hessian_finalize(ptq_hessian *h, float *H, ptq_err *e);
 void ptq_hessian_free(ptq_hessian *h);

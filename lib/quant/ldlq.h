@@ -99,11 +99,17 @@ typedef struct ptq_ldlq_e8p {
     uint16_t *codes;
     int stages;   /* 1, or 2 with the residual stage */
     float rscale; /* the residual stage's scale */
+    int e81b;     /* 1: the residual stage is the 1-bit E8 codebook (3 bits;
+                     codes = uint16 [rows][cols / 8] then uint8 [rows][cols / 8]) */
 } ptq_ldlq_e8p;
 int ptq_ldlq_e8p_init(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale, int rows,
                       int cols, ptq_err *e);
 int ptq_ldlq_e8p_init_rvq(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale,
                           float rscale, int rows, int cols, ptq_err *e);
+/* 3 bits: E8P, then the residual on the 1-bit E8 codebook (e8p.h),
+ * c2 = ptq_e81b_nearest((v - scale d1) / rscale). */
+int ptq_ldlq_e8p_init_3b(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale, float rscale,
+                         int rows, int cols, ptq_err *e);
 void ptq_ldlq_e8p_free(ptq_ldlq_e8p *s);
 ptq_ldlq_rounder ptq_ldlq_e8p_rounder(ptq_ldlq_e8p *s);
 

@@ -73,6 +73,21 @@ int ptq_ldlq_e8p_init_rvq(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale
     return 0;
 }
 
+int ptq_ldlq_e8p_init_3b(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale, float rscale,
+                         int rows, int cols, ptq_err *e)
+{
+    if (!(rscale > 0.0f))
+        return ptq_fail(e, PTQ_EUSAGE, "E8P 3 bits: residual scale %g is not positive",
+                        (double)rscale);
+    int rc = ptq_ldlq_e8p_init_rvq(s, book, scale, 0.0f, rows, cols, e);
+    if (rc) return rc;
+    free(s->codes);
+    s->stages = 2, s->rscale = rscale, s->e81b = 1;
+    s->codes = malloc((size_t)rows * (cols / 8) * 3); /* uint16 stage 0, then uint8 stage 1 */
+    if (!s->codes) return ptq_fail(e, PTQ_ENOMEM, "out of memory for E8P codes");
+    return 0;
+}
+
 int ptq_ldlq_e8p_init(ptq_ldlq_e8p *s, const ptq_e8p_book *book, float scale, int rows,
                       int cols, ptq_err *e)
 {
@@ -106,7 +121,11 @@ static void e8p_rows(void *arg)
         for (int i = 0; i < 8; i++) q[i] = 0.0f + s->scale * d[i];
         if (s->stages < 2) continue;
         for (int i = 0; i < 8; i++) x[i] = (v[i] - q[i]) / s->rscale;
-        s->codes[(size_t)s->rows * (s->cols / 8) + at] = ptq_e8p_nearest(s->book, x, d);
+        if (s->e81b)
+            ((uint8_t *)(s->codes + (size_t)s->rows * (s->cols / 8)))[at] =
+                ptq_e81b_nearest(s->book, x, d);
+        else
+            s->codes[(size_t)s->rows * (s->cols / 8) + at] = ptq_e8p_nearest(s->book, x, d);
         for (int i = 0; i < 8; i++) q[i] += s->rscale * d[i];
     }
 }

@@ -25,6 +25,8 @@
 # `ptqc run --print-ids --ignore-eos` on the GPU and with --device cpu (the
 # CPU reference runtime) must be equal, else the first divergence is reported
 # with the top-2 logit margins of both at that step.
+# The same two comparisons for a 2-bit QuIP# (--method quip, E8P) bundle of
+# ../shared/models/babyllama-105 on its tinystories eval text, when present.
 set -u
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 OUTDIR=${1:-${OUT:-$PWD/gpu-results}}
@@ -91,16 +93,32 @@ else
     mkdir -p "$D"
     : > "$B/config.h"
     KOBJ="$D/gemv_int.o $D/gemm_int.o $D/dense.o $D/layers.o"
+    # QuIP# E8P: its check and reference read lib/qfmt (had.h plans, the
+    # format's decode), so the direct build compiles those C sources of
+    # libptqc-core too (they need only libc, -lm and -lpthread)
+    CORE_C="lib/base/err.c lib/base/par.c lib/base/dtype.c lib/qfmt/qtensor.c lib/qfmt/qfmt.c lib/qfmt/qf_dense.c lib/qfmt/qf_int.c lib/qfmt/qf_a8.c lib/qfmt/gemv_int.c lib/qfmt/had.c lib/qfmt/e8p.c lib/qfmt/qf_e8p.c lib/qfmt/qf_aqlm.c lib/qfmt/qf_int_had.c"
+    KOBJ="$KOBJ $D/e8p.o"
+    KOBJ="$KOBJ $D/aqlm.o"
     COBJ="$D/common.o $D/int_linear.o $D/dense_check.o $D/layers_check.o $D/int_ref.o $D/dense_ref.o $D/layers_ref.o"
     CCF="-std=c11 -O2 -D_GNU_SOURCE -I$SRC -I$B -I$CUDA_INC"
+    COBJ="$COBJ $D/e8p_check.o $D/e8p_ref.o"
+    COBJ="$COBJ $D/aqlm_check.o $D/aqlm_ref.o"
+    for c in $CORE_C; do COBJ="$COBJ $D/core_$(basename $c .c).o"; done
     step nvcc-build 420 sh -c "
         for f in gemv_int gemm_int dense layers; do $NV -c -o $D/\$f.o $SRC/lib/cuda/\$f.cu & done
+        $NV -c -o $D/e8p.o $SRC/lib/cuda/e8p.cu &
+        $NV -c -o $D/aqlm.o $SRC/lib/cuda/aqlm.cu &
         $NV -c -o $D/dense_naive.o $SRC/tests/gpu/dense_naive.cu & wait &&
         $CC $CCF -c -o $D/common.o $SRC/tests/gpu/common.c &&
         $CC $CCF -c -o $D/int_linear.o $SRC/tests/gpu/int_linear.c &&
         $CC $CCF -c -o $D/dense_check.o $SRC/tests/gpu/dense.c &&
         $CC $CCF -c -o $D/layers_check.o $SRC/tests/gpu/layers.c &&
         for r in int_ref dense_ref layers_ref; do $CC $CCF -c -o $D/\$r.o $SRC/lib/cuda/ref/\$r.c || exit 1; done &&
+        $CC $CCF -c -o $D/e8p_check.o $SRC/tests/gpu/e8p.c &&
+        $CC $CCF -c -o $D/e8p_ref.o $SRC/lib/cuda/ref/e8p_ref.c &&
+        $CC $CCF -c -o $D/aqlm_check.o $SRC/tests/gpu/aqlm.c &&
+        $CC $CCF -c -o $D/aqlm_ref.o $SRC/lib/cuda/ref/aqlm_ref.c &&
+        for c in $CORE_C; do $CC $CCF -c -o $D/core_\$(basename \$c .c).o $SRC/\$c || exit 1; done &&
         $CC $CCF -c -o $D/standalone.o $SRC/tests/gpu/standalone.c &&
         $NV -o $D/standalone $D/standalone.o $COBJ $D/dense_naive.o $KOBJ -lcublas &&
         $NV -o $D/bench_kernels $SRC/bench/bench_kernels.cu $KOBJ -lcublas" || status=1
@@ -116,6 +134,26 @@ if [ $FULL = 1 ]; then step check_cuda 240 "$CHECK" || status=1
 else step check_cuda 240 "$CHECK" "$STORIES" || status=1; fi
 
 # ---- 3. end to end against the CPU runtime (full build only)
+# ppl_cmp CPU.json GPU.json: "ppl":X of each, relative difference <= 0.1 %
+ppl_cmp() {
+    pc=$(sed -n 's/.*"ppl":\([^,}]*\).*/\1/p' "$1")
+    pg=$(sed -n 's/.*"ppl":\([^,}]*\).*/\1/p' "$2")
+    awk -v c="$pc" -v g="$pg" 'BEGIN {
+        if (c == "" || g == "") { print "FAIL perplexity: missing (CPU \"" c "\", GPU \"" g "\")"; exit 1 }
+        d = (g - c) / c * 100; a = d < 0 ? -d : d
+        printf "%s perplexity: CPU %.6f, GPU %.6f, difference %+.4f %% (bound 0.1 %%)\n", a <= 0.1 ? "PASS" : "FAIL", c, g, d
+        exit a <= 0.1 ? 0 : 1 }'
+}
+# ids_cmp CPU.txt GPU.txt: lines "ID MARGIN"; equal, or the first divergence with both margins
+ids_cmp() {
+    paste -d ' ' "$1" "$2" | awk '
+        NF == 4 { n++; if ($1 != $3 && !d) { d = n; ci = $1; cm = $2; gi = $3; gm = $4 } }
+        END {
+            if (n < 64) { printf "FAIL greedy ids: %d of 64 compared\n", n; exit 1 }
+            if (!d) { printf "PASS greedy ids: the first %d ids on the GPU equal the CPU reference\n", n; exit 0 }
+            printf "DIVERGE greedy ids: first difference at generated token %d: CPU %s (top-2 margin %s), GPU %s (top-2 margin %s)%s\n", d, ci, cm, gi, gm, (cm < 0.02 || gm < 0.02) ? ": a near-tie" : ": NOT a near-tie"
+            exit (cm < 0.02 || gm < 0.02) ? 0 : 1 }'
+}
 E2E=""
 if [ -n "$PTQC" ]; then
     W4="$OUTDIR/stories-w4.ptq"
@@ -129,22 +167,8 @@ if [ -n "$PTQC" ]; then
         step e2e_run_gpu 120 sh -c "'$PTQC' run '$W4' --prompt '$PROMPT' -n 64 --temp 0 --print-ids --ignore-eos --device cuda > '$OUTDIR/ids-gpu.txt'"
         timeout 60 "$PTQC" run "$W4" --prompt "$PROMPT" -n 64 --temp 0 > "$OUTDIR/text-gpu.txt" 2>> "$OUTDIR/e2e_run_gpu.log"
         timeout 60 "$PTQC" run "$W4" --prompt "$PROMPT" -n 64 --temp 0 --device cpu > "$OUTDIR/text-cpu.txt" 2>> "$OUTDIR/e2e_run_cpu.log"
-        # perplexity: "ppl":X of each JSON object, relative difference <= 0.1 %
-        pc=$(sed -n 's/.*"ppl":\([^,}]*\).*/\1/p' "$OUTDIR/eval-cpu.json")
-        pg=$(sed -n 's/.*"ppl":\([^,}]*\).*/\1/p' "$OUTDIR/eval-gpu.json")
-        E2E_PPL=$(awk -v c="$pc" -v g="$pg" 'BEGIN {
-            if (c == "" || g == "") { print "FAIL perplexity: missing (CPU \"" c "\", GPU \"" g "\")"; exit 1 }
-            d = (g - c) / c * 100; a = d < 0 ? -d : d
-            printf "%s perplexity: CPU %.6f, GPU %.6f, difference %+.4f %% (bound 0.1 %%)\n", a <= 0.1 ? "PASS" : "FAIL", c, g, d
-            exit a <= 0.1 ? 0 : 1 }') || status=1
-        # greedy ids: lines "ID MARGIN"; equal, or the first divergence with both margins
-        E2E_IDS=$(paste -d ' ' "$OUTDIR/ids-cpu.txt" "$OUTDIR/ids-gpu.txt" | awk '
-            NF == 4 { n++; if ($1 != $3 && !d) { d = n; ci = $1; cm = $2; gi = $3; gm = $4 } }
-            END {
-                if (n < 64) { printf "FAIL greedy ids: %d of 64 compared\n", n; exit 1 }
-                if (!d) { printf "PASS greedy ids: the first %d ids on the GPU equal the CPU reference\n", n; exit 0 }
-                printf "DIVERGE greedy ids: first difference at generated token %d: CPU %s (top-2 margin %s), GPU %s (top-2 margin %s)%s\n", d, ci, cm, gi, gm, (cm < 0.02 || gm < 0.02) ? ": a near-tie" : ": NOT a near-tie"
-                exit (cm < 0.02 || gm < 0.02) ? 0 : 1 }') || status=1
+        E2E_PPL=$(ppl_cmp "$OUTDIR/eval-cpu.json" "$OUTDIR/eval-gpu.json") || status=1
+        E2E_IDS=$(ids_cmp "$OUTDIR/ids-cpu.txt" "$OUTDIR/ids-gpu.txt") || status=1
         E2E="$E2E_PPL
 $E2E_IDS"
     else
@@ -152,6 +176,55 @@ $E2E_IDS"
     fi
 else
     E2E="not run (needs the full configure build)"
+fi
+
+# ---- 3b. QuIP# end to end (full build): a 2-bit --method quip bundle of
+# babyllama-105 from ../shared (stories260k's 172-wide down_proj is not a
+# multiple of 8), the same comparisons on its tinystories eval text
+QE2E="not run (needs the full configure build and ../shared/models/babyllama-105)"
+BABY="$PTQC_SHARED/models/babyllama-105"
+if [ -n "$PTQC" ] && [ -d "$BABY" ]; then
+    Q2="$OUTDIR/babyllama-quip2.ptq"
+    QTXT="$PTQC_SHARED/text/tinystories-eval.txt"
+    QPROMPT="Once upon a time"
+    rm -rf "$Q2"
+    if step quip_compile 150 "$PTQC" compile "$BABY" -o "$Q2" --method quip --bits 2 \
+        --calib "$PTQC_SHARED/text/tinystories-calib.txt" --nsamples 16 --seqlen 64 --seed 1; then
+        step quip_eval_cpu 120 sh -c "'$PTQC' eval '$Q2' --text '$QTXT' --json > '$OUTDIR/quip-eval-cpu.json'"
+        step quip_eval_gpu 120 sh -c "'$PTQC' eval '$Q2' --text '$QTXT' --device cuda --json > '$OUTDIR/quip-eval-gpu.json'"
+        step quip_run_cpu 120 sh -c "'$PTQC' run '$Q2' --prompt '$QPROMPT' -n 64 --temp 0 --print-ids --ignore-eos --device cpu > '$OUTDIR/quip-ids-cpu.txt'"
+        step quip_run_gpu 120 sh -c "'$PTQC' run '$Q2' --prompt '$QPROMPT' -n 64 --temp 0 --print-ids --ignore-eos --device cuda > '$OUTDIR/quip-ids-gpu.txt'"
+        Q_PPL=$(ppl_cmp "$OUTDIR/quip-eval-cpu.json" "$OUTDIR/quip-eval-gpu.json") || status=1
+        Q_IDS=$(ids_cmp "$OUTDIR/quip-ids-cpu.txt" "$OUTDIR/quip-ids-gpu.txt") || status=1
+        QE2E="$Q_PPL
+$Q_IDS"
+    else
+        status=1; QE2E="FAIL: ptqc compile --method quip of babyllama-105 failed (quip_compile.log)"
+    fi
+fi
+
+# ---- 3c. AQLM end to end (full build): a 2x8 --method aqlm bundle of
+# babyllama-105 (small calibration and beam: the bundle only has to be an
+# AQLM one), the same comparisons; the prefill runs decode + cuBLAS, the
+# decode steps the GEMV with the codebooks in shared memory
+AE2E="not run (needs the full configure build and ../shared/models/babyllama-105)"
+if [ -n "$PTQC" ] && [ -d "$BABY" ]; then
+    A2="$OUTDIR/babyllama-aqlm2x8.ptq"
+    ATXT="$PTQC_SHARED/text/tinystories-eval.txt"
+    rm -rf "$A2"
+    if step aqlm_compile 150 "$PTQC" compile "$BABY" -o "$A2" --method aqlm --codebooks 2x8 --beam 4 \
+        --calib "$PTQC_SHARED/text/tinystories-calib.txt" --nsamples 8 --seqlen 64 --seed 1; then
+        step aqlm_eval_cpu 120 sh -c "'$PTQC' eval '$A2' --text '$ATXT' --json > '$OUTDIR/aqlm-eval-cpu.json'"
+        step aqlm_eval_gpu 120 sh -c "'$PTQC' eval '$A2' --text '$ATXT' --device cuda --json > '$OUTDIR/aqlm-eval-gpu.json'"
+        step aqlm_run_cpu 120 sh -c "'$PTQC' run '$A2' --prompt 'Once upon a time' -n 64 --temp 0 --print-ids --ignore-eos --device cpu > '$OUTDIR/aqlm-ids-cpu.txt'"
+        step aqlm_run_gpu 120 sh -c "'$PTQC' run '$A2' --prompt 'Once upon a time' -n 64 --temp 0 --print-ids --ignore-eos --device cuda > '$OUTDIR/aqlm-ids-gpu.txt'"
+        A_PPL=$(ppl_cmp "$OUTDIR/aqlm-eval-cpu.json" "$OUTDIR/aqlm-eval-gpu.json") || status=1
+        A_IDS=$(ids_cmp "$OUTDIR/aqlm-ids-cpu.txt" "$OUTDIR/aqlm-ids-gpu.txt") || status=1
+        AE2E="$A_PPL
+$A_IDS"
+    else
+        status=1; AE2E="FAIL: ptqc compile --method aqlm of babyllama-105 failed (aqlm_compile.log)"
+    fi
 fi
 
 # ---- 4. benchmarks
@@ -186,6 +259,16 @@ say '```'
 say "$E2E"
 say '```'
 for f in text-cpu text-gpu; do [ -s "$OUTDIR/$f.txt" ] && say "$f: $(head -c 400 "$OUTDIR/$f.txt" | tr '\n' ' ')"; done
+say ""
+say "## End to end (babyllama-105 QuIP# 2-bit bundle, GPU vs CPU runtime)"
+say '```'
+say "$QE2E"
+say '```'
+say ""
+say "## End to end (babyllama-105 AQLM 2x8 bundle, GPU vs CPU runtime)"
+say '```'
+say "$AE2E"
+say '```'
 say ""
 say "## Benchmarks"
 [ -f "$OUTDIR/bench_kernels.log" ] && cat "$OUTDIR/bench_kernels.log" >> "$R"

@@ -14,6 +14,8 @@ int main(int argc, char **argv)
         return 77;
     }
     int fails = gc_gemv_int() + gc_gemm_int() + gc_dense() + gc_layers();
+    fails += gc_aqlm();
+    fails += gc_e8p();
     if (argc > 1) {
         int r = gc_real_layers(argv[1]);
         if (r < 0) printf("FAIL: cannot read real layers from %s\n", argv[1]);

@@ -5,7 +5,9 @@
  *
  *   lib/cuda/gemv_int.cu, gemm_int.cu  ->  int_ref.c    (packed integer linears)
  *   lib/cuda/dense.cu                  ->  dense_ref.c  (fp16 linears)
+ *   lib/cuda/aqlm.cu                   ->  aqlm_ref.c   (AQLM linears)
  *   lib/cuda/layers.cu                 ->  layers_ref.c (embedding, norms, RoPE, attention ...)
+ *   lib/cuda/e8p.cu                    ->  e8p_ref.c    (QuIP# E8P linears)
  *
  * The tensors are the kernels' own structs (ptqk_int_w, ptqk_f16_w) holding
  * host pointers.  Linears return, next to each output y, the magnitude
@@ -17,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lib/cuda/e8p_kernels.h"
 #include "lib/cuda/ptqrt_kernels.h"
 
 /* ---- int_ref.c: the "int" format (lib/qfmt/pack.h) */
@@ -29,6 +32,15 @@ double ptqr_int_weight(const ptqk_int_w *w, int r, int k, int round16);
  * a[...] = sum_k |W[r][k] x[t * ldx + k]|.  round16 as above. */
 void ptqr_linear_int(const ptqk_int_w *w, int round16, const uint16_t *x, int ldx, int n, double *y,
                      double *a);
+
+/* ---- aqlm_ref.c: the "aqlm" format (lib/qfmt/aqlm_decode.h) */
+
+/* The 8 weights of group g of row r (the shared decode); round16: rounded
+ * to fp16 as the prefill decode (ptqk_decode_aqlm) stores them. */
+void ptqr_aqlm_group(const ptqk_aqlm_w *w, int r, int g, int round16, float *out);
+/* y, a as ptqr_linear_int for an AQLM linear. */
+void ptqr_linear_aqlm(const ptqk_aqlm_w *w, int round16, const uint16_t *x, int ldx, int n, double *y,
+                      double *a);
 
 /* ---- dense_ref.c */
 
@@ -54,5 +66,20 @@ void ptqr_rope(const float *x, int nheads, int hd, const float *inv_freq, int B,
  * over positions 0..pos+t, in double; out [B*T][nh*hd]. */
 void ptqr_attention(const float *q, const float *kc, const float *vc, int nh, int nkv, int hd, int B,
                     int T, int pos, int S, double *out);
+
+/* ---- e8p_ref.c: the "e8p" format (lib/qfmt/qf_e8p.c), through lib/qfmt */
+struct ptq_qtensor;
+
+/* The core product of the GEMV/GEMM: z[t * w->rows + r] = sum_s scale_s
+ * sum_k book_s(code)[k] t[t * ldt + k] in double, each codeword decoded by
+ * lib/qfmt/e8p.h (ptq_e8p_decode, ptq_e81b_decode); a[...] = the same sum
+ * of |terms|.  w holds host pointers (ptqk_e8p_view). */
+void ptqr_e8p_rotated(const ptqk_e8p_w *w, const float *t, int ldt, int n, double *z, double *a);
+
+/* The whole linear: y[t * rows + r] = sum_k W[r][k] x[t * ldx + k] (x fp16)
+ * in double with W = U^T W' V decoded by the format's own decode
+ * (ptq_qtensor_dequant, lib/qfmt/qf_e8p.c); returns ||W||_F (the scale of
+ * the norm-wise tolerances), or -1 when the decode fails. */
+double ptqr_linear_e8p(const struct ptq_qtensor *q, const uint16_t *x, int ldx, int n, double *y);
 
 #endif

@@ -1,0 +1,167 @@
+/* check_cpu_kernels.c - the CPU fast paths against their references:
+ * every loop of the packed GEMV (lib/qfmt/gemv_int.h: portable, AVX2+FMA,
+ * AVX-512, whichever this CPU runs) within the header's bound of the
+ * reference and bit-identical for any thread count; and the Hessian's
+ * chunks on the workers (lib/quant/hessian.h, ptq_hessian_add_chunks)
+ * bit-identical to ptq_hessian_add of each chunk in turn for any thread
+ * count, and to float64 X^T X within float32 rounding. */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lib/base/half.h"
+#include "lib/qfmt/gemv_int.h"
+#include "lib/qfmt/pack.h"
+#include "lib/quant/hessian.h"
+#include "tests/testutil.h"
+
+/* A random PTQ_QF_INT tensor, codes and zeros uniform (asymmetric) or zeros
+ * 2^(b-1), scales +-[0.01, 0.1) in fp16. */
+static void rand_int(ptq_qtensor *q, int rows, int cols, int bits, int G, int sym, uint64_t *rs)
+{
+    memset(q, 0, sizeof *q);
+    q->format = PTQ_QF_INT;
+    q->rows = rows, q->cols = cols, q->bits = bits, q->group = G, q->sym = sym;
+    q->ngroups = ptq_pack_ngroups(cols, G);
+    size_t rw = (size_t)ptq_pack_row_words(cols, bits), ng = (size_t)q->ngroups;
+    q->qweight = calloc((size_t)rows * rw, sizeof(uint32_t));
+    q->scales = malloc(sizeof(uint16_t) * rows * ng);
+    q->zeros = malloc((size_t)rows * ng);
+    ck_assert(q->qweight && q->scales && q->zeros);
+    uint32_t top = 1u << bits;
+    for (int r = 0; r < rows; r++) {
+        for (int k = 0; k < cols; k++)
+            ptq_pack_set(q->qweight + r * rw, k, bits, (uint32_t)(tu_rng_next(rs) % top));
+        for (size_t g = 0; g < ng; g++) {
+            float s = (float)(0.01 + 0.09 * tu_rng_unif(rs));
+            q->scales[r * ng + g] = ptq_f32_to_f16(tu_rng_next(rs) & 1 ? s : -s);
+            q->zeros[r * ng + g] = (uint8_t)(sym ? top / 2 : tu_rng_next(rs) % top);
+        }
+    }
+}
+
+/* gemv_int.h's bound: 2 (n + 2) u sum_k |s| (|q| + |z|) |x|, u = 2^-24. */
+static double bound(const ptq_qtensor *q, int r, const float *x)
+{
+    size_t rw = (size_t)ptq_pack_row_words(q->cols, q->bits);
+    double m = 0;
+    for (int k = 0; k < q->cols; k++) {
+        int g = q->group ? k / q->group : 0;
+        double s = fabs(ptq_f16_to_f32(q->scales[(size_t)r * q->ngroups + g]));
+        m += s * (ptq_pack_get(q->qweight + r * rw, k, q->bits) +
+                  (double)q->zeros[(size_t)r * q->ngroups + g]) * fabs(x[k]);
+    }
+    return 2.0 * (q->cols + 2) * ldexp(1.0, -24) * m;
+}
+
+START_TEST(gemv_paths_within_bound)
+{
+    static const int bits[] = {2, 3, 4, 8}, groups[] = {0, 32, 64, 128, 96};
+    /* 401 x 1000: above gemv_int.c's work per worker, so 3 threads split it */
+    static const int shapes[][2] = {{37, 300}, {64, 576}, {5, 32}, {3, 1000}, {401, 1000}};
+    static const int paths[] = {PTQ_GEMV_PORTABLE, PTQ_GEMV_AVX2, PTQ_GEMV_AVX512};
+    uint64_t rs = 77;
+    ptq_err e;
+    for (int si = 0; si < 5; si++) {
+        int rows = shapes[si][0], cols = shapes[si][1];
+        float *x = malloc(sizeof(float) * cols), *ref = malloc(sizeof(float) * rows),
+              *y1 = malloc(sizeof(float) * rows), *y3 = malloc(sizeof(float) * rows);
+        ck_assert(x && ref && y1 && y3);
+        for (int bi = 0; bi < 4; bi++)
+            for (int gi = 0; gi < 5; gi++)
+                for (int sym = 0; sym < 2; sym++) {
+                    ptq_qtensor q;
+                    rand_int(&q, rows, cols, bits[bi], groups[gi], sym, &rs);
+                    for (int k = 0; k < cols; k++) x[k] = tu_rng_normal(&rs);
+                    ck_assert_msg(ptq_gemv_int_ref(&q, x, ref, &e) == 0, "%s", e.msg);
+                    for (int pi = 0; pi < 3; pi++) {
+                        ck_assert(ptq_gemv_int_path(&q, x, y1, 1, paths[pi], &e) == 0);
+                        ck_assert(ptq_gemv_int_path(&q, x, y3, 3, paths[pi], &e) == 0);
+                        ck_assert_mem_eq(y1, y3, sizeof(float) * rows);
+                        for (int r = 0; r < rows; r++) {
+                            double d = fabs((double)y1[r] - ref[r]), b = bound(&q, r, x);
+                            ck_assert_msg(d <= b, "%dx%d b%d g%d sym%d path %d row %d: "
+                                          "|fast - ref| = %g > %g", rows, cols, bits[bi],
+                                          groups[gi], sym, paths[pi], r, d, b);
+                        }
+                    }
+                    ptq_gemv_int(&q, x, y3, 2, &e); /* the default is one of them */
+                    int same = 0;
+                    for (int pi = 0; pi < 3 && !same; pi++) {
+                        ptq_gemv_int_path(&q, x, y1, 1, paths[pi], &e);
+                        same = !memcmp(y1, y3, sizeof(float) * rows);
+                    }
+                    ck_assert(same);
+                    ptq_qtensor_free(&q);
+                }
+        free(x); free(ref); free(y1); free(y3);
+    }
+}
+END_TEST
+
+/* Chunks of n[i] rows (one longer than a 2048-row piece) through
+ * ptq_hessian_add one by one and through ptq_hessian_add_chunks on 1..5
+ * workers: the same bits; and H against float64 2/N X^T X. */
+START_TEST(hessian_chunks_on_workers)
+{
+    const int cols = 40, n[] = {700, 2500, 33, 512, 1};
+    const int nc = 5;
+    int N = 0;
+    for (int i = 0; i < nc; i++) N += n[i];
+    uint64_t rs = 9;
+    float *X = malloc(sizeof(float) * (size_t)N * cols);
+    float *H1 = malloc(sizeof(float) * cols * cols), *H2 = malloc(sizeof(float) * cols * cols);
+    ck_assert(X && H1 && H2);
+    for (size_t i = 0; i < (size_t)N * cols; i++) X[i] = tu_rng_normal(&rs) * (1 + (i % cols) % 3);
+    const float *xs[5];
+    for (int i = 0, o = 0; i < nc; o += n[i], i++) xs[i] = X + (size_t)o * cols;
+    ptq_err e;
+    ptq_hessian h;
+    ck_assert_int_eq(ptq_hessian_init(&h, cols, &e), PTQ_OK);
+    for (int i = 0; i < nc; i++) ck_assert_int_eq(ptq_hessian_add(&h, xs[i], n[i], &e), PTQ_OK);
+    ck_assert_int_eq(ptq_hessian_finalize(&h, H1, &e), PTQ_OK);
+    float am1 = h.absmax[3];
+    double mean1 = h.absmean[3];
+    ptq_hessian_free(&h);
+    for (int t = 1; t <= 5; t++) {
+        ck_assert_int_eq(ptq_hessian_init(&h, cols, &e), PTQ_OK);
+        ck_assert_int_eq(ptq_hessian_add_chunks(&h, xs, n, 2, t, &e), PTQ_OK); /* two calls */
+        ck_assert_int_eq(ptq_hessian_add_chunks(&h, xs + 2, n + 2, nc - 2, t, &e), PTQ_OK);
+        ck_assert_int_eq(h.ntokens, N);
+        ck_assert_int_eq(ptq_hessian_finalize(&h, H2, &e), PTQ_OK);
+        ck_assert_mem_eq(H1, H2, sizeof(float) * cols * cols);
+        ck_assert(h.absmax[3] == am1 && h.absmean[3] == mean1);
+        ptq_hessian_free(&h);
+    }
+    for (int i = 0; i < cols; i++) /* float32 pieces of <= 2048 rows, float64 sums */
+        for (int j = 0; j < cols; j++) {
+            double s = 0, m = 0;
+            for (int t = 0; t < N; t++) {
+                double p = (double)X[(size_t)t * cols + i] * X[(size_t)t * cols + j];
+                s += p, m += fabs(p);
+            }
+            double d = fabs(H1[i * cols + j] - 2.0 * s / N), b = 2.0 * m / N * 2049 * ldexp(1.0, -24);
+            ck_assert_msg(d <= b + fabs(2.0 * s / N) * ldexp(1.0, -24), "H[%d][%d] off by %g > %g",
+                          i, j, d, b);
+        }
+    /* a NaN names its token, counted across chunks */
+    X[(size_t)(700 + 5) * cols + 2] = NAN;
+    ck_assert_int_eq(ptq_hessian_init(&h, cols, &e), PTQ_OK);
+    ck_assert_int_eq(ptq_hessian_add_chunks(&h, xs, n, nc, 2, &e), PTQ_EDATA);
+    ck_assert_msg(strstr(e.msg, "[705][2]") != NULL, "%s", e.msg);
+    ptq_hessian_free(&h);
+    free(X); free(H1); free(H2);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("cpu_kernels");
+    TCase *tc = tcase_create("cpu_kernels");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, gemv_paths_within_bound);
+    tcase_add_test(tc, hessian_chunks_on_workers);
+    suite_add_tcase(s, tc);
+    return tu_run(s);
+}
