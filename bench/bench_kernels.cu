@@ -13,8 +13,9 @@
  * pass, the whole linear at n = 1, 8 (GEMV) and 64 (mma).
  * Then AQLM 2x8 and 1x16 (lib/cuda/aqlm.cu) on the same shapes: the GEMV at
  * n = 1 against its bandwidth bound (codes + codebooks + scales + x + y over
- * the copy bandwidth) and against cuBLAS fp16, n = 8, and the prefill
- * (decode + cuBLAS) at n = 64.
+ * the copy bandwidth) and against cuBLAS fp16, n = 8, and the prefill at
+ * n = 16, 64, 256: the fused decode + mma GEMM against decode + cuBLAS (the
+ * fallback) and against cuBLAS on weights already in fp16, in the same run.
  * The per-kernel references and checks are lib/cuda/ref/ and tests/gpu/.
  * Output: markdown tables on stdout.  Usage: bench_kernels [--quick]
  */
@@ -23,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include <cublas_v2.h>
@@ -289,7 +291,8 @@ static void bench_e8p(size_t l2, double copy_bw)
 /* ---- AQLM (lib/cuda/aqlm.cu).  Random codes (every value is a valid code
  * at B = 8 and 16) and codebooks; each weight copy has its own codebooks, as
  * each linear of a model does. */
-static void bench_aqlm_shape(cublasHandle_t h, int rows, int cols, int M, int B, size_t l2, double copy_bw)
+static void bench_aqlm_shape(cublasHandle_t h, int rows, int cols, int M, int B, size_t l2, double copy_bw,
+                             std::vector<std::string> &prefill_rows)
 {
     size_t cbytes = (size_t)rows * (cols / 8) * M * (B > 8 ? 2 : 1), bbytes = ((size_t)M << B) * 16,
            hbytes = (size_t)rows * cols * 2;
@@ -313,16 +316,22 @@ static void bench_aqlm_shape(cublasHandle_t h, int rows, int cols, int M, int B,
         CK(bf_fill_f16((uint16_t *)H[c], hbytes / 2, 0.02f, 0.0f, 800 + c));
     }
     void *x, *y, *yh, *scr;
-    CK(cudaMalloc(&x, (size_t)64 * cols * 2));
-    CK(cudaMalloc(&y, (size_t)64 * rows * 4));
-    CK(cudaMalloc(&yh, (size_t)64 * rows * 2));
+    const int NMAX = 256;
+    CK(cudaMalloc(&x, (size_t)NMAX * cols * 2));
+    CK(cudaMalloc(&y, (size_t)NMAX * rows * 4));
+    CK(cudaMalloc(&yh, (size_t)NMAX * rows * 2));
     CK(cudaMalloc(&scr, hbytes));
-    CK(bf_fill_f16((uint16_t *)x, (size_t)64 * cols, 1.0f, 0.0f, 9));
+    CK(bf_fill_f16((uint16_t *)x, (size_t)NMAX * cols, 1.0f, 0.0f, 9));
     CK(cudaDeviceSynchronize());
     int ci = 0, chi = 0;
     auto lin = [&](int n) {
         CK((cudaError_t)ptqk_linear_aqlm(h, &W[ci], (const uint16_t *)x, cols, (float *)y, rows, n, PTQK_GEMV_MAX_N,
                                          (uint16_t *)scr, 0));
+        ci = (ci + 1) % ncopy;
+    };
+    auto unfused = [&](int n) {
+        CK((cudaError_t)ptqk_decode_gemm_aqlm(h, &W[ci], (const uint16_t *)x, cols, (float *)y, rows, n,
+                                              (uint16_t *)scr, 0));
         ci = (ci + 1) % ncopy;
     };
     auto cub = [&](int n) {
@@ -337,11 +346,21 @@ static void bench_aqlm_shape(cublasHandle_t h, int rows, int cols, int M, int B,
     };
     double t1 = median_ms([&] { lin(1); }, 4 * ncopy), c1 = median_ms([&] { cub(1); }, 4 * ncopyh);
     double t8 = median_ms([&] { lin(8); }, 4 * ncopy), c8 = median_ms([&] { cub(8); }, 4 * ncopyh);
-    double t64 = median_ms([&] { lin(64); }, 4 * ncopy), c64 = median_ms([&] { cub(64); }, 4 * ncopyh);
     double bytes = (double)cbytes + bbytes + 2.0 * rows + 2.0 * cols + 4.0 * rows, bound = bytes / copy_bw * 1e3;
-    printf("| %d x %d | %dx%d | %.2f | %.2f | %.3f | %.2f | %.2fx | %.2f | %.2f | %.1f | %.1f |\n", rows, cols, M, B,
-           t1 * 1e3, bound * 1e3, bound / t1, c1 * 1e3, c1 / t1, t8 * 1e3, c8 * 1e3, t64 * 1e3, c64 * 1e3);
+    printf("| %d x %d | %dx%d | %.2f | %.2f | %.3f | %.2f | %.2fx | %.2f | %.2f |\n", rows, cols, M, B, t1 * 1e3,
+           bound * 1e3, bound / t1, c1 * 1e3, c1 / t1, t8 * 1e3, c8 * 1e3);
     fflush(stdout);
+    /* prefill: lin(n > PTQK_GEMV_MAX_N) is the fused GEMM (ptqk_linear_aqlm) */
+    static const int np[3] = {16, 64, NMAX};
+    for (int i = 0; i < 3; i++) {
+        int n = np[i];
+        double tf = median_ms([&] { lin(n); }, ncopy), tu = median_ms([&] { unfused(n); }, ncopy),
+               tc = median_ms([&] { cub(n); }, ncopyh);
+        char line[256];
+        snprintf(line, sizeof line, "| %d x %d | %dx%d | %d | %.1f | %.1f | %.1f | %.2fx | %.2fx |\n", rows, cols, M,
+                 B, n, tf * 1e3, 2.0 * rows * cols * n / (tf * 1e-3) / 1e12, tu * 1e3, tu / tf, tc / tf);
+        prefill_rows.push_back(line);
+    }
     for (void *p : bufs) cudaFree(p);
     for (void *p : H) cudaFree(p);
     cudaFree(x), cudaFree(y), cudaFree(yh), cudaFree(scr);
@@ -350,11 +369,16 @@ static void bench_aqlm_shape(cublasHandle_t h, int rows, int cols, int M, int B,
 static void bench_aqlm(cublasHandle_t h, size_t l2, double copy_bw)
 {
     printf("\n| AQLM rows x cols | MxB | GEMV n=1 us | bandwidth bound us | bound / time | cuBLAS fp16 n=1 us | "
-           "speedup n=1 | GEMV n=8 us | cuBLAS n=8 us | decode+cuBLAS n=64 us | cuBLAS n=64 us |\n"
-           "|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "speedup n=1 | GEMV n=8 us | cuBLAS n=8 us |\n"
+           "|---|---|---|---|---|---|---|---|---|\n");
     const int shapes[3][2] = {{4096, 4096}, {11008, 4096}, {4096, 11008}}, cfg[2][2] = {{2, 8}, {1, 16}};
+    std::vector<std::string> pre;
     for (int s = 0; s < 3; s++)
-        for (int c = 0; c < 2; c++) bench_aqlm_shape(h, shapes[s][0], shapes[s][1], cfg[c][0], cfg[c][1], l2, copy_bw);
+        for (int c = 0; c < 2; c++)
+            bench_aqlm_shape(h, shapes[s][0], shapes[s][1], cfg[c][0], cfg[c][1], l2, copy_bw, pre);
+    printf("\n| AQLM prefill rows x cols | MxB | n | fused decode+mma us | TFLOP/s | decode+cuBLAS us | "
+           "decode+cuBLAS / fused | cuBLAS fp16 weights / fused |\n|---|---|---|---|---|---|---|---|\n");
+    for (const std::string &r : pre) fputs(r.c_str(), stdout);
 }
 
 int main(int argc, char **argv)

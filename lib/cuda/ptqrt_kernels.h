@@ -131,11 +131,21 @@ int ptqk_linear_int(const ptqk_int_w *w, const uint16_t *x, int ldx, float *y, i
  * fp16 codewords through the read-only cache from L2. */
 int ptqk_gemv_aqlm(const ptqk_aqlm_w *w, const uint16_t *x, int ldx, float *y, int ldy, int n,
                    ptqk_stream s);
+/* The same for any n >= 1 (prefill): tiles of the weights decoded to fp16
+ * in shared memory (the bits ptqk_decode_aqlm stores) and multiplied with
+ * mma.sync m16n8k16, fp32 accumulate.  cudaErrorNotSupported when the
+ * codebooks (b <= 8) do not fit in the device's shared memory. */
+int ptqk_gemm_aqlm(const ptqk_aqlm_w *w, const uint16_t *x, int ldx, float *y, int ldy, int n,
+                   ptqk_stream s);
 /* w16 [rows][cols] = fp16 of the decoded weights (aqlm_decode.h, then round
- * to nearest even), for the prefill GEMM. */
+ * to nearest even). */
 int ptqk_decode_aqlm(const ptqk_aqlm_w *w, uint16_t *w16, ptqk_stream s);
-/* GEMV when n <= gemv_max_n, else decode into scratch (rows * cols fp16)
- * and multiply with cuBLAS (ptqk_linear_f16). */
+/* The unfused prefill: decode into scratch (rows * cols fp16, 16-byte
+ * aligned) and multiply with cuBLAS (ptqk_linear_f16). */
+int ptqk_decode_gemm_aqlm(void *cublas, const ptqk_aqlm_w *w, const uint16_t *x, int ldx, float *y,
+                          int ldy, int n, uint16_t *scratch, ptqk_stream s);
+/* GEMV when n <= gemv_max_n, else ptqk_gemm_aqlm; where that returns
+ * cudaErrorNotSupported and scratch is given, ptqk_decode_gemm_aqlm. */
 int ptqk_linear_aqlm(void *cublas, const ptqk_aqlm_w *w, const uint16_t *x, int ldx, float *y,
                      int ldy, int n, int gemv_max_n, uint16_t *scratch, ptqk_stream s);
 /* x[t][:] = row tok[t] of an AQLM table (the decode of aqlm_decode.h). */

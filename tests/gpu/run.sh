@@ -205,8 +205,10 @@ fi
 
 # ---- 3c. AQLM end to end (full build): a 2x8 --method aqlm bundle of
 # babyllama-105 (small calibration and beam: the bundle only has to be an
-# AQLM one), the same comparisons; the prefill runs decode + cuBLAS, the
-# decode steps the GEMV with the codebooks in shared memory
+# AQLM one), the same comparisons; the prefill runs the fused decode + mma
+# GEMM (checked against the CPU reference and decode + cuBLAS in step 2,
+# gc_aqlm; timed against decode + cuBLAS in step 4's "AQLM prefill" table),
+# the decode steps the GEMV with the codebooks in shared memory
 AE2E="not run (needs the full configure build and ../shared/models/babyllama-105)"
 if [ -n "$PTQC" ] && [ -d "$BABY" ]; then
     A2="$OUTDIR/babyllama-aqlm2x8.ptq"

@@ -36,7 +36,8 @@ void ptqr_linear_int(const ptqk_int_w *w, int round16, const uint16_t *x, int ld
 /* ---- aqlm_ref.c: the "aqlm" format (lib/qfmt/aqlm_decode.h) */
 
 /* The 8 weights of group g of row r (the shared decode); round16: rounded
- * to fp16 as the prefill decode (ptqk_decode_aqlm) stores them. */
+ * to fp16 as the prefill decode (ptqk_decode_aqlm) stores them and the
+ * fused prefill GEMM (ptqk_gemm_aqlm) tiles them. */
 void ptqr_aqlm_group(const ptqk_aqlm_w *w, int r, int g, int round16, float *out);
 /* y, a as ptqr_linear_int for an AQLM linear. */
 void ptqr_linear_aqlm(const ptqk_aqlm_w *w, int round16, const uint16_t *x, int ldx, int n, double *y,
