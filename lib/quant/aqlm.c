@@ -221,12 +221,17 @@ static void assign_block(void *p, int blk, double *s)
         int nc = k->K - j0 < KM_CT ? k->K - j0 : KM_CT;
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, np, nc, D, -2.0,
                     k->X + (size_t)i0 * D, D, k->c + (size_t)j0 * D, D, 0.0, s, nc);
+        const double *cn = k->cn + j0;
         for (int i = 0; i < np; i++) {
             const double *row = s + (size_t)i * nc;
+            double bd = best[i];
+            int bj = -1;
             for (int j = 0; j < nc; j++) {
-                double d = row[j] + k->cn[j0 + j];
-                if (d < best[i]) best[i] = d, k->as[i0 + i] = j0 + j;
+                double d = row[j] + cn[j];
+                bj = d < bd ? j : bj;
+                bd = d < bd ? d : bd;
             }
+            if (bj >= 0) best[i] = bd, k->as[i0 + i] = j0 + bj;
         }
     }
 }
@@ -380,15 +385,23 @@ static void beam_group(const bctx *x, int g, double s, const double *A, const do
     }
 }
 
+/* The groups of a chunk's rows go in blocks of BG: inside a block each
+ * row's u is updated group by group on the block's columns only; after the
+ * block, u of every later column of the chunk's rows moves by one dgemm,
+ * U[:, after] -= dY H[block, after] (dY [rows][8 BG] the block's changes of
+ * the reconstructions).  u of a group is exact when the group is searched. */
+#define BG 16
+
 static size_t beam_scratch(const ptq_aqlm *a, int beam)
 {
-    /* E, U [CH][C]; hy, ny [beam][8]; sc [K]; top; hc, nc (as doubles) */
-    return 2 * (size_t)CH * a->cols + 2 * (size_t)beam * D + (size_t)a->K + 2 * (size_t)beam +
-           (size_t)beam * a->M + 4;
+    /* E, U [CH][C]; dY [CH][8 BG]; hy, ny [beam][8]; sc [K]; top; hc, nc (as doubles) */
+    return 2 * (size_t)CH * a->cols + (size_t)CH * BG * D + 2 * (size_t)beam * D + (size_t)a->K +
+           2 * (size_t)beam + (size_t)beam * a->M + 4;
 }
 
-/* the groups of row r in order, u = H e of the row (updated as codes move) */
-static void beam_row(const bctx *x, int r, double *u, double *s)
+/* groups [g0, g1) of row r in order, u = H e of the row (updated inside the
+ * block as codes move), the changes y_new - y_cur into dy [8 (g1 - g0)] */
+static void beam_row(const bctx *x, int r, int g0, int g1, double *u, double *dy, double *s)
 {
     const ptq_aqlm *a = x->a;
     int C = a->cols, M = a->M, B = x->beam;
@@ -397,7 +410,7 @@ static void beam_row(const bctx *x, int r, double *u, double *s)
     int32_t *hc = (int32_t *)(top + B), *nc = hc + (size_t)B * M;
     double sr = a->scale[r];
     int32_t *codes = a->codes + (size_t)r * a->G * M;
-    for (int g = 0; g < a->G; g++) {
+    for (int g = g0; g < g1; g++) {
         double A[D * D], ycur[D], b[D], ay[D];
         for (int i = 0; i < D; i++)
             for (int j = 0; j < D; j++) A[i * D + j] = x->H[(size_t)(g * D + i) * C + g * D + j];
@@ -411,9 +424,13 @@ static void beam_row(const bctx *x, int r, double *u, double *s)
         memcpy(hy, ycur, sizeof ycur);
         beam_group(x, g, sr, A, b, hc, hy, nc, ny, top, sc);
         memcpy(codes + g * M, hc, M * sizeof *hc);
+        int c0 = (g + 1) * D, c1 = g1 * D;
         for (int i = 0; i < D; i++) {
-            double dy = hy[i] - ycur[i];
-            if (dy != 0) cblas_daxpy(C, -dy, x->H + (size_t)(g * D + i) * C, 1, u, 1);
+            double d = hy[i] - ycur[i];
+            dy[(g - g0) * D + i] = d;
+            const double *h = x->H + (size_t)(g * D + i) * C;
+            if (d != 0)
+                for (int k = c0; k < c1; k++) u[k] -= d * h[k];
         }
     }
 }
@@ -421,10 +438,17 @@ static void beam_row(const bctx *x, int r, double *u, double *s)
 static void beam_chunk(void *p, int ci, double *s)
 {
     bctx *x = p;
-    int C = x->a->cols, r0, n;
+    int C = x->a->cols, G = x->a->G, r0, n;
     chunk_residual(x->a, x->W, x->H, ci, s, &r0, &n);
-    for (int i = 0; i < n; i++)
-        beam_row(x, r0 + i, s + (size_t)(CH + i) * C, s + 2 * (size_t)CH * C);
+    double *U = s + (size_t)CH * C, *dY = s + 2 * (size_t)CH * C, *rest = dY + (size_t)CH * BG * D;
+    for (int g0 = 0; g0 < G; g0 += BG) {
+        int g1 = G - g0 < BG ? G : g0 + BG, c1 = g1 * D;
+        for (int i = 0; i < n; i++)
+            beam_row(x, r0 + i, g0, g1, U + (size_t)i * C, dY + (size_t)i * BG * D, rest);
+        if (c1 < C)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C - c1, (g1 - g0) * D, -1.0,
+                        dY, BG * D, x->H + (size_t)g0 * D * C + c1, C, 1.0, U + c1, C);
+    }
 }
 
 typedef struct qctx {
@@ -511,50 +535,146 @@ typedef struct nctx {
     const double *H, *T;
     const int *start, *list; /* [(m1-m0) K + 1], [(m1-m0) rows G]: the (r, g)
                                 of each codeword, ascending */
+    const double *Hb;        /* not diag: H in 8 x 8 blocks [G][G][8][8] */
+    const int *pg, *pw;      /* not diag: per row its (g', word) pairs sorted
+                                by word, g' ascending for one word */
+    const int *ws;           /* [rows][words + 1] where each word starts there */
+    const int *tst, *org, *ow; /* not diag: per tile of NW_T words [tiles + 1]
+                                  its occurrences (r G + g, word) by g */
     int m0, m1, n;   /* unknowns n = (m1 - m0) K 8 */
     int diag;        /* only each codeword's own 8 x 8 block */
     double *N, *rhs; /* [n][n] (diag: [n / 8][8][8]), [n] */
 } nctx;
 
-/* Rows [8j, 8j + 8) of the normal equations (codeword j of the set): the
- * sums run over rows r, groups g, then g', m' ascending, whoever owns j.
- * (Skipping the lower triangle, which the solve does not read, measured
- * slower: the branch on random codes costs more than the adds.) */
-static void normal_word(void *p, int j, double *s)
+/* codewords per work item of the normal equations (their panels, 4 x 128
+ * KiB at 2048 unknowns, stay in the L2 cache) */
+#define NW_T 4
+
+/* d [64] += a x [64] (an 8 x 8 block; d and x never overlap) */
+static void block_axpy(double *restrict d, const double *restrict x, double a)
+{
+    for (int l = 0; l < D * D; l++) d[l] += a * x[l];
+}
+
+/* The diagonal blocks only (diag): codeword j, over rows r, groups g. */
+static void normal_diag(void *p, int j, double *s)
 {
     (void)s;
     nctx *c = p;
     const ptq_aqlm *a = c->a;
-    int M = a->M, K = a->K, C = a->cols, m = c->m0 + j / K, k = j % K;
-    size_t n = (size_t)c->n;
-    double *rhs = c->rhs + (size_t)j * D;
-    double *Nj = c->diag ? c->N + (size_t)j * D * D : c->N + (size_t)j * D * n;
-    (void)m, (void)k;
+    int C = a->cols, G = a->G;
+    double *rhs = c->rhs + (size_t)j * D, *Nj = c->N + (size_t)j * D * D;
     for (int x = c->start[j]; x < c->start[j + 1]; x++) {
-        int r = c->list[x] / a->G, g = c->list[x] % a->G;
-        const int32_t *cd = a->codes + (size_t)r * a->G * M;
+        int r = c->list[x] / G, g = c->list[x] % G;
         double sr = a->scale[r], s2 = sr * sr;
-        {
-            const double *t = c->T + (size_t)r * C + g * D;
-            for (int i = 0; i < D; i++) rhs[i] += sr * t[i];
-            if (c->diag) {
-                for (int i = 0; i < D; i++)
-                    for (int l = 0; l < D; l++)
-                        Nj[i * D + l] += s2 * c->H[(size_t)(g * D + i) * C + g * D + l];
-                continue;
-            }
-            for (int g2 = 0; g2 < a->G; g2++)
-                for (int m2 = c->m0; m2 < c->m1; m2++) {
-                    size_t col = ((size_t)(m2 - c->m0) * K + cd[g2 * M + m2]) * D;
-                    const double *h = c->H + (size_t)(g * D) * C + g2 * D;
-                    for (int i = 0; i < D; i++) { /* N and H never overlap */
-                        double *restrict dst = Nj + i * n + col;
-                        const double *restrict src = h + (size_t)i * C;
-                        for (int l = 0; l < D; l++) dst[l] += s2 * src[l];
-                    }
-                }
-        }
+        const double *t = c->T + (size_t)r * C + g * D;
+        for (int i = 0; i < D; i++) rhs[i] += sr * t[i];
+        for (int i = 0; i < D; i++)
+            for (int l = 0; l < D; l++)
+                Nj[i * D + l] += s2 * c->H[(size_t)(g * D + i) * C + g * D + l];
     }
+}
+
+/* Rows [8j, 8j + 8) of the normal equations for the NW_T codewords j of
+ * tile it (work items alternate between the ends: the work per codeword
+ * falls with j), their blocks at codewords >= j (the solve reads the upper
+ * triangle only).  The tile's occurrences (r, g) run by g, then j, then r
+ * (H's row of blocks g is read once per g, not once per occurrence); each
+ * adds s_r^2 H_{g g'} for the pairs (g', word >= j) of row r (sorted by word:
+ * no branch) to the blocked panel s [NW_T][words][8][8], copied into N's rows
+ * at the end.  One fixed order for every sum, whoever owns the tile.
+ * (Tiling the panel for the L1 cache measured slower: H's blocks are then
+ * read from L3 once per tile.) */
+static void normal_tile(void *p, int it, double *s)
+{
+    nctx *c = p;
+    const ptq_aqlm *a = c->a;
+    int C = a->cols, G = a->G, words = c->n / D, nt = (words + NW_T - 1) / NW_T;
+    int tl = it % 2 ? nt - 1 - it / 2 : it / 2, j0 = tl * NW_T, nj = words - j0 < NW_T ? words - j0 : NW_T;
+    size_t n = (size_t)c->n, np = (size_t)(c->m1 - c->m0) * G, pan = (size_t)words * D * D;
+    for (int j = j0; j < j0 + nj; j++) memset(s + (j - j0) * pan + (size_t)j * D * D, 0,
+                                              (size_t)(words - j) * D * D * sizeof *s);
+    for (int x = c->tst[tl]; x < c->tst[tl + 1]; x++) {
+        int r = c->org[x] / G, g = c->org[x] % G, j = c->ow[x];
+        double sr = a->scale[r], s2 = sr * sr, *rhs = c->rhs + (size_t)j * D;
+        const double *t = c->T + (size_t)r * C + g * D;
+        for (int i = 0; i < D; i++) rhs[i] += sr * t[i];
+        const double *hg = c->Hb + (size_t)g * G * D * D;
+        const int *pg = c->pg + (size_t)r * np, *pw = c->pw + (size_t)r * np;
+        double *sj = s + (j - j0) * pan;
+        for (int q = c->ws[(size_t)r * (words + 1) + j]; q < (int)np; q++)
+            block_axpy(sj + (size_t)pw[q] * D * D, hg + (size_t)pg[q] * D * D, s2);
+    }
+    for (int j = j0; j < j0 + nj; j++)
+        for (int w = j; w < words; w++)
+            for (int i = 0; i < D; i++)
+                memcpy(c->N + ((size_t)j * D + i) * n + (size_t)w * D,
+                       s + (j - j0) * pan + ((size_t)w * D + i) * D, D * sizeof *s);
+}
+
+/* The blocked H and every row's (g', word) pairs by word, for normal_word */
+static int word_pairs(const ptq_aqlm *a, const double *H, int m0, int m1, double **Hbp, int **pgp,
+                      int **pwp, int **wsp, ptq_err *e)
+{
+    int C = a->cols, G = a->G, M = a->M, words = (m1 - m0) * a->K;
+    size_t np = (size_t)(m1 - m0) * G;
+    double *Hb = malloc((size_t)C * C * sizeof *Hb);
+    int *pg = malloc((size_t)a->rows * np * sizeof *pg), *pw = malloc((size_t)a->rows * np * sizeof *pw);
+    int *ws = malloc((size_t)a->rows * (words + 1) * sizeof *ws);
+    *Hbp = Hb, *pgp = pg, *pwp = pw, *wsp = ws;
+    if (!Hb || !pg || !pw || !ws)
+        return ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory for the blocked Hessian");
+    for (int g = 0; g < G; g++) /* Hb [g][g2][i][l] = H [8g + i][8g2 + l] */
+        for (int g2 = 0; g2 < G; g2++)
+            for (int i = 0; i < D; i++)
+                memcpy(Hb + (((size_t)g * G + g2) * D + i) * D, H + (size_t)(g * D + i) * C + g2 * D,
+                       D * sizeof *Hb);
+    for (int r = 0; r < a->rows; r++) { /* stable counting sort by word */
+        const int32_t *cd = a->codes + (size_t)r * G * M;
+        int *t = ws + (size_t)r * (words + 1), *g_ = pg + (size_t)r * np, *w_ = pw + (size_t)r * np;
+        for (int i = 0; i <= words; i++) t[i] = 0;
+        for (int g2 = 0; g2 < G; g2++)
+            for (int m2 = m0; m2 < m1; m2++) t[(m2 - m0) * a->K + cd[g2 * M + m2] + 1]++;
+        for (int i = 0; i < words; i++) t[i + 1] += t[i];
+        for (int g2 = 0; g2 < G; g2++)
+            for (int m2 = m0; m2 < m1; m2++) {
+                int w = (m2 - m0) * a->K + cd[g2 * M + m2], q = t[w]++;
+                g_[q] = g2, w_[q] = w;
+            }
+        for (int i = words; i > 0; i--) t[i] = t[i - 1];
+        t[0] = 0;
+    }
+    return PTQ_OK;
+}
+
+/* Per tile of NW_T codewords its occurrences sorted by g (then word, r). */
+static int tile_occ(const ptq_aqlm *a, int words, const int *start, const int *list, int **tstp,
+                    int **orgp, int **owp, ptq_err *e)
+{
+    int G = a->G, nt = (words + NW_T - 1) / NW_T;
+    int *tst = malloc(((size_t)nt + 1) * sizeof *tst), *cnt = malloc(((size_t)G + 1) * sizeof *cnt);
+    int *org = malloc(((size_t)start[words] + 1) * sizeof *org);
+    int *ow = malloc(((size_t)start[words] + 1) * sizeof *ow);
+    *tstp = tst, *orgp = org, *owp = ow;
+    if (!tst || !cnt || !org || !ow) {
+        free(cnt);
+        return ptq_fail(e, PTQ_ENOMEM, "AQLM: out of memory for the normal equations");
+    }
+    for (int t = 0; t < nt; t++) {
+        int j0 = t * NW_T, j1 = words - j0 < NW_T ? words : j0 + NW_T, o = start[j0];
+        tst[t] = o;
+        for (int g = 0; g <= G; g++) cnt[g] = 0;
+        for (int x = start[j0]; x < start[j1]; x++) cnt[list[x] % G + 1]++;
+        for (int g = 0; g < G; g++) cnt[g + 1] += cnt[g];
+        for (int j = j0; j < j1; j++)
+            for (int x = start[j]; x < start[j + 1]; x++) {
+                int q = o + cnt[list[x] % G]++;
+                org[q] = list[x], ow[q] = j;
+            }
+    }
+    tst[nt] = start[words];
+    free(cnt);
+    return PTQ_OK;
 }
 
 static int normal_eqs(ptq_aqlm *a, const float *W, const double *H, int m0, int m1, int diag,
@@ -583,9 +703,17 @@ static int normal_eqs(ptq_aqlm *a, const float *W, const double *H, int m0, int 
                     r * a->G + g;
     for (int j = words; j > 0 && !rc; j--) start[j] = start[j - 1];
     if (!rc) start[0] = 0;
-    nctx nc = {a, H, T, start, list, m0, m1, n, diag, N, rhs};
-    if (!rc) rc = par_rows(words, threads, normal_word, &nc, 0, e);
-    free(T), free(start), free(list);
+    double *Hb = NULL;
+    int *pg = NULL, *pw = NULL, *ws = NULL, *tst = NULL, *org = NULL, *ow = NULL;
+    if (!rc && !diag) rc = word_pairs(a, H, m0, m1, &Hb, &pg, &pw, &ws, e);
+    if (!rc && !diag) rc = tile_occ(a, words, start, list, &tst, &org, &ow, e);
+    nctx nc = {a, H, T, start, list, Hb, pg, pw, ws, tst, org, ow, m0, m1, n, diag, N, rhs};
+    if (!rc && diag) rc = par_rows(words, threads, normal_diag, &nc, 0, e);
+    if (!rc && !diag)
+        rc = par_rows((words + NW_T - 1) / NW_T, threads, normal_tile, &nc,
+                      (size_t)NW_T * words * D * D, e);
+    free(T), free(start), free(list), free(Hb), free(pg), free(pw), free(ws);
+    free(tst), free(org), free(ow);
     if (rc) free(N), free(rhs), N = rhs = NULL;
     *Np = N, *rp = rhs;
     return rc;
@@ -600,7 +728,8 @@ static int ridge_solve(double *N, double *rhs, int n, double *x0)
     for (int i = 0; i < n; i++) N[(size_t)i * n + i] += lam, rhs[i] += lam * x0[i];
     int nt = ptq_blas_single();
     /* N is symmetric: read as column-major it is itself (no transposed copy);
-     * 'L' of the column-major view is the row-major upper triangle */
+     * 'L' of the column-major view is the row-major upper triangle, the only
+     * part normal_tile fills */
     int info = LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', n, 1, N, n, rhs, n);
     ptq_blas_restore(nt);
     if (info) return 0;

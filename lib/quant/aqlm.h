@@ -30,7 +30,9 @@
  *      then lower codeword).  Beam 1 is greedy coordinate descent over the
  *      codebooks; beam >= K^(M-1) enumerates every combination.  The current
  *      codes stay a candidate, so L never increases.  After a group: u -=
- *      H[:, g] (y_new - y_cur).
+ *      H[:, g] (y_new - y_cur), lazily: on the columns of its block of 16
+ *      groups at once, on the later columns once per block (one dgemm for
+ *      the chunk's rows), so u_g is exact when group g is searched.
  *  (b) codebooks by least squares: the normal equations
  *          sum_r s_r^2 S_r^T H S_r  v = sum_r s_r S_r^T H (w_r - s_r P_r)
  *      (S_r places the codewords of row r's codes, P_r = the codebooks not
@@ -50,11 +52,14 @@
  *
  * Threads: rows are cut in fixed chunks of PTQ_AQLM_CHUNK (independent of
  * the count), contiguous runs of chunks per worker; each chunk's products
- * with H (H e, H q) are one dgemm, so H streams once per chunk, not once per
- * row.  k-means assigns fixed blocks of 128 groups, the distances to tiles
- * of 2048 centroids as one dgemm each.  The normal equations are split by
- * their own rows (each worker sums its rows over all data in index order).
- * Every sum has one fixed order: bit-identical for any count.
+ * with H (H e, H q, the beam's lazy u updates) are one dgemm, so H streams
+ * once per chunk, not once per row.  k-means assigns fixed blocks of 128
+ * groups, the distances to tiles of 2048 centroids as one dgemm each.  The
+ * normal equations are split by their own rows in fixed tiles of 4
+ * codewords (each tile sums its rows over all data in one order: its
+ * occurrences (r, g) by g, then codeword, then r; whole 8 x 8 blocks of H;
+ * the upper triangle only, which is what the Cholesky reads).  Every sum
+ * has one fixed order: bit-identical for any count.
  */
 #ifndef PTQC_AQLM_H
 #define PTQC_AQLM_H
@@ -65,7 +70,7 @@
 #include "lib/qfmt/qtensor.h"
 
 #define PTQ_AQLM_GROUP 8
-#define PTQ_AQLM_CHUNK 16
+#define PTQ_AQLM_CHUNK 32
 #define PTQ_AQLM_LS_MAX 2048
 #define PTQ_AQLM_MAX_M 8
 #define PTQ_AQLM_MAX_B 16
