@@ -64,7 +64,7 @@ int main(int argc, char **argv)
     ptq_err e;
     for (int r = 0; r < reps; r++) {
         ptq_awq_timing tm = {0, 0}, tc = {0, 0};
-        if (ptq_awq_search_linear(W, rows, cols, H, xm, &q, 0, PTQ_AWQ_GRID, s, &res, &tm, &e) ||
+        if (ptq_awq_search_linear(W, rows, cols, H, xm, &q, 0, PTQ_AWQ_GRID, 0, s, &res, &tm, &e) ||
             ptq_awq_clip_search(W, rows, cols, &q, X, ntok, PTQ_AWQ_GRID, PTQ_AWQ_MAX_SHRINK, clip,
                                 &tc, &e)) {
             fprintf(stderr, "bench_awq: %s\n", e.msg);

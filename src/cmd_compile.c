@@ -22,7 +22,9 @@ static const char usage_head[] =
 /* then the --method lines, from the method table (usage) */
 static const char usage_text[] =
     "  --awq-grid N           AWQ: points of the scale and clip searches (default 20)\n"
-    "  --awq-search-tokens N  AWQ: calibration tokens the searches judge (32768)\n"
+    "  --awq-search-tokens N  AWQ: calibration tokens the searches judge (4096)\n"
+    "  --awq-scan MODE        AWQ: refine (default: coarse to fine, 9 of 20 ratios)\n"
+    "                         or full (every ratio, as llm-awq)\n"
     "  --codebooks MxB        aqlm: M codebooks of 2^B codewords per 8 inputs\n"
     "                         (default 2x8: 2 bits per weight; 1..8 x 1..16)\n"
     "  --beam N               aqlm: beam search width (default 8; 1: greedy)\n"
@@ -36,7 +38,7 @@ static const char usage_text[] =
     "  --group N              columns per group: 32, 64, 128, ... (the last group\n"
     "                         of a row is shorter when N does not divide its\n"
     "                         inputs), or 0 = one group per output channel\n"
-    "                         (default 128, or 0 when 128 does not divide)\n"
+    "                         (default 128)\n"
     "  --sym / --asym         symmetric or asymmetric grid (default symmetric;\n"
     "                         asymmetric for awq and awq+gptq)\n"
     "  --mse / --no-mse       clipping search for each group's range, or min-max\n"
@@ -137,7 +139,7 @@ static int parse_codebooks(const char *cmd, const char *s, ptq_compile_opts *o)
 enum {
     O_METHOD = 256, O_BITS, O_GROUP, O_SYM, O_ASYM, O_MSE, O_ACTORDER, O_STATIC, O_DAMP, O_BLOCK,
     O_SKIP, O_CALIB, O_FIELD, O_NSAMPLES, O_SEQLEN, O_SEED, O_CHUNK, O_REPORT, O_TMPDIR, O_RESUME,
-    O_THREADS, O_PROGRESS, O_QUIET, O_ALPHA, O_ACTSCALES, O_KVCACHE, O_AWQGRID, O_AWQTOKENS, O_RECIPE,
+    O_THREADS, O_PROGRESS, O_QUIET, O_ALPHA, O_ACTSCALES, O_KVCACHE, O_AWQGRID, O_AWQTOKENS, O_AWQSCAN, O_RECIPE,
     O_EXPORT,
     O_NOACTORDER, O_NOSTATIC,
     O_CODEBOOKS, O_BEAM,
@@ -163,6 +165,7 @@ static const struct option longopts[] = {
     {"act-scales", required_argument, 0, O_ACTSCALES}, {"kv-cache", required_argument, 0, O_KVCACHE},
     {"awq-grid", required_argument, 0, O_AWQGRID},  {"recipe", required_argument, 0, O_RECIPE},
     {"awq-search-tokens", required_argument, 0, O_AWQTOKENS},
+    {"awq-scan", required_argument, 0, O_AWQSCAN},
     {"export", required_argument, 0, O_EXPORT},
     {"no-act-order", no_argument, 0, O_NOACTORDER}, {"no-static-groups", no_argument, 0, O_NOSTATIC},
     {"codebooks", required_argument, 0, O_CODEBOOKS}, {"beam", required_argument, 0, O_BEAM},
@@ -231,7 +234,7 @@ static void defaults(args *a)
     o->method = ptq_method_default();
     o->q.q.bits = 4;
     o->q.q.sym = 1;
-    o->q.group = -1; /* auto: 128 when it divides, else 0 */
+    o->q.group = -1; /* default: 128 (lib/compile/plan.c) */
     o->q.damp = 0.01f;
     a->act_order = a->static_groups = -1; /* act-order, static groups (gptq_order) */
     o->q.block = 128;
@@ -265,6 +268,12 @@ static int one_option(args *a, int c, const char *cmd)
         a->given.awq_tokens = 1;
         if (!(rc = cli_parse_long(cmd, "--awq-search-tokens", optarg, 1, 1 << 24, &v)))
             a->o.awq_tokens = (int)v;
+        break;
+    case O_AWQSCAN:
+        a->given.awq_scan = 1;
+        if (!strcmp(optarg, "full")) a->o.awq_full_scan = 1;
+        else if (!strcmp(optarg, "refine")) a->o.awq_full_scan = 0;
+        else rc = cli_usage_error(cmd, "--awq-scan: '%s' is not full or refine", optarg);
         break;
     case O_RECIPE: a->o.recipe = optarg; break;
     case O_EXPORT: a->exports.spec[a->exports.n++] = optarg; break;

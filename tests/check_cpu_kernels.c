@@ -4,9 +4,12 @@
  * reference and bit-identical for any thread count; and the Hessian's
  * chunks on the workers (lib/quant/hessian.h, ptq_hessian_add_chunks)
  * bit-identical to ptq_hessian_add of each chunk in turn for any thread
- * count, and to float64 X^T X within float32 rounding. */
+ * count, and to float64 X^T X within float32 rounding; the clipping
+ * search's objective (lib/quant/quant.h, ptq_quant_grid_err): its AVX2 loop
+ * bit-identical to the portable one, both within 3e-6 of libm's powf. */
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +17,7 @@
 #include "lib/qfmt/gemv_int.h"
 #include "lib/qfmt/pack.h"
 #include "lib/quant/hessian.h"
+#include "lib/quant/quant.h"
 #include "tests/testutil.h"
 
 /* A random PTQ_QF_INT tensor, codes and zeros uniform (asymmetric) or zeros
@@ -155,6 +159,49 @@ START_TEST(hessian_chunks_on_workers)
 }
 END_TEST
 
+START_TEST(mse_objective_paths)
+{
+    /* |d|^2.4 against pow over the 25 decades where it is a normal float
+     * (d >= 2^(-126 / 2.4) ~ 1.6e-16; below that powf underflows too) */
+    ck_assert(ptq_pow24(0.0f) == 0.0f);
+    ck_assert(ptq_pow24(1.0f) == 1.0f);
+    double worst = 0;
+    for (int i = 0; i < 200000; i++) {
+        float d = powf(10.0f, -15.0f + 25.0f * (float)i / 200000.0f);
+        double a = ptq_pow24(d), b = pow((double)d, 2.4);
+        double r = fabs(a - b) / b;
+        if (r > worst) worst = r;
+    }
+    printf("pow24: max relative error %.3g against pow\n", worst);
+    ck_assert_msg(worst < 3e-6, "pow24 relative error %g", worst);
+    ck_assert(ptq_pow24(1e-17f) <= 1e-37f && ptq_pow24(1e-17f) >= 0.0f);
+    /* the group objective: both paths the same bits, near powf's sum */
+    uint64_t rs = 7;
+    float w[300];
+    static const int lens[] = {1, 7, 8, 9, 64, 128, 131, 300};
+    for (int t = 0; t < 400; t++) {
+        int n = lens[t % 8], bits = 2 + t % 7, sym = t & 1;
+        float amp = powf(10.0f, -3.0f + (float)(t % 5));
+        for (int i = 0; i < n; i++) w[i] = amp * (float)(2.0 * tu_rng_unif(&rs) - 1.0);
+        if (t % 11 == 0) w[0] = 0.0f;
+        ptq_quant_opts o = {bits, sym, 0};
+        ptq_qgrid g;
+        ptq_quant_grid(w, n, 1, &o, &g);
+        if (t % 3 == 0) { /* a clipped grid: weights beyond the range */
+            g.scale *= 0.5f;
+        }
+        double a = ptq_quant_grid_err(w, n, 1, &g, 1), b = ptq_quant_grid_err(w, n, 1, &g, 0);
+        ck_assert_msg(a == b, "case %d: simd %.17g, reference %.17g", t, a, b);
+        double p = 0;
+        for (int i = 0; i < n; i++) {
+            float d = fabsf(ptq_quant_value(&g, ptq_quant_code(&g, w[i])) - w[i]);
+            if (d > 0) p += pow((double)d, 2.4);
+        }
+        ck_assert_msg(fabs(a - p) <= 3e-6 * p + 1e-300, "case %d: %.9g vs pow %.9g", t, a, p);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cpu_kernels");
@@ -162,6 +209,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, gemv_paths_within_bound);
     tcase_add_test(tc, hessian_chunks_on_workers);
+    tcase_add_test(tc, mse_objective_paths);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

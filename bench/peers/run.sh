@@ -78,6 +78,9 @@ gptq-w3g128|ptqc|--method gptq --bits 3 --group 128 --sym --act-order --static-g
 llmc-w3g128|llmc|--bits 3 --group 128
 awq-w4g128|ptqc|--method awq --bits 4 --group 128 CAL
 awqgptq-w4g128|ptqc|--method awq+gptq --bits 4 --group 128 CAL
+awqfull-w4g128|ptqc|--method awq --bits 4 --group 128 --awq-scan full CAL
+gptqnomse-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --no-mse CAL
+awqs4096-w4g128|ptqc|--method awq --bits 4 --group 128 --awq-search-tokens 4096 CAL
 gptqnoao-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --no-act-order CAL
 gptqd01-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --damp 0.1 CAL
 gptqd001-w4g128|ptqc|--method gptq --bits 4 --group 128 --sym --damp 0.001 CAL

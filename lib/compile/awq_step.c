@@ -207,7 +207,7 @@ static int awq_alt(const awq_layer_ctx *c, int g, const ptq_awq_lin *lins0, int 
         lins[k] = lins0[k];
         lins[k].H = NULL;
     }
-    int rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, c->nworkers, fn, ctx, Wq, sa, r, e);
+    int rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, c->refine, c->nworkers, fn, ctx, Wq, sa, r, e);
     float *Xs = NULL;
     if (!rc) {
         Xs = malloc(N * cols * sizeof *Xs);
@@ -338,7 +338,8 @@ static int search_own(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const floa
     gram(X, N, cols, 1.0f, H, tblas);
     ptq_awq_timing tm = {0, 0};
     rc = ptq_awq_search_linear_mt(lw->w[which], rows, cols, H, xmean, c->q[which],
-                                  c->awq[which] == 2, c->n_grid, c->nworkers, s, r, &tm, e);
+                                  c->awq[which] == 2, c->n_grid, c->refine, c->nworkers, s, r,
+                                  &tm, e);
     *tblas += tm.blas;
     if (!rc && c->awq[which] == 2) {
         lin_ctx lc = {lw->w[which], H, rows, cols, NULL};
@@ -408,7 +409,8 @@ static int search_block(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
         if (!rc) mlp_run(b, 0, lw->w[PTQ_GATE], lw->w[PTQ_UP], ref, &l);
     }
     b->ref = ref;
-    if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, nw, fn, b, Wq, s, r, e);
+    if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, c->refine, nw, fn, b, Wq, s,
+                                   r, e);
     if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, fn, b, Wq, s, r, e);
     for (int w = 0; w < nw; w++) {
         *tblas += b->blas[w];

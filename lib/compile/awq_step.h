@@ -55,11 +55,12 @@
  * this many tokens (at least one sample).  The calibration samples are
  * drawn by --seed (calib/samples.h), so these are a seeded subset of them.
  * The references judge every candidate on all their calibration tokens
- * (about 64 x 512), so the default keeps them all up to 32768.  Each
- * candidate costs a block forward over these tokens; on SmolLM2 2048 of
- * 4096 made the compile 1.56x faster but cost 4 % KL (bench/RESULTS-awq.md),
- * so the cap is opt-in. */
-#define PTQ_AWQ_TOKENS 32768
+ * (about 64 x 512).  Each candidate costs a block forward over these
+ * tokens, which made AWQ 4x GPTQ's compile time; on SmolLM2 at 32 x 512
+ * calibration tokens, 4096 of them gave the same held-out quality as all
+ * 16384 (KL 0.194 against 0.200, ppl 36.9 against 36.5) at 1.56x GPTQ's
+ * time instead of 4.0x; 2048 of 4096 cost 4 % KL (bench/RESULTS-awq.md). */
+#define PTQ_AWQ_TOKENS 4096
 
 /* The most workers of the AWQ step (the engine's PTQ_MAX_WORKERS). */
 #define AWQ_MAX_WORKERS 64
@@ -72,6 +73,7 @@ typedef struct awq_layer_ctx {
     const uint16_t *hidden;    /* FP16 inputs of the layer [nsamp * T, D] */
     int nsamp, T, chunk;
     int n_grid;
+    int refine;                /* ptq_awq_search: 0 every ratio, 1 coarse to fine */
     const ptq_gptq_opts *q[PTQ_NLINEAR]; /* grid of linear i; NULL: kept dense */
     int awq[PTQ_NLINEAR];      /* linear i is 0: not AWQ, 1: awq, 2: awq+gptq */
 } awq_layer_ctx;

@@ -39,6 +39,7 @@ int awq_layer_step(cstate *s, int l, ptq_layer_w *lw, const char *folded[2], ptq
     if (c.nsamp > s->nsamples) c.nsamp = s->nsamples;
     c.chunk = s->chunk;
     c.n_grid = s->o->awq_grid > 0 ? s->o->awq_grid : PTQ_AWQ_GRID;
+    c.refine = !s->o->awq_full_scan;
     int rc = awq_layer(&c, lw, &s->awq, e);
     const char *me = ptq_transforms[PTQ_TF_AWQ].name;
     if (s->awq.scale[0]) folded[0] = me;
@@ -52,6 +53,7 @@ void awq_settings(cJSON *q, const ptq_compile_opts *o)
 {
     cJSON_AddNumberToObject(q, "awq_grid", o->awq_grid > 0 ? o->awq_grid : PTQ_AWQ_GRID);
     cJSON_AddNumberToObject(q, "awq_search_tokens", awq_tokens(o));
+    cJSON_AddStringToObject(q, "awq_scan", o->awq_full_scan ? "full" : "refine");
 }
 
 int awq_check(const ptq_method *m, const ptq_compile_opts *o, const ptq_flags_given *given,
@@ -60,11 +62,13 @@ int awq_check(const ptq_method *m, const ptq_compile_opts *o, const ptq_flags_gi
     if (m->transform == PTQ_TF_AWQ && o->q.q.mse)
         return ptq_fail(e, PTQ_EUSAGE, "--mse does not apply to --method %s (AWQ searches its "
                         "own clipping)", m->name);
-    if (m->transform != PTQ_TF_AWQ && (given->awq_grid || given->awq_tokens) && !o->recipe) {
+    if (m->transform != PTQ_TF_AWQ && (given->awq_grid || given->awq_tokens || given->awq_scan) &&
+        !o->recipe) {
         char list[128];
         ptq_awq_methods(list, sizeof list);
         return ptq_fail(e, PTQ_EUSAGE, "%s is an %s option",
-                        given->awq_grid ? "--awq-grid" : "--awq-search-tokens", list);
+                        given->awq_grid ? "--awq-grid"
+                        : given->awq_tokens ? "--awq-search-tokens" : "--awq-scan", list);
     }
     return PTQ_OK;
 }

@@ -90,6 +90,7 @@ typedef struct ptq_compile_opts {
                                    PTQ_HESS_SEQUENTIAL or PTQ_HESS_LAYER (above) */
     int awq_grid;               /* AWQ: points of the scale and clip searches (20) */
     int awq_tokens;             /* AWQ: tokens of the searches (0: PTQ_AWQ_TOKENS) */
+    int awq_full_scan;          /* AWQ: 1 judge every ratio, 0 coarse to fine (ptq_awq_search) */
     int sym_set;                /* 1: --sym/--asym given (else awq defaults to asym) */
     int mse_set;                /* 1: --mse/--no-mse given (else the method's default,
                                    lib/compile/plan.c) */

@@ -56,7 +56,7 @@ void ptq_method_list(char *buf, size_t n, int per_linear);
 
 /* Which flags the command line gave explicitly (the others are defaults). */
 typedef struct ptq_flags_given {
-    int bits, group, alpha, act_scales, awq_grid, awq_tokens;
+    int bits, group, alpha, act_scales, awq_grid, awq_tokens, awq_scan;
 } ptq_flags_given;
 
 /* The flags that do not apply to o->method: PTQ_EUSAGE with a message

@@ -18,21 +18,6 @@ static int skip_flag(const ptq_compile_opts *o, int l, int which)
     return 0;
 }
 
-static int divides_all(cstate *s, int group, char *nm, size_t nmlen, int *bad_cols)
-{
-    for (int l = 0; l < s->cfg->n_layers; l++)
-        for (int w = 0; w < PTQ_NLINEAR; w++) {
-            int rows, cols;
-            ptq_linear_shape(s->cfg, w, &rows, &cols);
-            if (cols % group && !skip_flag(s->o, l, w)) {
-                weight_name(nm, nmlen, l, w, "weight");
-                *bad_cols = cols;
-                return 0;
-            }
-        }
-    return 1;
-}
-
 /* GPTQ's clipping: --mse unless --no-mse (ptqc-compile(1) gives the
  * measurement); min-max for every other method. */
 #define GPTQ_MSE_DEFAULT 1
@@ -66,11 +51,9 @@ int check_flags(cstate *s, ptq_err *e)
         return PTQ_OK;
     }
     if (!s->o->mse_set) s->q.q.mse = s->o->q.q.mse || mse_default(s->m);
-    char nm[256];
-    int cols;
-    /* default: 128 when it divides every quantized linear.  A given group
-     * need not divide: the last group of a row is then shorter (pack.h). */
-    if (s->q.group < 0) s->q.group = divides_all(s, 128, nm, sizeof nm, &cols) ? 128 : 0;
+    /* default 128 (ptqc-compile(1) gives the measurement); it need not
+     * divide: the last group of a row is then shorter (pack.h). */
+    if (s->q.group < 0) s->q.group = 128;
     return PTQ_OK;
 }
 

@@ -125,8 +125,47 @@ static void grid_run(void *arg)
     if (!j->rc) j->rc = j->fn(j->ctx, j->worker, j->Wq, &j->loss, &j->e);
 }
 
+/* Judge the ratios idx[0..n) on the workers, nworkers at a time, and keep
+ * the smallest loss (ties: the smaller ratio) in res / s_best. */
+static int judge(const int *idx, int n, const float *xmean, int cols, const ptq_awq_lin *lins,
+                 int nw, int n_grid, int nworkers, ptq_awq_loss_fn fn, void *ctx,
+                 float *const *Wq, float *s, grid_job *jobs, int *best, float *s_best,
+                 ptq_awq_result *res, ptq_err *e)
+{
+    for (int i0 = 0; i0 < n; i0 += nworkers) {
+        int nj = n - i0 < nworkers ? n - i0 : nworkers;
+        for (int w = 0; w < nj; w++) {
+            grid_job *j = &jobs[w];
+            j->xmean = xmean, j->cols = cols, j->nw = nw, j->n_grid = n_grid;
+            j->i = idx[i0 + w], j->worker = w, j->lins = lins, j->fn = fn, j->ctx = ctx;
+            j->Wq = Wq + (size_t)w * nw, j->s = s + (size_t)w * cols;
+        }
+        ptq_par_run(nj, grid_run, jobs, sizeof *jobs);
+        for (int w = 0; w < nj; w++) { /* in the order given */
+            const grid_job *j = &jobs[w];
+            if (j->rc) {
+                *e = j->e;
+                return j->rc;
+            }
+            float ratio = (float)j->i / (float)n_grid;
+            if (!isfinite(j->loss))
+                return ptq_fail(e, PTQ_EDATA, "AWQ: the block output error at ratio %g is %g",
+                                (double)ratio, j->loss);
+            res->evaluated++;
+            if (j->i == 0) res->loss_rtn = j->loss;
+            if (j->loss < res->loss || (j->loss == res->loss && j->i < *best)) {
+                res->loss = j->loss;
+                res->ratio = ratio;
+                *best = j->i;
+                memcpy(s_best, j->s, (size_t)cols * sizeof *s);
+            }
+        }
+    }
+    return PTQ_OK;
+}
+
 int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw, int n_grid,
-                   int nworkers, ptq_awq_loss_fn fn, void *ctx, float *const *Wq,
+                   int refine, int nworkers, ptq_awq_loss_fn fn, void *ctx, float *const *Wq,
                    float *s_best, ptq_awq_result *res, ptq_err *e)
 {
     if (n_grid < 1) return ptq_fail(e, PTQ_EUSAGE, "--awq-grid %d: must be at least 1", n_grid);
@@ -137,46 +176,36 @@ int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw
                             (double)xmean[j]);
     float *s = malloc((size_t)nworkers * cols * sizeof *s);
     grid_job *jobs = calloc((size_t)nworkers, sizeof *jobs);
-    if (!s || !jobs) {
-        free(s), free(jobs);
+    char *done = calloc((size_t)n_grid, 1);
+    int *idx = malloc((size_t)n_grid * sizeof *idx);
+    if (!s || !jobs || !done || !idx) {
+        free(s), free(jobs), free(done), free(idx);
         return ptq_fail(e, PTQ_ENOMEM, "out of memory");
     }
-    int rc = PTQ_OK;
     res->ratio = 0.0f;
     res->loss = INFINITY;
     res->loss_rtn = INFINITY;
-    for (int i0 = 0; i0 < n_grid && !rc; i0 += nworkers) {
-        int nj = n_grid - i0 < nworkers ? n_grid - i0 : nworkers;
-        for (int w = 0; w < nj; w++) {
-            grid_job *j = &jobs[w];
-            j->xmean = xmean, j->cols = cols, j->nw = nw, j->n_grid = n_grid;
-            j->i = i0 + w, j->worker = w, j->lins = lins, j->fn = fn, j->ctx = ctx;
-            j->Wq = Wq + (size_t)w * nw, j->s = s + (size_t)w * cols;
+    res->evaluated = 0;
+    /* full: every ratio.  refine: every PTQ_AWQ_COARSE-th ratio, then the
+     * two at half the step on each side of the best so far, down to step 1
+     * (9 of 20 ratios; the full scan's choice whenever the loss falls then
+     * rises along the grid). */
+    int step = refine && n_grid >= 2 * PTQ_AWQ_COARSE ? PTQ_AWQ_COARSE : 1, best = 0, n = 0;
+    for (int i = 0; i < n_grid; i += step) idx[n++] = i, done[i] = 1;
+    int rc = judge(idx, n, xmean, cols, lins, nw, n_grid, nworkers, fn, ctx, Wq, s, jobs, &best,
+                   s_best, res, e);
+    while (!rc && step > 1) {
+        step /= 2;
+        int b = best;
+        n = 0;
+        for (int k = -1; k <= 1; k += 2) {
+            int i = b + k * step;
+            if (i >= 0 && i < n_grid && !done[i]) idx[n++] = i, done[i] = 1;
         }
-        ptq_par_run(nj, grid_run, jobs, sizeof *jobs);
-        for (int w = 0; w < nj && !rc; w++) { /* in ratio order */
-            const grid_job *j = &jobs[w];
-            if (j->rc) {
-                *e = j->e;
-                rc = j->rc;
-                break;
-            }
-            float ratio = (float)j->i / (float)n_grid;
-            if (!isfinite(j->loss)) {
-                rc = ptq_fail(e, PTQ_EDATA, "AWQ: the block output error at ratio %g is %g",
-                              (double)ratio, j->loss);
-                break;
-            }
-            if (j->i == 0) res->loss_rtn = j->loss;
-            if (j->loss < res->loss) {
-                res->loss = j->loss;
-                res->ratio = ratio;
-                memcpy(s_best, j->s, (size_t)cols * sizeof *s);
-            }
-        }
+        rc = judge(idx, n, xmean, cols, lins, nw, n_grid, nworkers, fn, ctx, Wq, s, jobs, &best,
+                   s_best, res, e);
     }
-    free(s);
-    free(jobs);
+    free(s), free(jobs), free(done), free(idx);
     return rc;
 }
 
@@ -198,16 +227,16 @@ static int quad_fn(void *ctx, int w, float *const *Wq, double *loss, ptq_err *e)
 
 int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
                           const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
-                          float *s_best, ptq_awq_result *res, ptq_awq_timing *timing,
-                          ptq_err *e)
+                          int refine, float *s_best, ptq_awq_result *res,
+                          ptq_awq_timing *timing, ptq_err *e)
 {
-    return ptq_awq_search_linear_mt(W, rows, cols, H, xmean, q, gptq, n_grid, 1, s_best, res,
-                                    timing, e);
+    return ptq_awq_search_linear_mt(W, rows, cols, H, xmean, q, gptq, n_grid, refine, 1, s_best,
+                                    res, timing, e);
 }
 
 int ptq_awq_search_linear_mt(const float *W, int rows, int cols, const float *H,
                              const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
-                             int nworkers, float *s_best, ptq_awq_result *res,
+                             int refine, int nworkers, float *s_best, ptq_awq_result *res,
                              ptq_awq_timing *timing, ptq_err *e)
 {
     double t0 = ptq_now();
@@ -224,8 +253,8 @@ int ptq_awq_search_linear_mt(const float *W, int rows, int cols, const float *H,
     else {
         for (int w = 0; w < nworkers; w++) wqs[w] = wq + (size_t)w * nwq;
         ptq_awq_lin lin = {W, rows, q, gptq ? H : NULL};
-        rc = ptq_awq_search(xmean, cols, &lin, 1, n_grid, nworkers, quad_fn, &c, wqs, s_best,
-                            res, e);
+        rc = ptq_awq_search(xmean, cols, &lin, 1, n_grid, refine, nworkers, quad_fn, &c, wqs,
+                            s_best, res, e);
     }
     if (timing && c.blas) {
         timing->total += ptq_now() - t0;

@@ -31,6 +31,7 @@
 #include "lib/quant/gptq.h"
 
 #define PTQ_AWQ_GRID 20          /* n_grid of the scale and clip searches */
+#define PTQ_AWQ_COARSE 4         /* refine: the first pass judges every 4th ratio */
 #define PTQ_AWQ_MAX_SHRINK 0.5f  /* clip search: shrink max |w| down to half */
 #define PTQ_AWQ_CLIP_TOKENS 512  /* clip search: tokens subsampled */
 
@@ -58,6 +59,7 @@ typedef struct ptq_awq_result {
     float ratio;        /* the chosen exponent */
     double loss;        /* its loss */
     double loss_rtn;    /* the loss of ratio 0 (s = 1: round-to-nearest) */
+    int evaluated;      /* candidates judged */
 } ptq_awq_result;
 
 /* Time spent by a search, and of it in sgemm calls (seconds). */
@@ -77,8 +79,14 @@ void ptq_awq_scales(const float *xmean, int cols, float ratio, float *s);
 int ptq_awq_fake_quant(const float *W, int rows, int cols, const float *s, const float *clip,
                        const ptq_gptq_opts *q, float *out, ptq_err *e);
 
-/* The scale search over n_grid ratios for the nw linears of lins (one input
- * of cols channels, statistics xmean [cols] finite and >= 0), the ratios
+/* The scale search over the ratios i / n_grid, i < n_grid, for the nw
+ * linears of lins (one input of cols channels, statistics xmean [cols]
+ * finite and >= 0).  refine 0 judges every ratio (llm-awq's search);
+ * refine 1 every PTQ_AWQ_COARSE-th, then the ratios at half the step on
+ * each side of the best so far until the step is 1 (9 of 20: the same
+ * choice as the full scan whenever the loss decreases then increases along
+ * the grid, and always a ratio no worse than both its neighbours); grids
+ * under 2 * PTQ_AWQ_COARSE are scanned in full.  The ratios run
  * on nworkers workers (lib/base/par.h; BLAS must be single-threaded): each
  * ratio's candidate and loss are computed by one worker, the losses
  * compared in ratio order, so the result is the same for any nworkers.
@@ -87,7 +95,7 @@ int ptq_awq_fake_quant(const float *W, int rows, int cols, const float *s, const
  * error (of the lowest ratio), PTQ_EDATA for bad xmean or a loss that is
  * not finite. */
 int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw, int n_grid,
-                   int nworkers, ptq_awq_loss_fn fn, void *ctx, float *const *Wq,
+                   int refine, int nworkers, ptq_awq_loss_fn fn, void *ctx, float *const *Wq,
                    float *s_best, ptq_awq_result *res, ptq_err *e);
 
 /* The search for one linear judged by its own output error over the
@@ -100,11 +108,11 @@ int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw
  * workers' sgemm time). */
 int ptq_awq_search_linear(const float *W, int rows, int cols, const float *H,
                           const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
-                          float *s_best, ptq_awq_result *res, ptq_awq_timing *timing,
+                          int refine, float *s_best, ptq_awq_result *res, ptq_awq_timing *timing,
                           ptq_err *e);
 int ptq_awq_search_linear_mt(const float *W, int rows, int cols, const float *H,
                              const float *xmean, const ptq_gptq_opts *q, int gptq, int n_grid,
-                             int nworkers, float *s_best, ptq_awq_result *res,
+                             int refine, int nworkers, float *s_best, ptq_awq_result *res,
                              ptq_awq_timing *timing, ptq_err *e);
 
 

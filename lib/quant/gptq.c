@@ -155,6 +155,50 @@ void ptq_gptq_state_free(ptq_gptq_state *s)
     memset(s, 0, sizeof *s);
 }
 
+/* The grids fixed in advance (static groups, or one group per row), rows
+ * in contiguous runs on o->threads workers: each grid depends on its own
+ * weights only, so the bits are the same for any count; the error is the
+ * first failing group in row order. */
+typedef struct grid_job {
+    ptq_gptq_state *s;
+    const ptq_gptq_opts *o;
+    int r0, r1, rc;
+    ptq_err e;
+} grid_job;
+
+static void grid_rows(void *arg)
+{
+    grid_job *j = arg;
+    ptq_gptq_state *s = j->s;
+    int cols = s->cols, G = j->o->group ? j->o->group : cols;
+    j->rc = PTQ_OK;
+    for (int r = j->r0; r < j->r1 && !j->rc; r++)
+        for (int g = 0; g < s->ngroups && !j->rc; g++) {
+            ptq_qgrid *gr = &s->grid[(size_t)r * s->ngroups + g];
+            ptq_quant_grid(s->W + (size_t)r * cols + (size_t)g * G,
+                           ptq_pack_group_len(cols, G, g), 1, &j->o->q, gr);
+            j->rc = ptq_int_grid_check(gr, r, g * G, &j->e);
+        }
+}
+
+static int fixed_grids(ptq_gptq_state *s, const ptq_gptq_opts *o, ptq_err *e)
+{
+    int nw = o->threads > 0 ? o->threads : 1;
+    if (nw > PTQ_PAR_MAX) nw = PTQ_PAR_MAX;
+    if (nw > s->rows) nw = s->rows;
+    grid_job *jobs = calloc((size_t)nw, sizeof *jobs);
+    if (!jobs) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    for (int w = 0; w < nw; w++)
+        jobs[w] = (grid_job){s, o, (int)((long)s->rows * w / nw),
+                             (int)((long)s->rows * (w + 1) / nw), PTQ_OK, {0}};
+    ptq_par_run(nw, grid_rows, jobs, sizeof *jobs);
+    int rc = PTQ_OK;
+    for (int w = 0; w < nw && !rc; w++)
+        if (jobs[w].rc) rc = jobs[w].rc, *e = jobs[w].e;
+    free(jobs);
+    return rc;
+}
+
 int ptq_gptq_prepare(const float *W, float *H, int rows, int cols, const ptq_gptq_opts *o,
                      ptq_gptq_state *s, ptq_gptq_report *rep, ptq_err *e)
 {
@@ -196,17 +240,7 @@ int ptq_gptq_prepare(const float *W, float *H, int rows, int cols, const ptq_gpt
             rep->dead_columns++;
         }
     /* grids fixed in advance, on the original columns */
-    if (s->fixed) {
-        int G = o->group ? o->group : cols;
-        for (int r = 0; r < rows && !rc; r++)
-            for (int g = 0; g < s->ngroups && !rc; g++) {
-                ptq_qgrid *gr = &s->grid[(size_t)r * s->ngroups + g];
-                ptq_quant_grid(s->W + (size_t)r * n + (size_t)g * G, ptq_pack_group_len(cols, G, g),
-                               1, &o->q, gr);
-                rc = ptq_int_grid_check(gr, r, g * G, e);
-            }
-        if (rc) goto out;
-    }
+    if (s->fixed && (rc = fixed_grids(s, o, e))) goto out;
     for (int i = 0; i < cols; i++) s->perm[i] = i;
     if (o->act_order) {
         for (int i = 0; i < cols; i++) dx[i].d = H[(size_t)i * n + i], dx[i].i = i;

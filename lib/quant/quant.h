@@ -41,6 +41,12 @@ typedef struct ptq_qgrid {
  * to 2^-14; a scale past the fp16 range is stored as +Inf, which
  * ptq_quant_grid_ok reports so the quantizer fails with PTQ_EDATA. */
 void ptq_quant_grid(const float *w, int n, int stride, const ptq_quant_opts *o, ptq_qgrid *g);
+/* The clipping search's objective sum |w' - w|^2.4 over the group on grid
+ * g, in float64 over the elements in order; |d|^2.4 is ptq_pow24 (within
+ * about 2e-6 relative of powf).  simd 1: an AVX2 loop when the CPU has it
+ * and stride is 1, the same bits as simd 0 (the portable reference). */
+double ptq_quant_grid_err(const float *w, int n, int stride, const ptq_qgrid *g, int simd);
+float ptq_pow24(float d);
 /* 1 when the stored scale is a finite positive fp16 (always, unless the
  * group's range exceeds 65504 * maxq). */
 int ptq_quant_grid_ok(const ptq_qgrid *g);
