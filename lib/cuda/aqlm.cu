@@ -73,6 +73,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "lib/cuda/mma.cuh"
 #include "lib/cuda/ptqrt_kernels.h"
 #include "lib/qfmt/aqlm_decode.h"
 
@@ -231,16 +232,6 @@ extern "C" int ptqk_decode_aqlm(const ptqk_aqlm_w *w, uint16_t *w16, ptqk_stream
 #define GM_BK 64       /* columns per k-tile (8 groups) */
 #define GM_LDS 72      /* halves per shared row (GM_BK + 8): conflict-free fragment loads */
 #define GM_THREADS 128 /* 4 warps, 2 (rows) x 2 (tokens) */
-
-__device__ __forceinline__ void mma16816(float *c, const uint32_t *a, const uint32_t *b)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ __forceinline__ uint32_t lds32(const __half *p) { return *reinterpret_cast<const uint32_t *>(p); }
 
 /* The codes of this thread's GPT groups of the k-tile at column k0 (group
  * k0 / 8 + lg of rows row0 + lr + 16 j) into cr; 0 outside the matrix (the

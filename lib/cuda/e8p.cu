@@ -44,6 +44,7 @@
 #include <cuda_runtime.h>
 
 #include "lib/cuda/e8p_kernels.h"
+#include "lib/cuda/mma.cuh"
 #include "lib/cuda/ptqrt_kernels.h"
 #include "lib/qfmt/e8p_decode.h"
 
@@ -415,16 +416,6 @@ extern "C" int ptqk_e8p_gemv(const ptqk_e8p_w *w, const float *t, int ldt, float
 #define BN 32
 #define BK 32
 #define LDS 40 /* halves per shared row: conflict-free fragment loads (gemm_int.cu) */
-
-__device__ __forceinline__ void mma16816(float *c, const uint32_t *a, const uint32_t *b)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ __forceinline__ uint32_t lds32(const __half *p) { return *reinterpret_cast<const uint32_t *>(p); }
 
 /* The 8 fp16 weights of stage sg, row `row`, code j (0 outside the matrix). */
 __device__ __forceinline__ uint4 tile_codes(const e8_tables &S, const ptqk_e8p_stage &sg, int row, int rows,

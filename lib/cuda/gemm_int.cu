@@ -23,22 +23,13 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "lib/cuda/mma.cuh"
 #include "lib/cuda/ptqrt_kernels.h"
 
 #define BM 32
 #define BN 32
 #define BK 32
 #define LDS 40 /* halves per shared row */
-
-__device__ __forceinline__ void mma16816(float *c, const uint32_t *a, const uint32_t *b)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-                 "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};\n"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ __forceinline__ uint32_t lds32(const __half *p) { return *reinterpret_cast<const uint32_t *>(p); }
 
 __global__ void __launch_bounds__(128)
 gemm_int_kernel(ptqk_int_w w, const __half *__restrict__ x, int ldx, float *__restrict__ y, int ldy,

@@ -20,9 +20,10 @@ mkdir -p "$W"
 : > "$W/config.h"
 # extern __shared__ T a[]; -> T *a = (T *)emu_dyn; (the dynamic shared memory)
 # kernel<<<grid, block, smem, stream>>>(args); -> emu_launch(grid, block, [&] { kernel(args); });
-python3 - "$SRC/lib/cuda/$K.cu" "$W/${K}_emu.cpp" <<'PY'
+python3 - "$SRC/lib/cuda/$K.cu" "$W/${K}_emu.cpp" "$SRC/lib/cuda/mma.cuh" <<'PY'
 import re, sys
 s = open(sys.argv[1]).read()
+s = s.replace('#include "lib/cuda/mma.cuh"', open(sys.argv[3]).read())
 s = re.sub(r'extern __shared__ (\w+) (\w+)\[\];', r'\1 *\2 = reinterpret_cast<\1 *>(emu_dyn);', s)
 s = s.replace('__device__ __forceinline__ void mma16816(', 'static inline void mma16816_asm(')
 s = re.sub(r'(\w+(?:<[^<>]*>)?)<<<(.*?)>>>\((.*?)\)(?=;)',
