@@ -99,14 +99,11 @@ __attribute__((optimize("fp-contract=off"))) float ptq_pow24(float d)
     return p * two;
 }
 
-/* |w' - w| of one weight, as ptq_quant_value(g, ptq_quant_code(g, w)) - w */
-__attribute__((optimize("fp-contract=off"))) static inline float grid_d(const ptq_qgrid *g,
-                                                                       float x)
+/* |w' - w| of one weight (the AVX2 loop below computes the same in float:
+ * (float)(q - zero) is exact for these small integers) */
+static inline float grid_d(const ptq_qgrid *g, float x)
 {
-    float q = __builtin_nearbyintf(x / g->scale) + (float)g->zero;
-    if (q < 0.0f) q = 0.0f;
-    if (q > (float)g->maxq) q = (float)g->maxq;
-    return fabsf(g->scale * (q - (float)g->zero) - x);
+    return fabsf(ptq_quant_value(g, ptq_quant_code(g, x)) - x);
 }
 
 __attribute__((optimize("fp-contract=off"))) static double grid_err_ref(const float *w, int n,
