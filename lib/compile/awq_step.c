@@ -207,7 +207,8 @@ static int awq_alt(const awq_layer_ctx *c, int g, const ptq_awq_lin *lins0, int 
         lins[k] = lins0[k];
         lins[k].H = NULL;
     }
-    int rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, c->refine, c->nworkers, fn, ctx, Wq, sa, r, e);
+    int rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, c->refine, c->nworkers, fn, ctx, Wq,
+                            sa, r, e);
     float *Xs = NULL;
     if (!rc) {
         Xs = malloc(N * cols * sizeof *Xs);
