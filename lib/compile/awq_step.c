@@ -117,60 +117,101 @@ static double sqdiff(const float *a, const float *b, size_t n)
     return s;
 }
 
-/* attention: x + o_proj(attention(q, k, v)) of every sample (the parts of
- * the layer's forward up to h), compared to ref (the residual x cancels in
- * the difference) */
-static int attn_run(block_ctx *b, int w, float *out_all, const float *ref, double *loss,
-                    ptq_err *e)
+/* rows [*r0, *r0 + *n) of the N tokens: chunk `part` of the samples */
+static void part_rows(const awq_layer_ctx *c, int part, size_t *r0, int *n)
 {
-    const awq_layer_ctx *c = b->c;
-    const int D = c->cfg->hidden, T = c->T;
-    ptq_fwd *f = c->fwds[w];
-    float *x = c->x32s[w];
-    double sum = 0, t0 = now();
-    for (int b0 = 0; b0 < c->nsamp; b0 += c->chunk) {
-        int B = c->nsamp - b0 < c->chunk ? c->nsamp - b0 : c->chunk;
-        size_t n = (size_t)B * T * D;
-        widen(c->hidden + (size_t)b0 * T * D, x, n);
-        int rc = ptq_fwd_attn(f, &b->lws[w], x, B, T, NULL, e);
-        if (!rc) rc = ptq_fwd_attn_out(f, &b->lws[w], x, NULL, B * T, e);
-        if (rc) return rc;
-        if (out_all) memcpy(out_all + (size_t)b0 * T * D, x, n * sizeof(float));
-        else sum += sqdiff(x, ref + (size_t)b0 * T * D, n);
-    }
-    b->blas[w] += now() - t0; /* the forward is sgemm work but for softmax/rope */
-    *loss = sum;
-    return PTQ_OK;
+    int b0 = part * c->chunk, B = c->nsamp - b0 < c->chunk ? c->nsamp - b0 : c->chunk;
+    *r0 = (size_t)b0 * c->T;
+    *n = B * c->T;
 }
 
-static int attn_fn(void *ctx, int w, float *const *Wq, double *loss, ptq_err *e)
+static int nparts_of(const awq_layer_ctx *c) { return (c->nsamp + c->chunk - 1) / c->chunk; }
+
+/* attention: x + o_proj(attention(q, k, v)) of chunk `part` of the samples
+ * (the parts of the layer's forward up to h) on worker w, into out_all or
+ * compared to ref (the residual x cancels in the difference) */
+static int attn_part(block_ctx *b, int w, int part, float *out_all, double *loss, ptq_err *e)
+{
+    const awq_layer_ctx *c = b->c;
+    const int D = c->cfg->hidden;
+    size_t r0;
+    int n;
+    part_rows(c, part, &r0, &n);
+    float *x = c->x32s[w];
+    double t0 = now();
+    widen(c->hidden + r0 * D, x, (size_t)n * D);
+    int rc = ptq_fwd_attn(c->fwds[w], &b->lws[w], x, n / c->T, c->T, NULL, e);
+    if (!rc) rc = ptq_fwd_attn_out(c->fwds[w], &b->lws[w], x, NULL, n, e);
+    if (!rc && out_all) memcpy(out_all + r0 * D, x, (size_t)n * D * sizeof *x);
+    else if (!rc) *loss = sqdiff(x, b->ref + r0 * D, (size_t)n * D);
+    b->blas[w] += now() - t0; /* the forward is sgemm work but for softmax/rope */
+    return rc;
+}
+
+static int attn_fn(void *ctx, int w, float *const *Wq, int part, double *loss, ptq_err *e)
 {
     block_ctx *b = ctx;
     for (int i = 0; i < 3; i++) b->lws[w].w[PTQ_Q + i] = Wq[i];
-    return attn_run(b, w, NULL, b->ref, loss, e);
+    return attn_part(b, w, part, NULL, loss, e);
 }
 
-static void mlp_run(block_ctx *b, int w, const float *Wg, const float *Wu, float *out_all,
-                    double *loss)
+/* the MLP (gate Wg, up Wu, the float down) of chunk `part` on worker w */
+static void mlp_part(block_ctx *b, int w, const float *Wg, const float *Wu, int part,
+                     float *out_all, double *loss)
 {
     const awq_layer_ctx *c = b->c;
-    const int D = c->cfg->hidden, NI = c->cfg->intermediate, T = c->T;
-    size_t N = (size_t)c->nsamp * T, step = (size_t)c->chunk * T;
-    double sum = 0, t0 = now();
-    for (size_t r0 = 0; r0 < N; r0 += step) {
-        int n = (int)(N - r0 < step ? N - r0 : step);
-        float *o = out_all ? out_all + r0 * D : b->out[w];
-        ptq_awq_mlp(b->X + r0 * D, n, D, NI, Wg, Wu, b->lws[w].w[PTQ_DOWN], b->hb[w], b->hb2[w], o);
-        if (!out_all) sum += sqdiff(o, b->ref + r0 * D, (size_t)n * D);
-    }
+    const int D = c->cfg->hidden, NI = c->cfg->intermediate;
+    size_t r0;
+    int n;
+    part_rows(c, part, &r0, &n);
+    double t0 = now();
+    float *o = out_all ? out_all + r0 * D : b->out[w];
+    ptq_awq_mlp(b->X + r0 * D, n, D, NI, Wg, Wu, b->lws[w].w[PTQ_DOWN], b->hb[w], b->hb2[w], o);
+    if (!out_all) *loss = sqdiff(o, b->ref + r0 * D, (size_t)n * D);
     b->blas[w] += now() - t0;
-    *loss = sum;
 }
 
-static int mlp_fn(void *ctx, int w, float *const *Wq, double *loss, ptq_err *e)
+static int mlp_fn(void *ctx, int w, float *const *Wq, int part, double *loss, ptq_err *e)
 {
     (void)e;
-    mlp_run(ctx, w, Wq[0], Wq[1], NULL, loss);
+    mlp_part(ctx, w, Wq[0], Wq[1], part, NULL, loss);
+    return PTQ_OK;
+}
+
+/* The float block output of every chunk into ref, the chunks on the
+ * workers (worker w: chunks w, w + nworkers, ...). */
+typedef struct ref_job {
+    block_ctx *b;
+    int g, w, np;
+    float *ref;
+    int rc;
+    ptq_err e;
+} ref_job;
+
+static void ref_run(void *arg)
+{
+    ref_job *j = arg;
+    block_ctx *b = j->b;
+    const ptq_layer_w *lw = &b->lws[j->w];
+    j->rc = PTQ_OK;
+    for (int p = j->w; p < nparts_of(b->c) && !j->rc; p += j->np) {
+        if (j->g == 0) j->rc = attn_part(b, j->w, p, j->ref, NULL, &j->e);
+        else mlp_part(b, j->w, lw->w[PTQ_GATE], lw->w[PTQ_UP], p, j->ref, NULL);
+    }
+}
+
+static int block_ref(block_ctx *b, int g, float *ref, ptq_err *e)
+{
+    const awq_layer_ctx *c = b->c;
+    int np = nparts_of(c) < c->nworkers ? nparts_of(c) : c->nworkers;
+    ref_job jobs[AWQ_MAX_WORKERS];
+    for (int w = 0; w < np; w++) jobs[w] = (ref_job){b, g, w, np, ref, 0, {0}};
+    ptq_par_run(np, ref_run, jobs, sizeof *jobs);
+    for (int w = 0; w < np; w++)
+        if (jobs[w].rc) {
+            *e = jobs[w].e;
+            return jobs[w].rc;
+        }
     return PTQ_OK;
 }
 
@@ -181,9 +222,9 @@ typedef struct lin_ctx {
     float *buf;         /* [nworkers][2 * PTQ_ERR_ROWS * cols] */
 } lin_ctx;
 
-static int lin_fn(void *ctx, int w, float *const *Wq, double *loss, ptq_err *e)
+static int lin_fn(void *ctx, int w, float *const *Wq, int part, double *loss, ptq_err *e)
 {
-    (void)e;
+    (void)part, (void)e;
     lin_ctx *l = ctx;
     *loss = ptq_quad_err(Wq[0], l->W, l->rows, l->cols, l->H,
                          l->buf + (size_t)w * 2 * PTQ_ERR_ROWS * l->cols, NULL);
@@ -199,16 +240,16 @@ static int lin_fn(void *ctx, int w, float *const *Wq, double *loss, ptq_err *e)
  * clips of linear k (NULL for q/k). */
 static int awq_alt(const awq_layer_ctx *c, int g, const ptq_awq_lin *lins0, int n,
                    const float *xmean, const float *X, int cols, size_t N, ptq_awq_loss_fn fn,
-                   void *ctx, float *const *Wq, float *sa, float **clip, ptq_awq_result *r,
-                   ptq_err *e)
+                   void *ctx, int nparts, float *const *Wq, float *sa, float **clip,
+                   ptq_awq_result *r, ptq_err *e)
 {
     ptq_awq_lin lins[3];
     for (int k = 0; k < n; k++) {
         lins[k] = lins0[k];
         lins[k].H = NULL;
     }
-    int rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, c->refine, c->nworkers, fn, ctx, Wq,
-                            sa, r, e);
+    int rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, c->refine, c->nworkers, fn, ctx,
+                            nparts, Wq, sa, r, e);
     float *Xs = NULL;
     if (!rc) {
         Xs = malloc(N * cols * sizeof *Xs);
@@ -236,7 +277,7 @@ static int awq_alt(const awq_layer_ctx *c, int g, const ptq_awq_lin *lins0, int 
     free(Xs);
     for (int k = 0; k < n && !rc; k++)
         rc = ptq_awq_fake_quant(lins[k].W, lins[k].rows, cols, sa, clip[k], lins[k].q, Wq[k], e);
-    if (!rc) rc = fn(ctx, 0, Wq, &r->loss, e);
+    if (!rc) rc = ptq_awq_loss(fn, ctx, nparts, Wq, &r->loss, e);
     if (!rc && !isfinite(r->loss))
         rc = ptq_fail(e, PTQ_EDATA, "AWQ: the block output error of the clipped weights is %g",
                       r->loss);
@@ -287,7 +328,9 @@ static int alt_block(const awq_layer_ctx *c, int g, awq_layer_res *res, const pt
     float *sa = malloc((size_t)cols * sizeof *sa), *clip[3] = {NULL, NULL, NULL};
     ptq_awq_result ra;
     int rc = sa ? PTQ_OK : ptq_fail(e, PTQ_ENOMEM, "out of memory");
-    if (!rc) rc = awq_alt(c, g, lins, n, xmean, X, cols, N, fn, ctx, Wq, sa, clip, &ra, e);
+    if (!rc)
+        rc = awq_alt(c, g, lins, n, xmean, X, cols, N, fn, ctx, nparts_of(c), Wq, sa, clip, &ra,
+                     e);
     if (!rc) keep_better(c, g, res, r, s, &ra, sa, clip, cols);
     for (int k = 0; k < 3; k++) free(clip[k]);
     free(sa);
@@ -352,7 +395,8 @@ static int search_own(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const floa
         ptq_awq_result ra;
         if (!wq || !sa || !lc.buf) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ search");
         for (size_t w = 0; w < nw && wq; w++) wqs[w] = wq + w * nwq;
-        if (!rc) rc = awq_alt(c, g, &lin, 1, xmean, X, cols, N, lin_fn, &lc, wqs, sa, clip, &ra, e);
+        if (!rc)
+            rc = awq_alt(c, g, &lin, 1, xmean, X, cols, N, lin_fn, &lc, 1, wqs, sa, clip, &ra, e);
         if (!rc) keep_better(c, g, res, r, s, &ra, sa, clip, cols);
         free(clip[0]), free(wq), free(sa), free(lc.buf);
     }
@@ -373,7 +417,7 @@ static int search_block(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
     b->c = c;
     for (int w = 0; w < nw; w++) b->lws[w] = *lw;
     ptq_awq_lin lins[3];
-    float *Wq[AWQ_MAX_WORKERS * 3], *H = NULL; /* worker w's candidate k: Wq[w * n + k] */
+    float *Wq[AWQ_MAX_WORKERS * 3], *H = NULL; /* batch candidate j, linear k: Wq[j * n + k] */
     memset(Wq, 0, sizeof Wq);
     for (int k = 0; k < n; k++) gptq |= c->awq[grp_first[g] + k] == 2;
     if (gptq) { /* the Hessian of the search tokens, for awq+gptq's rounding */
@@ -395,10 +439,7 @@ static int search_block(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
     float *ref = malloc(N * D * sizeof *ref);
     if (!ref) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory for the AWQ block outputs");
     ptq_awq_loss_fn fn = g == 0 ? attn_fn : mlp_fn;
-    double l;
-    if (!rc && g == 0) {
-        rc = attn_run(b, 0, ref, NULL, &l, e);
-    } else if (!rc) {
+    if (!rc && g != 0) {
         size_t step = (size_t)c->chunk * c->T;
         b->X = X;
         for (int w = 0; w < nw && !rc; w++) {
@@ -407,11 +448,12 @@ static int search_block(const awq_layer_ctx *c, ptq_layer_w *lw, int g, const fl
             b->hb2[w] = malloc(step * NI * sizeof(float));
             if (!b->out[w] || !b->hb[w] || !b->hb2[w]) rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
         }
-        if (!rc) mlp_run(b, 0, lw->w[PTQ_GATE], lw->w[PTQ_UP], ref, &l);
     }
+    if (!rc) rc = block_ref(b, g, ref, e);
     b->ref = ref;
-    if (!rc) rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, c->refine, nw, fn, b, Wq, s,
-                                   r, e);
+    if (!rc)
+        rc = ptq_awq_search(xmean, cols, lins, n, c->n_grid, c->refine, nw, fn, b, nparts_of(c),
+                            Wq, s, r, e);
     if (!rc && gptq) rc = alt_block(c, g, res, lins, n, xmean, X, cols, N, fn, b, Wq, s, r, e);
     for (int w = 0; w < nw; w++) {
         *tblas += b->blas[w];

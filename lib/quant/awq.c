@@ -94,14 +94,12 @@ static int gptq_round(const ptq_awq_lin *l, int cols, const float *s, float *out
     return rc;
 }
 
-/* One ratio of the scale search on one worker. */
+/* One ratio's candidate of the scale search, quantized on one worker. */
 typedef struct grid_job {
     const float *xmean;
-    int cols, nw, n_grid, i, worker;
+    int cols, nw, n_grid, i;
     const ptq_awq_lin *lins;
-    ptq_awq_loss_fn fn;
-    void *ctx;
-    float *const *Wq;   /* this worker's nw candidates */
+    float *const *Wq;   /* this candidate's nw linears */
     float *s;           /* [cols] this ratio's scales */
     double loss;
     int rc;
@@ -114,7 +112,6 @@ static void grid_run(void *arg)
     const int cols = j->cols;
     ptq_awq_scales(j->xmean, cols, (float)j->i / (float)j->n_grid, j->s);
     j->rc = PTQ_OK;
-    j->loss = 0;
     for (int k = 0; k < j->nw && !j->rc; k++) {
         const ptq_awq_lin *l = &j->lins[k];
         if (l->q && l->H) j->rc = gptq_round(l, cols, j->s, j->Wq[k], &j->e);
@@ -122,31 +119,96 @@ static void grid_run(void *arg)
             j->rc = ptq_awq_fake_quant(l->W, l->rows, cols, j->s, NULL, l->q, j->Wq[k], &j->e);
         else memcpy(j->Wq[k], l->W, (size_t)l->rows * cols * sizeof *j->Wq[k]);
     }
-    if (!j->rc) j->rc = j->fn(j->ctx, j->worker, j->Wq, &j->loss, &j->e);
 }
 
-/* Judge the ratios idx[0..n) on the workers, nworkers at a time, and keep
+/* One worker's share of a batch: items k = worker, worker + nworkers, ...
+ * of the nj x nparts (candidate k / nparts, part k % nparts) pairs. */
+typedef struct part_job {
+    const grid_job *cands;
+    int nj, nparts, worker, nworkers;
+    ptq_awq_loss_fn fn;
+    void *ctx;
+    double *loss;       /* [nj * nparts] */
+    int fail;           /* the item that failed, or -1 */
+    int rc;
+    ptq_err e;
+} part_job;
+
+static void part_run(void *arg)
+{
+    part_job *p = arg;
+    p->fail = -1;
+    p->rc = PTQ_OK;
+    for (int k = p->worker; k < p->nj * p->nparts; k += p->nworkers) {
+        const grid_job *c = &p->cands[k / p->nparts];
+        p->rc = p->fn(p->ctx, p->worker, c->Wq, k % p->nparts, &p->loss[k], &p->e);
+        if (p->rc) {
+            p->fail = k;
+            return;
+        }
+    }
+}
+
+int ptq_awq_loss(ptq_awq_loss_fn fn, void *ctx, int nparts, float *const *Wq, double *loss,
+                 ptq_err *e)
+{
+    *loss = 0;
+    for (int c = 0; c < nparts; c++) {
+        double l;
+        int rc = fn(ctx, 0, Wq, c, &l, e);
+        if (rc) return rc;
+        *loss += l;
+    }
+    return PTQ_OK;
+}
+
+/* The search's buffers: every batch's candidates and their parts' losses. */
+typedef struct search_ws {
+    int nworkers, nparts;
+    grid_job *jobs;     /* [nworkers] */
+    part_job *parts;    /* [nworkers] */
+    double *loss;       /* [nworkers * nparts] */
+    float *s;           /* [nworkers * cols] */
+} search_ws;
+
+/* Judge the ratios idx[0..n) in batches of up to nworkers (quantize each
+ * on a worker, then every (candidate, part) on all the workers) and keep
  * the smallest loss (ties: the smaller ratio) in res / s_best. */
 static int judge(const int *idx, int n, const float *xmean, int cols, const ptq_awq_lin *lins,
-                 int nw, int n_grid, int nworkers, ptq_awq_loss_fn fn, void *ctx,
-                 float *const *Wq, float *s, grid_job *jobs, int *best, float *s_best,
-                 ptq_awq_result *res, ptq_err *e)
+                 int nw, int n_grid, ptq_awq_loss_fn fn, void *ctx, float *const *Wq,
+                 search_ws *ws, int *best, float *s_best, ptq_awq_result *res, ptq_err *e)
 {
+    const int nworkers = ws->nworkers, nparts = ws->nparts;
     for (int i0 = 0; i0 < n; i0 += nworkers) {
         int nj = n - i0 < nworkers ? n - i0 : nworkers;
         for (int w = 0; w < nj; w++) {
-            grid_job *j = &jobs[w];
+            grid_job *j = &ws->jobs[w];
             j->xmean = xmean, j->cols = cols, j->nw = nw, j->n_grid = n_grid;
-            j->i = idx[i0 + w], j->worker = w, j->lins = lins, j->fn = fn, j->ctx = ctx;
-            j->Wq = Wq + (size_t)w * nw, j->s = s + (size_t)w * cols;
+            j->i = idx[i0 + w], j->lins = lins;
+            j->Wq = Wq + (size_t)w * nw, j->s = ws->s + (size_t)w * cols;
         }
-        ptq_par_run(nj, grid_run, jobs, sizeof *jobs);
-        for (int w = 0; w < nj; w++) { /* in the order given */
-            const grid_job *j = &jobs[w];
-            if (j->rc) {
-                *e = j->e;
-                return j->rc;
+        ptq_par_run(nj, grid_run, ws->jobs, sizeof *ws->jobs);
+        for (int w = 0; w < nj; w++) /* the lowest ratio's error */
+            if (ws->jobs[w].rc) {
+                *e = ws->jobs[w].e;
+                return ws->jobs[w].rc;
             }
+        int items = nj * nparts, np = items < nworkers ? items : nworkers;
+        for (int w = 0; w < np; w++)
+            ws->parts[w] = (part_job){ws->jobs, nj, nparts, w, np, fn, ctx, ws->loss, -1, 0, {0}};
+        ptq_par_run(np, part_run, ws->parts, sizeof *ws->parts);
+        int first = -1, fw = 0;
+        for (int w = 0; w < np; w++)
+            if (ws->parts[w].fail >= 0 && (first < 0 || ws->parts[w].fail < first))
+                first = ws->parts[w].fail, fw = w;
+        if (first >= 0) {
+            *e = ws->parts[fw].e;
+            return ws->parts[fw].rc;
+        }
+        for (int w = 0; w < nj; w++) { /* in the order given */
+            grid_job *j = &ws->jobs[w];
+            j->loss = 0;
+            for (int c = 0; c < nparts; c++) j->loss += ws->loss[(size_t)w * nparts + c];
             float ratio = (float)j->i / (float)n_grid;
             if (!isfinite(j->loss))
                 return ptq_fail(e, PTQ_EDATA, "AWQ: the block output error at ratio %g is %g",
@@ -157,7 +219,7 @@ static int judge(const int *idx, int n, const float *xmean, int cols, const ptq_
                 res->loss = j->loss;
                 res->ratio = ratio;
                 *best = j->i;
-                memcpy(s_best, j->s, (size_t)cols * sizeof *s);
+                memcpy(s_best, j->s, (size_t)cols * sizeof *s_best);
             }
         }
     }
@@ -165,23 +227,25 @@ static int judge(const int *idx, int n, const float *xmean, int cols, const ptq_
 }
 
 int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw, int n_grid,
-                   int refine, int nworkers, ptq_awq_loss_fn fn, void *ctx, float *const *Wq,
-                   float *s_best, ptq_awq_result *res, ptq_err *e)
+                   int refine, int nworkers, ptq_awq_loss_fn fn, void *ctx, int nparts,
+                   float *const *Wq, float *s_best, ptq_awq_result *res, ptq_err *e)
 {
     if (n_grid < 1) return ptq_fail(e, PTQ_EUSAGE, "--awq-grid %d: must be at least 1", n_grid);
     if (nworkers < 1) nworkers = 1;
+    if (nparts < 1) nparts = 1;
     for (int j = 0; j < cols; j++)
         if (!(xmean[j] >= 0.0f) || !isfinite(xmean[j]))
             return ptq_fail(e, PTQ_EDATA, "activation magnitude of channel %d is %g", j,
                             (double)xmean[j]);
-    float *s = malloc((size_t)nworkers * cols * sizeof *s);
-    grid_job *jobs = calloc((size_t)nworkers, sizeof *jobs);
+    search_ws ws = {nworkers, nparts, calloc((size_t)nworkers, sizeof *ws.jobs),
+                    calloc((size_t)nworkers, sizeof *ws.parts),
+                    malloc((size_t)nworkers * nparts * sizeof *ws.loss),
+                    malloc((size_t)nworkers * cols * sizeof *ws.s)};
     char *done = calloc((size_t)n_grid, 1);
     int *idx = malloc((size_t)n_grid * sizeof *idx);
-    if (!s || !jobs || !done || !idx) {
-        free(s), free(jobs), free(done), free(idx);
-        return ptq_fail(e, PTQ_ENOMEM, "out of memory");
-    }
+    int rc = PTQ_OK;
+    if (!ws.jobs || !ws.parts || !ws.loss || !ws.s || !done || !idx)
+        rc = ptq_fail(e, PTQ_ENOMEM, "out of memory");
     res->ratio = 0.0f;
     res->loss = INFINITY;
     res->loss_rtn = INFINITY;
@@ -191,9 +255,11 @@ int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw
      * (9 of 20 ratios; the full scan's choice whenever the loss falls then
      * rises along the grid). */
     int step = refine && n_grid >= 2 * PTQ_AWQ_COARSE ? PTQ_AWQ_COARSE : 1, best = 0, n = 0;
-    for (int i = 0; i < n_grid; i += step) idx[n++] = i, done[i] = 1;
-    int rc = judge(idx, n, xmean, cols, lins, nw, n_grid, nworkers, fn, ctx, Wq, s, jobs, &best,
-                   s_best, res, e);
+    if (!rc) {
+        for (int i = 0; i < n_grid; i += step) idx[n++] = i, done[i] = 1;
+        rc = judge(idx, n, xmean, cols, lins, nw, n_grid, fn, ctx, Wq, &ws, &best, s_best, res,
+                   e);
+    }
     while (!rc && step > 1) {
         step /= 2;
         int b = best;
@@ -202,10 +268,10 @@ int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw
             int i = b + k * step;
             if (i >= 0 && i < n_grid && !done[i]) idx[n++] = i, done[i] = 1;
         }
-        rc = judge(idx, n, xmean, cols, lins, nw, n_grid, nworkers, fn, ctx, Wq, s, jobs, &best,
-                   s_best, res, e);
+        rc = judge(idx, n, xmean, cols, lins, nw, n_grid, fn, ctx, Wq, &ws, &best, s_best, res,
+                   e);
     }
-    free(s), free(jobs), free(done), free(idx);
+    free(ws.jobs), free(ws.parts), free(ws.loss), free(ws.s), free(done), free(idx);
     return rc;
 }
 
@@ -216,9 +282,9 @@ typedef struct quad_ctx {
     double *blas;       /* [nworkers] */
 } quad_ctx;
 
-static int quad_fn(void *ctx, int w, float *const *Wq, double *loss, ptq_err *e)
+static int quad_fn(void *ctx, int w, float *const *Wq, int part, double *loss, ptq_err *e)
 {
-    (void)e;
+    (void)part, (void)e;
     quad_ctx *c = ctx;
     *loss = ptq_quad_err(Wq[0], c->W, c->rows, c->cols, c->H,
                          c->buf + (size_t)w * 2 * PTQ_ERR_ROWS * c->cols, &c->blas[w]);
@@ -253,7 +319,7 @@ int ptq_awq_search_linear_mt(const float *W, int rows, int cols, const float *H,
     else {
         for (int w = 0; w < nworkers; w++) wqs[w] = wq + (size_t)w * nwq;
         ptq_awq_lin lin = {W, rows, q, gptq ? H : NULL};
-        rc = ptq_awq_search(xmean, cols, &lin, 1, n_grid, refine, nworkers, quad_fn, &c, wqs,
+        rc = ptq_awq_search(xmean, cols, &lin, 1, n_grid, refine, nworkers, quad_fn, &c, 1, wqs,
                             s_best, res, e);
     }
     if (timing && c.blas) {

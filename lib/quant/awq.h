@@ -48,11 +48,13 @@ typedef struct ptq_awq_lin {
     const float *H;
 } ptq_awq_lin;
 
-/* The block objective of a candidate: Wq[i] [rows_i, cols] are the
- * candidate weights Q(W_i diag(s)) diag(1/s) of the group's linears.
- * worker in [0, nworkers): the candidate is judged on that worker's
- * scratch; calls with different workers run at the same time. */
-typedef int (*ptq_awq_loss_fn)(void *ctx, int worker, float *const *Wq, double *loss,
+/* The block objective of a candidate, part by part: Wq[i] [rows_i, cols]
+ * are the candidate weights Q(W_i diag(s)) diag(1/s) of the group's
+ * linears; *loss gets the loss of part `part` (of the search's nparts, e.g.
+ * one chunk of calibration samples); the candidate's loss is the sum of its
+ * parts in part order.  worker in [0, nworkers): the part is judged on that
+ * worker's scratch; calls with different workers run at the same time. */
+typedef int (*ptq_awq_loss_fn)(void *ctx, int worker, float *const *Wq, int part, double *loss,
                                ptq_err *e);
 
 typedef struct ptq_awq_result {
@@ -87,16 +89,25 @@ int ptq_awq_fake_quant(const float *W, int rows, int cols, const float *s, const
  * choice as the full scan whenever the loss decreases then increases along
  * the grid, and always a ratio no worse than both its neighbours); grids
  * under 2 * PTQ_AWQ_COARSE are scanned in full.  The ratios run
- * on nworkers workers (lib/base/par.h; BLAS must be single-threaded): each
- * ratio's candidate and loss are computed by one worker, the losses
- * compared in ratio order, so the result is the same for any nworkers.
- * Wq[w * nw + i] are caller buffers [rows_i, cols], worker w's candidate,
- * handed to fn.  s_best [cols] gets the chosen scales.  Fails with fn's
- * error (of the lowest ratio), PTQ_EDATA for bad xmean or a loss that is
- * not finite. */
+ * on nworkers workers (lib/base/par.h; BLAS must be single-threaded) in
+ * batches of up to nworkers: each candidate of a batch is quantized by one
+ * worker, then the batch's (candidate, part) pairs of fn run on all the
+ * workers (a batch of fewer candidates than workers, e.g. the refine
+ * steps', keeps every worker busy); each candidate's parts are summed in
+ * part order and the losses compared in ratio order, so the result is the
+ * same for any nworkers.  Wq[j * nw + i] are caller buffers [rows_i, cols],
+ * candidate j of a batch, handed to fn.  s_best [cols] gets the chosen
+ * scales.  Fails with the error of the lowest ratio whose quantization
+ * failed, else of fn's first failing (candidate, part); PTQ_EDATA for bad
+ * xmean or a loss that is not finite. */
 int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw, int n_grid,
-                   int refine, int nworkers, ptq_awq_loss_fn fn, void *ctx, float *const *Wq,
-                   float *s_best, ptq_awq_result *res, ptq_err *e);
+                   int refine, int nworkers, ptq_awq_loss_fn fn, void *ctx, int nparts,
+                   float *const *Wq, float *s_best, ptq_awq_result *res, ptq_err *e);
+
+/* One candidate judged on the caller's thread as worker 0: *loss = the sum
+ * of fn's nparts parts in part order (what ptq_awq_search computes). */
+int ptq_awq_loss(ptq_awq_loss_fn fn, void *ctx, int nparts, float *const *Wq, double *loss,
+                 ptq_err *e);
 
 /* The search for one linear judged by its own output error over the
  * tokens whose Gram matrix is H [cols, cols] (H = sum x x^T up to a
