@@ -12,6 +12,7 @@
  * (J the 0/1 placement of row r's codes), built and solved here by Gaussian
  * elimination in float64; decode is s * sum of fp16 codewords. */
 #include <check.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -130,6 +131,60 @@ START_TEST(beam1_is_greedy)
         ck_assert_msg(a.codes[i] == g.codes[i], "code %d: beam 1 %d, greedy %d", i, a.codes[i],
                       g.codes[i]);
     ptq_aqlm_free(&a), ptq_aqlm_free(&g), free(W), free(H);
+}
+END_TEST
+
+/* the beam's AVX2 scoring (where the CPU has it) and its generic loops give
+ * the same codes: beam 8 and 3 codebooks (a middle codebook keeps a list,
+ * the last one only its best), 1 and 3 threads */
+START_TEST(beam_simd_matches_generic)
+{
+    ptq_rng rng;
+    ptq_rng_seed(&rng, 12);
+    int R = 40, C = 64, M = 3, B = 5;
+    ptq_aqlm a, g;
+    ptq_err e;
+    ptq_aqlm_alloc(&a, R, C, M, B, &e);
+    ptq_aqlm_alloc(&g, R, C, M, B, &e);
+    rand_state(&a, &rng);
+    memcpy(g.cb, a.cb, sizeof *a.cb * M * a.K * 8);
+    memcpy(g.codes, a.codes, sizeof *a.codes * R * a.G * M);
+    memcpy(g.scale, a.scale, sizeof *a.scale * R);
+    float *W = rand_W(R, C, &rng);
+    double *H = rand_H(C, &rng);
+    ck_assert_int_eq(ptq_aqlm_beam_path(&a, W, H, 8, 1, 1, &e), 0);
+    ck_assert_int_eq(ptq_aqlm_beam_path(&g, W, H, 8, 3, 0, &e), 0);
+    ck_assert(!memcmp(a.codes, g.codes, sizeof *a.codes * R * a.G * M));
+    ptq_aqlm_free(&a), ptq_aqlm_free(&g), free(W), free(H);
+}
+END_TEST
+
+/* the tiled Cholesky (n = 600: tiles of 256, the last one short) against
+ * LAPACKE_dpotrf within 1e-12 relative; the same bits for 1 and 3 threads */
+START_TEST(tiled_cholesky)
+{
+    ptq_rng rng;
+    ptq_rng_seed(&rng, 13);
+    int n = 600;
+    double *A = rand_H(n, &rng), *L1 = malloc(sizeof *L1 * n * n), *L3 = malloc(sizeof *L3 * n * n);
+    memcpy(L1, A, sizeof *A * n * n), memcpy(L3, A, sizeof *A * n * n);
+    ptq_err e;
+    ck_assert_int_eq(ptq_aqlm_cholesky(L1, n, 1, &e), 0);
+    ck_assert_int_eq(ptq_aqlm_cholesky(L3, n, 3, &e), 0);
+    ck_assert_int_eq(LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', n, A, n), 0);
+    double mx = 0, dmax = 0;
+    for (int j = 0; j < n; j++)
+        for (int i = j; i < n; i++) {
+            size_t x = (size_t)j * n + i;
+            ck_assert(L1[x] == L3[x]);
+            mx = fmax(mx, fabs(A[x])), dmax = fmax(dmax, fabs(L1[x] - A[x]));
+        }
+    ck_assert_msg(dmax <= 1e-12 * mx, "tiled Cholesky off by %g (max %g)", dmax, mx);
+    /* not positive definite at column 300: dpotrf's info */
+    for (int i = 0; i < n * n; i++) L1[i] = 0;
+    for (int i = 0; i < n; i++) L1[(size_t)i * n + i] = i == 300 ? -1 : 1;
+    ck_assert_int_eq(ptq_aqlm_cholesky(L1, n, 2, &e), 301);
+    free(A), free(L1), free(L3);
 }
 END_TEST
 
@@ -561,6 +616,8 @@ int main(void)
     tcase_add_test(tc, objective_matches_reference);
     tcase_add_test(tc, beam1_is_greedy);
     tcase_add_test(tc, exhaustive_beam_is_optimal);
+    tcase_add_test(tc, beam_simd_matches_generic);
+    tcase_add_test(tc, tiled_cholesky);
     tcase_add_test(tc, objective_never_increases);
     tcase_add_test(tc, identity_is_kmeans);
     tcase_add_test(tc, least_squares_matches_normal_equations);

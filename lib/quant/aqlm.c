@@ -194,45 +194,141 @@ double ptq_aqlm_objective_ref(const ptq_aqlm *a, const float *W, const double *H
     return L;
 }
 
+/* ------------------------------------------------------------- scoring */
+
+/* The beam's candidates and k-means' distances.  Hypothesis h against
+ * codeword k of codebook m (vt [8][K] its codewords transposed): f_k = (fz + sq[k]) + p.v_k, sq[k] =
+ * s^2 v_k^T A v_k, the dot product summed as a pairwise tree.  The generic
+ * loops and the AVX2 ones do the same operations in the same order (no
+ * fused multiply-add): the same bits. */
+static double score1(const double *vt, size_t K, int k, double fz, const double *p,
+                     const double *sq)
+{
+    const double *v = vt + k;
+    double d = ((p[0] * v[0] + p[1] * v[K]) + (p[2] * v[2 * K] + p[3] * v[3 * K])) +
+               ((p[4] * v[4 * K] + p[5] * v[5 * K]) + (p[6] * v[6 * K] + p[7] * v[7 * K]));
+    return (fz + sq[k]) + d;
+}
+
+/* every f_k into f [K] */
+static void scores_ref(const double *vt, int K, const double *sq, double fz, const double *p,
+                       double *f)
+{
+    for (int k = 0; k < K; k++) f[k] = score1(vt, (size_t)K, k, fz, p, sq);
+}
+
+/* the least f_k into *fb (ties: the lower k; +inf and k 0 when none is
+ * below +inf), its k returned */
+static int best_ref(const double *vt, int K, const double *sq, double fz, const double *p,
+                    double *fb)
+{
+    double b = INFINITY;
+    int kb = 0;
+    for (int k = 0; k < K; k++) {
+        double f = score1(vt, (size_t)K, k, fz, p, sq);
+        kb = f < b ? k : kb;
+        b = f < b ? f : b;
+    }
+    *fb = b;
+    return kb;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define SCAN_AVX2 __attribute__((target("avx2"), optimize("fp-contract=off")))
+
+/* f of codewords [k, k + 4) as score1 computes them */
+SCAN_AVX2 static inline __m256d score4(const double *vt, size_t K, int k, __m256d fzv,
+                                       const __m256d *pv, const double *sq)
+{
+    const double *v = vt + k;
+#define PV(i) _mm256_mul_pd(pv[i], _mm256_loadu_pd(v + (i) * K))
+    __m256d d = _mm256_add_pd(_mm256_add_pd(_mm256_add_pd(PV(0), PV(1)), _mm256_add_pd(PV(2), PV(3))),
+                              _mm256_add_pd(_mm256_add_pd(PV(4), PV(5)), _mm256_add_pd(PV(6), PV(7))));
+#undef PV
+    return _mm256_add_pd(_mm256_add_pd(fzv, _mm256_loadu_pd(sq + k)), d);
+}
+
+SCAN_AVX2 static void scores_avx2(const double *vt, int K, const double *sq, double fz,
+                                  const double *p, double *f)
+{
+    __m256d pv[D], fzv = _mm256_set1_pd(fz);
+    for (int i = 0; i < D; i++) pv[i] = _mm256_set1_pd(p[i]);
+    int k = 0;
+    for (; k + 4 <= K; k += 4) _mm256_storeu_pd(f + k, score4(vt, (size_t)K, k, fzv, pv, sq));
+    for (; k < K; k++) f[k] = score1(vt, (size_t)K, k, fz, p, sq);
+}
+
+/* best_ref, eight codewords a step in two lanes of four (each lane keeps
+ * its first least; the lanes' results are then ordered by (f, k)) */
+SCAN_AVX2 static int best_avx2(const double *vt, int K, const double *sq, double fz,
+                               const double *p, double *fb)
+{
+    if (K < 8) return best_ref(vt, K, sq, fz, p, fb);
+    __m256d pv[D], fzv = _mm256_set1_pd(fz);
+    for (int i = 0; i < D; i++) pv[i] = _mm256_set1_pd(p[i]);
+    __m256d b0 = _mm256_set1_pd(INFINITY), b1 = b0, k0 = _mm256_setr_pd(0, 1, 2, 3);
+    __m256d k1 = _mm256_setr_pd(4, 5, 6, 7), kb0 = _mm256_setzero_pd(), kb1 = kb0;
+    __m256d eight = _mm256_set1_pd(8);
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        __m256d f0 = score4(vt, (size_t)K, k, fzv, pv, sq);
+        __m256d f1 = score4(vt, (size_t)K, k + 4, fzv, pv, sq);
+        __m256d m0 = _mm256_cmp_pd(f0, b0, _CMP_LT_OQ), m1 = _mm256_cmp_pd(f1, b1, _CMP_LT_OQ);
+        b0 = _mm256_blendv_pd(b0, f0, m0), kb0 = _mm256_blendv_pd(kb0, k0, m0);
+        b1 = _mm256_blendv_pd(b1, f1, m1), kb1 = _mm256_blendv_pd(kb1, k1, m1);
+        k0 = _mm256_add_pd(k0, eight), k1 = _mm256_add_pd(k1, eight);
+    }
+    double bl[8], kl[8], b = INFINITY;
+    _mm256_storeu_pd(bl, b0), _mm256_storeu_pd(bl + 4, b1);
+    _mm256_storeu_pd(kl, kb0), _mm256_storeu_pd(kl + 4, kb1);
+    int kb = 0;
+    for (int l = 0; l < 8; l++)
+        if (bl[l] < b || (bl[l] == b && (int)kl[l] < kb)) b = bl[l], kb = (int)kl[l];
+    for (; k < K; k++) {
+        double f = score1(vt, (size_t)K, k, fz, p, sq);
+        kb = f < b ? k : kb;
+        b = f < b ? f : b;
+    }
+    *fb = b;
+    return kb;
+}
+#define HAVE_SCAN_AVX2 1
+#else
+#define HAVE_SCAN_AVX2 0
+#endif
+
 /* --------------------------------------------------------------- k-means */
 
-/* The assignment step: points in fixed blocks of KM_PB (one work item),
- * centroids in tiles of KM_CT, squared distances up to |x|^2 as one dgemm
- * per tile (|c|^2 - 2 x.c), the nearest kept (ties: the lower index).  The
- * blocks do not depend on the thread count: the same bits for any. */
+/* The assignment step: points in fixed blocks of KM_PB (one work item);
+ * each point's nearest centroid by best_ref / best_avx2 on |c|^2 - 2 x.c
+ * (ties: the lower index).  The blocks do not depend on the thread count:
+ * the same bits for any. */
 #define KM_PB 128
-#define KM_CT 2048
 
 typedef struct kctx {
     const double *X;  /* [n][8] */
-    const double *c;  /* [K][8] */
+    const double *ct; /* [8][K] the centroids transposed */
     const double *cn; /* [K] |c|^2 */
-    int n, K;
+    int n, K, simd;
     int32_t *as;      /* [n] */
 } kctx;
 
 static void assign_block(void *p, int blk, double *s)
 {
+    (void)s;
     kctx *k = p;
     int i0 = blk * KM_PB, np = k->n - i0 < KM_PB ? k->n - i0 : KM_PB;
-    double best[KM_PB];
-    for (int i = 0; i < np; i++) best[i] = INFINITY, k->as[i0 + i] = 0;
-    for (int j0 = 0; j0 < k->K; j0 += KM_CT) {
-        int nc = k->K - j0 < KM_CT ? k->K - j0 : KM_CT;
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, np, nc, D, -2.0,
-                    k->X + (size_t)i0 * D, D, k->c + (size_t)j0 * D, D, 0.0, s, nc);
-        const double *cn = k->cn + j0;
-        for (int i = 0; i < np; i++) {
-            const double *row = s + (size_t)i * nc;
-            double bd = best[i];
-            int bj = -1;
-            for (int j = 0; j < nc; j++) {
-                double d = row[j] + cn[j];
-                bj = d < bd ? j : bj;
-                bd = d < bd ? d : bd;
-            }
-            if (bj >= 0) best[i] = bd, k->as[i0 + i] = j0 + bj;
+    for (int i = i0; i < i0 + np; i++) {
+        double pv[D], fb;
+        for (int t = 0; t < D; t++) pv[t] = -2 * k->X[(size_t)i * D + t];
+#if HAVE_SCAN_AVX2
+        if (k->simd) {
+            k->as[i] = best_avx2(k->ct, k->K, k->cn, 0.0, pv, &fb);
+            continue;
         }
+#endif
+        k->as[i] = best_ref(k->ct, k->K, k->cn, 0.0, pv, &fb);
     }
 }
 
@@ -245,8 +341,15 @@ static int kmeans(const double *X, int n, int K, int iters, ptq_rng *rng, int th
 {
     int *idx = malloc((size_t)n * sizeof *idx);
     double *cn = malloc((size_t)K * sizeof *cn), *sum = malloc((size_t)K * D * sizeof *sum);
+    double *ct = malloc((size_t)K * D * sizeof *ct);
     int *cnt = malloc((size_t)K * sizeof *cnt), rc = PTQ_OK;
-    if (!idx || !cn || !sum || !cnt) rc = ptq_fail(e, PTQ_ENOMEM, "AQLM k-means: out of memory");
+    if (!idx || !cn || !sum || !ct || !cnt)
+        rc = ptq_fail(e, PTQ_ENOMEM, "AQLM k-means: out of memory");
+#if HAVE_SCAN_AVX2
+    int simd = __builtin_cpu_supports("avx2");
+#else
+    int simd = 0;
+#endif
     for (int i = 0; i < n && !rc; i++) idx[i] = i;
     memset(c, 0, (size_t)K * D * sizeof *c);
     for (int j = 0; j < K && j < n && !rc; j++) {
@@ -262,11 +365,13 @@ static int kmeans(const double *X, int n, int K, int iters, ptq_rng *rng, int th
     for (int it = 0; it <= iters && !rc; it++) {
         for (int j = 0; j < K; j++) {
             cn[j] = 0;
-            for (int t = 0; t < D; t++) cn[j] += c[j * D + t] * c[j * D + t];
+            for (int t = 0; t < D; t++) {
+                cn[j] += c[j * D + t] * c[j * D + t];
+                ct[(size_t)t * K + j] = c[j * D + t];
+            }
         }
-        kctx k = {X, c, cn, n, K, as};
-        rc = par_rows((n + KM_PB - 1) / KM_PB, threads, assign_block, &k,
-                      (size_t)KM_PB * (K < KM_CT ? K : KM_CT), e);
+        kctx k = {X, ct, cn, n, K, simd, as};
+        rc = par_rows((n + KM_PB - 1) / KM_PB, threads, assign_block, &k, 0, e);
         if (rc || it == iters) break;
         memset(sum, 0, (size_t)K * D * sizeof *sum);
         memset(cnt, 0, (size_t)K * sizeof *cnt);
@@ -278,7 +383,7 @@ static int kmeans(const double *X, int n, int K, int iters, ptq_rng *rng, int th
             if (cnt[j])
                 for (int t = 0; t < D; t++) c[j * D + t] = sum[j * D + t] / cnt[j];
     }
-    free(idx), free(cn), free(sum), free(cnt);
+    free(idx), free(cn), free(sum), free(ct), free(cnt);
     return rc;
 }
 
@@ -319,6 +424,7 @@ typedef struct bctx {
     const double *VT; /* [M][8][K] the codebooks transposed */
     const double *Q;  /* [G][M][K] v^T H_gg v */
     int beam;
+    int simd;         /* the AVX2 scan (the CPU has it and the caller wants it) */
 } bctx;
 
 typedef struct cand {
@@ -348,28 +454,62 @@ static double quad(const double *A, const double *y, const double *b, double *ay
     return f;
 }
 
+
+/* f [K] of hypothesis h into the top list (cap entries), in order of k;
+ * eight scores that all fail a full list's last entry are skipped at once
+ * (exact: the last entry only falls) */
+static void select_top(const double *f, int K, int h, cand *top, int *nt, int cap)
+{
+    for (int k0 = 0; k0 < K; k0 += 8) {
+        int k1 = K - k0 < 8 ? K : k0 + 8;
+        if (*nt == cap) {
+            double mn = f[k0];
+            for (int k = k0 + 1; k < k1; k++) mn = f[k] < mn ? f[k] : mn;
+            if (!(mn < top[cap - 1].f) && mn == mn) continue;
+        }
+        for (int k = k0; k < k1; k++)
+            if (*nt < cap || f[k] < top[*nt - 1].f) top_insert(top, nt, cap, f[k], h, k);
+    }
+}
+
 /* The beam over group g of one row: hc [beam][M] codes, hy [beam][8]
  * reconstructions (hypothesis 0 = the current codes, y_cur); the best
- * ends in hc[0], hy[0]. */
+ * ends in hc[0], hy[0].  After the last codebook only the best is used:
+ * that step keeps the least (f, h, k) (the first of the beam's ordered
+ * list). */
 static void beam_group(const bctx *x, int g, double s, const double *A, const double *b,
-                       int32_t *hc, double *hy, int32_t *nc, double *ny, cand *top, double *sc)
+                       int32_t *hc, double *hy, int32_t *nc, double *ny, cand *top, double *sq)
 {
     const ptq_aqlm *a = x->a;
     int M = a->M, K = a->K, nh = 1;
+    double s2 = s * s, *sc = sq + K;
     for (int m = 0; m < M; m++) {
-        int nt = 0;
+        int nt = 0, last = m == M - 1;
+        const double *q = x->Q + ((size_t)g * M + m) * K, *vt = x->VT + (size_t)m * D * K;
+        for (int k = 0; k < K; k++) sq[k] = s2 * q[k];
+        if (last) top[0] = (cand){INFINITY, 0, 0}, nt = 1;
         for (int h = 0; h < nh; h++) {
             double z[D], az[D], p[D];
             const double *v = a->cb + ((size_t)m * K + hc[h * M + m]) * D;
             for (int i = 0; i < D; i++) z[i] = hy[h * D + i] - s * v[i];
             double fz = quad(A, z, b, az);
             for (int i = 0; i < D; i++) p[i] = 2 * s * (az[i] - b[i]);
-            const double *q = x->Q + ((size_t)g * M + m) * K, *vt = x->VT + (size_t)m * D * K;
-            double s2 = s * s;
-            for (int k = 0; k < K; k++) sc[k] = fz + s2 * q[k];
-            cblas_dgemv(CblasRowMajor, CblasTrans, D, K, 1.0, vt, K, p, 1, 1.0, sc, 1);
-            for (int k = 0; k < K; k++)
-                if (nt < x->beam || sc[k] < top[nt - 1].f) top_insert(top, &nt, x->beam, sc[k], h, k);
+            if (last) {
+                double fb;
+#if HAVE_SCAN_AVX2
+                int kb = x->simd ? best_avx2(vt, K, sq, fz, p, &fb) : best_ref(vt, K, sq, fz, p, &fb);
+#else
+                int kb = best_ref(vt, K, sq, fz, p, &fb);
+#endif
+                if (fb < top[0].f) top[0] = (cand){fb, h, kb};
+                continue;
+            }
+#if HAVE_SCAN_AVX2
+            if (x->simd) scores_avx2(vt, K, sq, fz, p, sc);
+            else
+#endif
+                scores_ref(vt, K, sq, fz, p, sc);
+            select_top(sc, K, h, top, &nt, x->beam);
         }
         for (int t = 0; t < nt; t++) {
             int h = top[t].h, k = top[t].k;
@@ -394,8 +534,8 @@ static void beam_group(const bctx *x, int g, double s, const double *A, const do
 
 static size_t beam_scratch(const ptq_aqlm *a, int beam)
 {
-    /* E, U [CH][C]; dY [CH][8 BG]; hy, ny [beam][8]; sc [K]; top; hc, nc (as doubles) */
-    return 2 * (size_t)CH * a->cols + (size_t)CH * BG * D + 2 * (size_t)beam * D + (size_t)a->K +
+    /* E, U [CH][C]; dY [CH][8 BG]; hy, ny [beam][8]; sq, sc [K]; top; hc, nc (as doubles) */
+    return 2 * (size_t)CH * a->cols + (size_t)CH * BG * D + 2 * (size_t)beam * D + 2 * (size_t)a->K +
            2 * (size_t)beam + (size_t)beam * a->M + 4;
 }
 
@@ -405,8 +545,8 @@ static void beam_row(const bctx *x, int r, int g0, int g1, double *u, double *dy
 {
     const ptq_aqlm *a = x->a;
     int C = a->cols, M = a->M, B = x->beam;
-    double *hy = s, *ny = hy + (size_t)B * D, *sc = ny + (size_t)B * D;
-    cand *top = (cand *)(sc + a->K);
+    double *hy = s, *ny = hy + (size_t)B * D, *sq = ny + (size_t)B * D;
+    cand *top = (cand *)(sq + 2 * (size_t)a->K);
     int32_t *hc = (int32_t *)(top + B), *nc = hc + (size_t)B * M;
     double sr = a->scale[r];
     int32_t *codes = a->codes + (size_t)r * a->G * M;
@@ -422,7 +562,7 @@ static void beam_row(const bctx *x, int r, int g0, int g1, double *u, double *dy
         for (int i = 0; i < D; i++) b[i] = u[g * D + i] + ay[i];
         memcpy(hc, codes + g * M, M * sizeof *hc);
         memcpy(hy, ycur, sizeof ycur);
-        beam_group(x, g, sr, A, b, hc, hy, nc, ny, top, sc);
+        beam_group(x, g, sr, A, b, hc, hy, nc, ny, top, sq);
         memcpy(codes + g * M, hc, M * sizeof *hc);
         int c0 = (g + 1) * D, c1 = g1 * D;
         for (int i = 0; i < D; i++) {
@@ -479,6 +619,12 @@ static void gram_group(void *p, int g, double *s)
 int ptq_aqlm_beam(ptq_aqlm *a, const float *W, const double *H, int beam, int threads,
                   ptq_err *e)
 {
+    return ptq_aqlm_beam_path(a, W, H, beam, threads, 1, e);
+}
+
+int ptq_aqlm_beam_path(ptq_aqlm *a, const float *W, const double *H, int beam, int threads,
+                       int simd, ptq_err *e)
+{
     if (beam < 1 || beam > PTQ_AQLM_MAX_BEAM)
         return ptq_fail(e, PTQ_EUSAGE, "AQLM: beam %d is not in 1..%d", beam, PTQ_AQLM_MAX_BEAM);
     size_t K = (size_t)a->K;
@@ -491,7 +637,12 @@ int ptq_aqlm_beam(ptq_aqlm *a, const float *W, const double *H, int beam, int th
                 VT[((size_t)m * D + i) * K + k] = a->cb[((size_t)m * K + k) * D + i];
     qctx qc = {a, H, Q};
     if (!rc) rc = par_rows(a->G, threads, gram_group, &qc, 0, e);
-    bctx x = {a, W, H, VT, Q, beam};
+#if HAVE_SCAN_AVX2
+    simd = simd && __builtin_cpu_supports("avx2");
+#else
+    simd = 0;
+#endif
+    bctx x = {a, W, H, VT, Q, beam, simd};
     if (!rc) rc = par_rows(nchunks(a->rows), threads, beam_chunk, &x, beam_scratch(a, beam), e);
     free(VT), free(Q);
     return rc;
@@ -543,6 +694,7 @@ typedef struct nctx {
                                   its occurrences (r G + g, word) by g */
     int m0, m1, n;   /* unknowns n = (m1 - m0) K 8 */
     int diag;        /* only each codeword's own 8 x 8 block */
+    int simd;        /* the AVX2 block adds (the same bits) */
     double *N, *rhs; /* [n][n] (diag: [n / 8][8][8]), [n] */
 } nctx;
 
@@ -555,6 +707,30 @@ static void block_axpy(double *restrict d, const double *restrict x, double a)
 {
     for (int l = 0; l < D * D; l++) d[l] += a * x[l];
 }
+
+/* panel block pw[q] += a H block pg[q] for the pairs q in [q0, q1) (the
+ * blocks of d and x are 8 x 8, i.e. 64 doubles apart) */
+static void pairs_axpy(double *restrict d, const double *restrict x, const int *pw, const int *pg,
+                       int q0, int q1, double a)
+{
+    for (int q = q0; q < q1; q++) block_axpy(d + (size_t)pw[q] * D * D, x + (size_t)pg[q] * D * D, a);
+}
+
+#if HAVE_SCAN_AVX2
+/* pairs_axpy four doubles a step (a multiply then an add: the same bits) */
+SCAN_AVX2 static void pairs_axpy_avx2(double *restrict d, const double *restrict x, const int *pw,
+                                      const int *pg, int q0, int q1, double a)
+{
+    __m256d av = _mm256_set1_pd(a);
+    for (int q = q0; q < q1; q++) {
+        double *dq = d + (size_t)pw[q] * D * D;
+        const double *xq = x + (size_t)pg[q] * D * D;
+        for (int l = 0; l < D * D; l += 4)
+            _mm256_storeu_pd(dq + l, _mm256_add_pd(_mm256_loadu_pd(dq + l),
+                                                   _mm256_mul_pd(av, _mm256_loadu_pd(xq + l))));
+    }
+}
+#endif
 
 /* The diagonal blocks only (diag): codeword j, over rows r, groups g. */
 static void normal_diag(void *p, int j, double *s)
@@ -602,8 +778,14 @@ static void normal_tile(void *p, int it, double *s)
         const double *hg = c->Hb + (size_t)g * G * D * D;
         const int *pg = c->pg + (size_t)r * np, *pw = c->pw + (size_t)r * np;
         double *sj = s + (j - j0) * pan;
-        for (int q = c->ws[(size_t)r * (words + 1) + j]; q < (int)np; q++)
-            block_axpy(sj + (size_t)pw[q] * D * D, hg + (size_t)pg[q] * D * D, s2);
+        int q0 = c->ws[(size_t)r * (words + 1) + j];
+#if HAVE_SCAN_AVX2
+        if (c->simd) {
+            pairs_axpy_avx2(sj, hg, pw, pg, q0, (int)np, s2);
+            continue;
+        }
+#endif
+        pairs_axpy(sj, hg, pw, pg, q0, (int)np, s2);
     }
     for (int j = j0; j < j0 + nj; j++)
         for (int w = j; w < words; w++)
@@ -707,7 +889,12 @@ static int normal_eqs(ptq_aqlm *a, const float *W, const double *H, int m0, int 
     int *pg = NULL, *pw = NULL, *ws = NULL, *tst = NULL, *org = NULL, *ow = NULL;
     if (!rc && !diag) rc = word_pairs(a, H, m0, m1, &Hb, &pg, &pw, &ws, e);
     if (!rc && !diag) rc = tile_occ(a, words, start, list, &tst, &org, &ow, e);
-    nctx nc = {a, H, T, start, list, Hb, pg, pw, ws, tst, org, ow, m0, m1, n, diag, N, rhs};
+#if HAVE_SCAN_AVX2
+    int simd = __builtin_cpu_supports("avx2");
+#else
+    int simd = 0;
+#endif
+    nctx nc = {a, H, T, start, list, Hb, pg, pw, ws, tst, org, ow, m0, m1, n, diag, simd, N, rhs};
     if (!rc && diag) rc = par_rows(words, threads, normal_diag, &nc, 0, e);
     if (!rc && !diag)
         rc = par_rows((words + NW_T - 1) / NW_T, threads, normal_tile, &nc,
@@ -719,18 +906,87 @@ static int normal_eqs(ptq_aqlm *a, const float *W, const double *H, int m0, int 
     return rc;
 }
 
-/* Solve N x = rhs (n x n, SPD up to the ridge lam toward x0) into x0. */
-static int ridge_solve(double *N, double *rhs, int n, double *x0)
+/* The Cholesky factor of the normal equations, tiled so that the work of
+ * a step runs on every worker: for each diagonal tile k, dpotrf of the tile
+ * (the caller's thread), the tiles below it by dtrsm, then every trailing
+ * tile (i, j), k < j <= i, by one dsyrk (i = j) or dgemm, each tile a work
+ * item.  A tile's arithmetic is one BLAS call on the same operands whoever
+ * runs it, and the steps k run in order: the same bits for any count. */
+#define CHOL_T 256
+
+typedef struct cholctx {
+    double *A; /* column-major, lower triangle, leading dimension n */
+    int n, k;  /* the step: tile column k done by dpotrf */
+} cholctx;
+
+static int tile_n(int n, int t)
+{
+    return n - t * CHOL_T < CHOL_T ? n - t * CHOL_T : CHOL_T;
+}
+
+static double *tile_at(const cholctx *c, int i, int j)
+{
+    return c->A + (size_t)j * CHOL_T * c->n + (size_t)i * CHOL_T;
+}
+
+/* A_ik = A_ik L_kk^-T for the tile i = k + 1 + it */
+static void chol_trsm(void *p, int it, double *s)
+{
+    (void)s;
+    cholctx *c = p;
+    int i = c->k + 1 + it;
+    cblas_dtrsm(CblasColMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, tile_n(c->n, i),
+                CHOL_T, 1.0, tile_at(c, c->k, c->k), c->n, tile_at(c, i, c->k), c->n);
+}
+
+/* A_ij -= A_ik A_jk^T for the it-th pair k < j <= i (by i, then j) */
+static void chol_update(void *p, int it, double *s)
+{
+    (void)s;
+    cholctx *c = p;
+    int i = c->k + 1, j;
+    while (it >= i - c->k) it -= i - c->k, i++;
+    j = c->k + 1 + it;
+    int ni = tile_n(c->n, i), nj = tile_n(c->n, j);
+    if (i == j)
+        cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, ni, CHOL_T, -1.0, tile_at(c, i, c->k),
+                    c->n, 1.0, tile_at(c, i, i), c->n);
+    else
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, ni, nj, CHOL_T, -1.0,
+                    tile_at(c, i, c->k), c->n, tile_at(c, j, c->k), c->n, 1.0, tile_at(c, i, j), c->n);
+}
+
+int ptq_aqlm_cholesky(double *A, int n, int threads, ptq_err *e)
+{
+    int nt = (n + CHOL_T - 1) / CHOL_T, rc = PTQ_OK, info = 0;
+    cholctx c = {A, n, 0};
+    for (int k = 0; k < nt && !rc && !info; k++) {
+        c.k = k;
+        int bt = ptq_blas_single();
+        info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', tile_n(n, k), tile_at(&c, k, k), n);
+        ptq_blas_restore(bt);
+        if (info) info += k * CHOL_T;
+        int rest = nt - 1 - k;
+        if (!info && rest) rc = par_rows(rest, threads, chol_trsm, &c, 0, e);
+        if (!info && rest && !rc) rc = par_rows(rest * (rest + 1) / 2, threads, chol_update, &c, 0, e);
+    }
+    return rc ? -1 : info;
+}
+
+/* Solve N x = rhs (n x n, SPD up to the ridge lam toward x0) into x0 (1:
+ * solved; 0: not, x0 kept).  N is symmetric: read as column-major it is
+ * itself (no transposed copy); the lower triangle of the column-major view
+ * is the row-major upper triangle, the only part normal_tile fills. */
+static int ridge_solve(double *N, double *rhs, int n, double *x0, int threads)
 {
     double tr = 0;
     for (int i = 0; i < n; i++) tr += N[(size_t)i * n + i];
     double lam = 1e-9 * (tr > 0 ? tr / n : 1.0) + 1e-300;
     for (int i = 0; i < n; i++) N[(size_t)i * n + i] += lam, rhs[i] += lam * x0[i];
+    ptq_err e;
+    if (ptq_aqlm_cholesky(N, n, threads, &e)) return 0;
     int nt = ptq_blas_single();
-    /* N is symmetric: read as column-major it is itself (no transposed copy);
-     * 'L' of the column-major view is the row-major upper triangle, the only
-     * part normal_tile fills */
-    int info = LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', n, 1, N, n, rhs, n);
+    int info = LAPACKE_dpotrs(LAPACK_COL_MAJOR, 'L', n, 1, N, n, rhs, n);
     ptq_blas_restore(nt);
     if (info) return 0;
     for (int i = 0; i < n; i++)
@@ -745,7 +1001,7 @@ int ptq_aqlm_ls(ptq_aqlm *a, const float *W, const double *H, int m0, int m1, in
     double *N, *rhs;
     int rc = normal_eqs(a, W, H, m0, m1, 0, threads, &N, &rhs, e);
     if (rc) return rc;
-    ridge_solve(N, rhs, (m1 - m0) * a->K * D, a->cb + (size_t)m0 * a->K * D);
+    ridge_solve(N, rhs, (m1 - m0) * a->K * D, a->cb + (size_t)m0 * a->K * D, threads);
     free(N), free(rhs);
     return PTQ_OK;
 }
@@ -764,7 +1020,7 @@ static int diag_step(ptq_aqlm *a, const float *W, const double *H, int threads, 
     if (!rc) memcpy(old, a->cb, nb * sizeof *old);
     for (int j = 0; j < words && !rc; j++) {
         double step[D] = {0};
-        if (ridge_solve(N + (size_t)j * D * D, g + (size_t)j * D, D, step))
+        if (ridge_solve(N + (size_t)j * D * D, g + (size_t)j * D, D, step, 1))
             for (int i = 0; i < D; i++) a->cb[(size_t)j * D + i] += step[i];
     }
     if (!rc && !(ptq_aqlm_objective(a, W, H, threads) < L0)) memcpy(a->cb, old, nb * sizeof *old);

@@ -24,10 +24,15 @@
  *      (z = y_h - s V_m[c_m]) by codeword k costs
  *          f(z + s v_k) = f(z) + v_k.(2 s (A z - b)) + s^2 v_k^T A v_k,
  *      with v_k^T A_g v_k precomputed per group and codebook (the codeword
- *      Gram terms).  The beam (AQLM's): start from the current codes; for
+ *      Gram terms); the dot product is summed as a pairwise tree over the
+ *      8 coordinates, 4 codewords at once with AVX2 where the CPU has it
+ *      (the same operations, no fused multiply-add: the same bits as the
+ *      generic loop).  The beam (AQLM's): start from the current codes; for
  *      m = 0..M-1 every hypothesis tries every codeword of codebook m; keep
  *      the `beam` best (hypothesis, codeword) pairs (ties: lower hypothesis,
- *      then lower codeword).  Beam 1 is greedy coordinate descent over the
+ *      then lower codeword); after the last codebook only the best is
+ *      used, so that step keeps one (the least (f, hypothesis, codeword):
+ *      the first of the list it would have kept).  Beam 1 is greedy coordinate descent over the
  *      codebooks; beam >= K^(M-1) enumerates every combination.  The current
  *      codes stay a candidate, so L never increases.  After a group: u -=
  *      H[:, g] (y_new - y_cur), lazily: on the columns of its block of 16
@@ -36,8 +41,8 @@
  *  (b) codebooks by least squares: the normal equations
  *          sum_r s_r^2 S_r^T H S_r  v = sum_r s_r S_r^T H (w_r - s_r P_r)
  *      (S_r places the codewords of row r's codes, P_r = the codebooks not
- *      being solved) in float64, a Cholesky solve (LAPACKE_dposv) with a
- *      1e-9 ridge towards the current codewords (unused codewords stay).
+ *      being solved) in float64, a Cholesky solve (tiled over the threads,
+ *      ptq_aqlm_cholesky, then LAPACKE_dpotrs) with a 1e-9 ridge towards the current codewords (unused codewords stay).
  *      Jointly over all codebooks when M K 8 <= PTQ_AQLM_LS_MAX, else one
  *      codebook at a time (block coordinate, exact per codebook) when
  *      K 8 <= PTQ_AQLM_LS_MAX, else (1x16) each codeword's 8 x 8 diagonal
@@ -54,12 +59,15 @@
  * the count), contiguous runs of chunks per worker; each chunk's products
  * with H (H e, H q, the beam's lazy u updates) are one dgemm, so H streams
  * once per chunk, not once per row.  k-means assigns fixed blocks of 128
- * groups, the distances to tiles of 2048 centroids as one dgemm each.  The
+ * groups, each group's nearest centroid by |c|^2 - 2 x.c scored as the
+ * beam's candidates are.  The
  * normal equations are split by their own rows in fixed tiles of 4
  * codewords (each tile sums its rows over all data in one order: its
  * occurrences (r, g) by g, then codeword, then r; whole 8 x 8 blocks of H;
- * the upper triangle only, which is what the Cholesky reads).  Every sum
- * has one fixed order: bit-identical for any count.
+ * the upper triangle only, which is what the Cholesky reads).  The
+ * Cholesky's tiles of 256 are one BLAS call each (dtrsm of the panel below
+ * a diagonal tile, dsyrk / dgemm of each trailing tile), whoever runs
+ * them.  Every sum has one fixed order: bit-identical for any count.
  */
 #ifndef PTQC_AQLM_H
 #define PTQC_AQLM_H
@@ -111,12 +119,22 @@ void ptq_aqlm_free(ptq_aqlm *a);
 int ptq_aqlm_init(ptq_aqlm *a, const float *W, const ptq_aqlm_opts *o, ptq_err *e);
 int ptq_aqlm_beam(ptq_aqlm *a, const float *W, const double *H, int beam, int threads,
                   ptq_err *e);
+/* ptq_aqlm_beam with the candidates scored by the generic loop (simd 0) or
+ * by AVX2 where the CPU has it (simd 1, what ptq_aqlm_beam does): the same
+ * bits either way. */
+int ptq_aqlm_beam_path(ptq_aqlm *a, const float *W, const double *H, int beam, int threads,
+                       int simd, ptq_err *e);
 /* (b): codebooks [m0, m1) by joint least squares, the others fixed. */
 int ptq_aqlm_ls(ptq_aqlm *a, const float *W, const double *H, int m0, int m1, int threads,
                 ptq_err *e);
 /* (b) as the round does it (joint, per codebook, or diagonal blocks). */
 int ptq_aqlm_codebooks(ptq_aqlm *a, const float *W, const double *H, int threads, ptq_err *e);
 int ptq_aqlm_scales(ptq_aqlm *a, const float *W, const double *H, int threads, ptq_err *e);
+/* The Cholesky factor L of A (n x n SPD, column-major, lower triangle read
+ * and overwritten), tiled over the workers: the same bits for any threads.
+ * 0, or dpotrf's info (> 0: not positive definite at that column), or -1
+ * (out of memory, in e). */
+int ptq_aqlm_cholesky(double *A, int n, int threads, ptq_err *e);
 /* L (BLAS), and its plain-loop float64 reference. */
 double ptq_aqlm_objective(const ptq_aqlm *a, const float *W, const double *H, int threads);
 double ptq_aqlm_objective_ref(const ptq_aqlm *a, const float *W, const double *H);
