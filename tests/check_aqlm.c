@@ -60,6 +60,18 @@ static void rand_state(ptq_aqlm *a, ptq_rng *rng)
     for (int r = 0; r < a->rows; r++) a->scale[r] = 0.5 + ptq_rng_uniform(rng);
 }
 
+/* a random state in a and the same state in g (both allocated R x C, MxB) */
+static void twin_states(ptq_aqlm *a, ptq_aqlm *g, int R, int C, int M, int B, ptq_rng *rng)
+{
+    ptq_err e;
+    ptq_aqlm_alloc(a, R, C, M, B, &e);
+    ptq_aqlm_alloc(g, R, C, M, B, &e);
+    rand_state(a, rng);
+    memcpy(g->cb, a->cb, sizeof *a->cb * M * a->K * 8);
+    memcpy(g->codes, a->codes, sizeof *a->codes * R * a->G * M);
+    memcpy(g->scale, a->scale, sizeof *a->scale * R);
+}
+
 /* the objective of row r, plain loops */
 static double row_obj(const ptq_aqlm *a, const float *W, const double *H, int r)
 {
@@ -106,12 +118,7 @@ START_TEST(beam1_is_greedy)
     int R = 5, C = 24, M = 3, B = 3;
     ptq_aqlm a, g;
     ptq_err e;
-    ptq_aqlm_alloc(&a, R, C, M, B, &e);
-    ptq_aqlm_alloc(&g, R, C, M, B, &e);
-    rand_state(&a, &rng);
-    memcpy(g.cb, a.cb, sizeof *a.cb * M * a.K * 8);
-    memcpy(g.codes, a.codes, sizeof *a.codes * R * a.G * M);
-    memcpy(g.scale, a.scale, sizeof *a.scale * R);
+    twin_states(&a, &g, R, C, M, B, &rng);
     float *W = rand_W(R, C, &rng);
     double *H = rand_H(C, &rng);
     ck_assert_int_eq(ptq_aqlm_beam(&a, W, H, 1, 1, &e), 0);
@@ -144,12 +151,7 @@ START_TEST(beam_simd_matches_generic)
     int R = 40, C = 64, M = 3, B = 5;
     ptq_aqlm a, g;
     ptq_err e;
-    ptq_aqlm_alloc(&a, R, C, M, B, &e);
-    ptq_aqlm_alloc(&g, R, C, M, B, &e);
-    rand_state(&a, &rng);
-    memcpy(g.cb, a.cb, sizeof *a.cb * M * a.K * 8);
-    memcpy(g.codes, a.codes, sizeof *a.codes * R * a.G * M);
-    memcpy(g.scale, a.scale, sizeof *a.scale * R);
+    twin_states(&a, &g, R, C, M, B, &rng);
     float *W = rand_W(R, C, &rng);
     double *H = rand_H(C, &rng);
     ck_assert_int_eq(ptq_aqlm_beam_path(&a, W, H, 8, 1, 1, &e), 0);
@@ -197,12 +199,7 @@ static void exhaustive(int B, uint64_t seed)
     int R = 4, C = 24, M = 2;
     ptq_aqlm a, g;
     ptq_err e;
-    ptq_aqlm_alloc(&a, R, C, M, B, &e);
-    ptq_aqlm_alloc(&g, R, C, M, B, &e);
-    rand_state(&a, &rng);
-    memcpy(g.cb, a.cb, sizeof *a.cb * M * a.K * 8);
-    memcpy(g.codes, a.codes, sizeof *a.codes * R * a.G * M);
-    memcpy(g.scale, a.scale, sizeof *a.scale * R);
+    twin_states(&a, &g, R, C, M, B, &rng);
     float *W = rand_W(R, C, &rng);
     double *H = rand_H(C, &rng);
     ck_assert_int_eq(ptq_aqlm_beam(&a, W, H, a.K, 2, &e), 0);
