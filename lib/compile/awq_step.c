@@ -277,7 +277,7 @@ static int awq_alt(const awq_layer_ctx *c, int g, const ptq_awq_lin *lins0, int 
     free(Xs);
     for (int k = 0; k < n && !rc; k++)
         rc = ptq_awq_fake_quant(lins[k].W, lins[k].rows, cols, sa, clip[k], lins[k].q, Wq[k], e);
-    if (!rc) rc = ptq_awq_loss(fn, ctx, nparts, Wq, &r->loss, e);
+    if (!rc) rc = ptq_awq_loss(fn, ctx, nparts, c->nworkers, Wq, &r->loss, e);
     if (!rc && !isfinite(r->loss))
         rc = ptq_fail(e, PTQ_EDATA, "AWQ: the block output error of the clipped weights is %g",
                       r->loss);

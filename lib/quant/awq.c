@@ -149,17 +149,29 @@ static void part_run(void *arg)
     }
 }
 
-int ptq_awq_loss(ptq_awq_loss_fn fn, void *ctx, int nparts, float *const *Wq, double *loss,
-                 ptq_err *e)
+int ptq_awq_loss(ptq_awq_loss_fn fn, void *ctx, int nparts, int nworkers, float *const *Wq,
+                 double *loss, ptq_err *e)
 {
-    *loss = 0;
-    for (int c = 0; c < nparts; c++) {
-        double l;
-        int rc = fn(ctx, 0, Wq, c, &l, e);
-        if (rc) return rc;
-        *loss += l;
+    if (nparts < 1) nparts = 1;
+    int np = nworkers < 1 ? 1 : nworkers > nparts ? nparts : nworkers;
+    grid_job cand = {.Wq = Wq};
+    double *l = malloc((size_t)nparts * sizeof *l);
+    part_job *jobs = calloc((size_t)np, sizeof *jobs);
+    if (!l || !jobs) {
+        free(l), free(jobs);
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory");
     }
-    return PTQ_OK;
+    for (int w = 0; w < np; w++)
+        jobs[w] = (part_job){&cand, 1, nparts, w, np, fn, ctx, l, -1, 0, {0}};
+    ptq_par_run(np, part_run, jobs, sizeof *jobs);
+    int rc = PTQ_OK, first = -1;
+    for (int w = 0; w < np; w++) /* the first failing part's error */
+        if (jobs[w].fail >= 0 && (first < 0 || jobs[w].fail < first))
+            first = jobs[w].fail, rc = jobs[w].rc, *e = jobs[w].e;
+    *loss = 0;
+    for (int c = 0; c < nparts && !rc; c++) *loss += l[c];
+    free(l), free(jobs);
+    return rc;
 }
 
 /* The search's buffers: every batch's candidates and their parts' losses. */

@@ -104,10 +104,10 @@ int ptq_awq_search(const float *xmean, int cols, const ptq_awq_lin *lins, int nw
                    int refine, int nworkers, ptq_awq_loss_fn fn, void *ctx, int nparts,
                    float *const *Wq, float *s_best, ptq_awq_result *res, ptq_err *e);
 
-/* One candidate judged on the caller's thread as worker 0: *loss = the sum
- * of fn's nparts parts in part order (what ptq_awq_search computes). */
-int ptq_awq_loss(ptq_awq_loss_fn fn, void *ctx, int nparts, float *const *Wq, double *loss,
-                 ptq_err *e);
+/* One candidate judged, its parts on nworkers workers: *loss = the sum of
+ * fn's nparts parts in part order (what ptq_awq_search computes). */
+int ptq_awq_loss(ptq_awq_loss_fn fn, void *ctx, int nparts, int nworkers, float *const *Wq,
+                 double *loss, ptq_err *e);
 
 /* The search for one linear judged by its own output error over the
  * tokens whose Gram matrix is H [cols, cols] (H = sum x x^T up to a
