@@ -13,8 +13,9 @@
  *
  *   forward   per chunk of C = 512 / L samples (the compile's --chunk-tokens
  *             default): the sgemm of q, k, v, o, gate, up, down over C*L rows,
- *             and per (sample, head) the two attention sgemms [L, L, hd] the
- *             forward makes (full L x L, as lib/model/forward.c computes them);
+ *             and per (sample, head, block of 128 query rows [r0, r1)) the
+ *             two attention sgemms [r1 - r0, r1, hd] and [r1 - r0, hd, r1]
+ *             lib/model/forward.c makes (the causal triangle by blocks);
  *             no lm_head (a compile never needs the logits).  One forward of
  *             every layer over the N*L tokens;
  *   Hessians  per chunk the ssyrk [cols, C*L] of the four group inputs
@@ -56,6 +57,7 @@
 #include "lib/base/par.h"
 
 #define CHUNK_TOKENS 512
+#define ATT_ROWS 128 /* lib/model/forward.c's attention blocks */
 #define MAXP 64
 
 typedef struct args {
@@ -142,12 +144,14 @@ static void run_work(void *arg)
         sg(M, s->kvd, s->D, w->x, w->W, w->y); /* k */
         sg(M, s->kvd, s->D, w->x, w->W, w->y); /* v */
         for (int b = 0; b < M / s->L; b++)
-            for (int h = 0; h < s->nh; h++) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->L, s->L, s->hd, 1.0f,
-                            w->x, s->qd, w->x, s->kvd, 0.0f, w->S, s->L);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->L, s->hd, s->L, 1.0f,
-                            w->S, s->L, w->x, s->kvd, 0.0f, w->y, s->qd);
-            }
+            for (int h = 0; h < s->nh; h++)
+                for (int r0 = 0; r0 < s->L; r0 += ATT_ROWS) {
+                    int r1 = r0 + ATT_ROWS < s->L ? r0 + ATT_ROWS : s->L, m = r1 - r0;
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, s->hd, 1.0f,
+                                w->x, s->qd, w->x, s->kvd, 0.0f, w->S, r1);
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, s->hd, r1, 1.0f,
+                                w->S, r1, w->x, s->kvd, 0.0f, w->y, s->qd);
+                }
         sg(M, s->D, s->qd, w->x, w->W, w->y); /* o */
         sg(M, s->NI, s->D, w->x, w->W, w->y);  /* gate */
         sg(M, s->NI, s->D, w->x, w->W, w->y);  /* up */

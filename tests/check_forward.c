@@ -13,6 +13,7 @@
 
 #include "formats/checkpoint.h"
 #include "formats/tokenizer.h"
+#include "lib/model/act.h"
 #include "lib/model/eval.h"
 #include "lib/model/model.h"
 #include "tests/synth.h"
@@ -236,6 +237,104 @@ START_TEST(test_naive_inmemory)
     free(ref);
     free(lg);
     synth_free(&m);
+}
+END_TEST
+
+START_TEST(test_attention_blocks)
+{
+    /* T = 300: the forward's attention runs in blocks of 128 query rows
+     * (three, the last one short, keys past each block never multiplied);
+     * the logits still equal the naive one-position-at-a-time reference. */
+    ptq_config c = synth_tiny_config();
+    synth_model m;
+    ck_assert_int_eq(synth_init(&m, &c, 3), 0);
+    ptq_weights w;
+    synth_weights(&m, &w);
+    enum { T = 300 };
+    int32_t ids[T];
+    rand_ids(ids, T, c.vocab, 11);
+    double *ref = malloc(sizeof(double) * T * c.vocab);
+    naive_forward(&m, ids, T, ref);
+    float *lg = fwd_logits(&w, ids, 1, T);
+    double d = max_diff_fd(lg, ref, (size_t)T * c.vocab);
+    ck_assert_msg(d < 1e-4, "T = %d: max |diff| %g", T, d);
+    free(ref);
+    free(lg);
+    synth_free(&m);
+}
+END_TEST
+
+/* ulps between two floats of the same sign */
+static double ulps(float a, double ref)
+{
+    float r = (float)ref;
+    double u = fabs((double)nextafterf(r, INFINITY) - (double)r);
+    return fabs((double)a - ref) / u;
+}
+
+START_TEST(test_exp_accuracy)
+{
+    /* lib/model/act.h's exp against libm's exp in double, on every 1024th
+     * float of [ln FLT_MIN, 88] (its bit patterns, both signs): within 1 ulp
+     * (act.h; every float of the range gave 0.990 at worst) */
+    double worst = 0;
+    float at = 0;
+    const float lo = -87.3365448f, hi = 88.0f;
+    uint32_t blo, bhi;
+    memcpy(&blo, &lo, 4);
+    memcpy(&bhi, &hi, 4);
+    for (int sign = 0; sign < 2; sign++)
+        for (uint32_t b = sign ? 0x80000000u : 0; b <= (sign ? blo : bhi); b += 1024) {
+            float x;
+            memcpy(&x, &b, 4);
+            double u = ulps(ptq_exp(x), exp((double)x));
+            if (u > worst) worst = u, at = x;
+        }
+    ck_assert_msg(worst <= 1.0, "exp: %g ulp at %a", worst, (double)at);
+    ck_assert(ptq_exp(0.0f) == 1.0f && ptq_exp(-0.0f) == 1.0f);
+    ck_assert(ptq_exp(-88.0f) == 0.0f && ptq_exp(-INFINITY) == 0.0f);
+    ck_assert(isinf(ptq_exp(89.0f)) && isinf(ptq_exp(INFINITY)));
+    ck_assert(isnan(ptq_exp(NAN)));
+}
+END_TEST
+
+START_TEST(test_act_simd_twins)
+{
+    /* the AVX2 softmax and silu compute the reference's bits, at every
+     * length 1..80 (full vectors and tails), with scores spread over the
+     * whole range and silu inputs including the edges */
+    uint64_t seed = 5;
+    float a[80], b[80], u[80];
+    for (int n = 1; n <= 80; n++)
+        for (int rep = 0; rep < 20; rep++) {
+            float spread = rep < 10 ? 8.0f : 200.0f;
+            for (int i = 0; i < n; i++) {
+                a[i] = b[i] = spread * ((float)tu_rng_unif(&seed) - 0.5f);
+                u[i] = (float)tu_rng_unif(&seed) - 0.5f;
+            }
+            ptq_softmax(a, n, 0);
+            ptq_softmax(b, n, 1);
+            ck_assert_msg(memcmp(a, b, sizeof(float) * n) == 0, "softmax n %d rep %d", n, rep);
+            double sum = 0;
+            for (int i = 0; i < n; i++) sum += a[i];
+            ck_assert_msg(fabs(sum - 1.0) < 1e-5, "softmax sums to %g", sum);
+            for (int i = 0; i < n; i++) a[i] = b[i] = spread * ((float)tu_rng_unif(&seed) - 0.5f);
+            if (rep == 0 && n >= 8) {
+                const float edge[8] = {0.0f, -0.0f, 87.5f, -87.5f, 88.5f, -88.5f, 1e-30f, 300.0f};
+                memcpy(a, edge, sizeof edge);
+                memcpy(b, edge, sizeof edge);
+            }
+            ptq_silu_mul(a, u, (size_t)n, 0);
+            ptq_silu_mul(b, u, (size_t)n, 1);
+            ck_assert_msg(memcmp(a, b, sizeof(float) * n) == 0, "silu n %d rep %d", n, rep);
+        }
+    /* NaN stays NaN in both */
+    float x[9] = {NAN, 1, 2, 3, 4, 5, 6, 7, NAN}, y[9], one[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    memcpy(y, x, sizeof x);
+    ptq_silu_mul(x, one, 9, 0);
+    ptq_silu_mul(y, one, 9, 1);
+    ck_assert(isnan(x[0]) && isnan(y[0]) && isnan(x[8]) && isnan(y[8]));
+    ck_assert(memcmp(x + 1, y + 1, 7 * sizeof(float)) == 0);
 }
 END_TEST
 
@@ -941,6 +1040,9 @@ static Suite *suite(void)
     TCase *tc = tcase_create("math");
     tcase_add_test(tc, test_naive_inmemory);
     tcase_add_test(tc, test_batching);
+    tcase_add_test(tc, test_attention_blocks);
+    tcase_add_test(tc, test_exp_accuracy);
+    tcase_add_test(tc, test_act_simd_twins);
     tcase_add_test(tc, test_capture);
     tcase_add_test(tc, test_layer_order);
     tcase_add_test(tc, test_eval_validation);

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/base/par.h"
 #include "lib/base/sha256.h"
 
 static int fsync_dir_of(const char *path)
@@ -165,12 +166,42 @@ int journal_check(const journal *j, const cJSON *key, const char *path, ptq_err 
     return PTQ_OK;
 }
 
+/* journal_save_hidden's two jobs: the file written (and synced) while the
+ * SHA-256 of the same bytes is computed on a second thread */
+typedef struct save_job {
+    int hash;
+    const char *path;
+    const void *data;
+    size_t len;
+    uint8_t d[32];
+    int rc;
+    ptq_err e;
+} save_job;
+
+static void save_run(void *arg)
+{
+    save_job *j = arg;
+    if (j->hash) ptq_sha256(j->data, j->len, j->d);
+    else j->rc = journal_atomic_write(j->path, j->data, j->len, &j->e);
+}
+
 int journal_save_hidden(const char *path, const uint16_t *h, size_t n, char sha[65], ptq_err *e)
 {
-    uint8_t d[32];
-    ptq_sha256(h, n * sizeof *h, d);
-    ptq_sha256_hex(d, sha);
-    return journal_atomic_write(path, h, n * sizeof *h, e);
+    save_job jobs[2];
+    memset(jobs, 0, sizeof jobs);
+    for (int i = 0; i < 2; i++) {
+        jobs[i].hash = i;
+        jobs[i].path = path;
+        jobs[i].data = h;
+        jobs[i].len = n * sizeof *h;
+    }
+    ptq_par_run(2, save_run, jobs, sizeof *jobs);
+    if (jobs[0].rc) {
+        *e = jobs[0].e;
+        return jobs[0].rc;
+    }
+    ptq_sha256_hex(jobs[1].d, sha);
+    return PTQ_OK;
 }
 
 int journal_load_hidden(const char *path, uint16_t *h, size_t n, const char *sha, ptq_err *e)

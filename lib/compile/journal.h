@@ -49,7 +49,9 @@ void journal_free(journal *j);
  * naming the first field that differs. */
 int journal_check(const journal *j, const cJSON *key, const char *path, ptq_err *e);
 
-/* Write n FP16 values to path atomically and durably; hex digest to sha. */
+/* Write n FP16 values to path atomically and durably; hex digest to sha.
+ * The SHA-256 runs on a second thread while the write and fsync wait on the
+ * disk (I/O overlap, whatever --threads says). */
 int journal_save_hidden(const char *path, const uint16_t *h, size_t n, char sha[65], ptq_err *e);
 /* Read them back, checking size and digest. */
 int journal_load_hidden(const char *path, uint16_t *h, size_t n, const char *sha, ptq_err *e);

@@ -8,9 +8,11 @@
  *
  * with n1 = rmsnorm(x), n2 = rmsnorm(h).  Every linear is one cblas_sgemm over
  * all N = B*T rows (x [N, in] times W^T, W [out, in] row-major).  Attention is
- * two sgemms per (sequence, head): S = Q K^T / sqrt(hd) [T, T], masked causal
- * softmax in place, then O = S V.  The full T x T product is computed and the
- * upper triangle is masked to zero, which keeps it one BLAS call.
+ * two sgemms per (sequence, head, block of 128 query rows [r0, r1)):
+ * S = Q[r0, r1) K[0, r1)^T / sqrt(hd), the causal softmax in place (keys
+ * j <= i; the few j > i inside the block set to 0), then O[r0, r1) = S V[0, r1),
+ * so the scores above the diagonal blocks are never computed (at T = 2048
+ * 53% of the full T x T products).  exp, softmax and silu are lib/model/act.h's.
  *
  * RMSNorm: y = x * (1 / sqrt(mean(x^2) + eps)) * w, with the sum of squares
  * accumulated in double and everything else in float.
@@ -30,6 +32,7 @@
 #include "lib/model/model.h"
 
 #include <cblas.h>
+#include "lib/model/act.h"
 #include "lib/model/forward_ops.h"
 #include "lib/qfmt/qfmt.h"
 #include "lib/qfmt/kvq.h"
@@ -37,6 +40,11 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* Query rows per attention block: 128 rows make the sgemms' work the causal
+ * lower triangle plus 1/16 of the full square at T = 2048, and S one
+ * 128 x T buffer (1 MiB at T = 2048) instead of T x T. */
+#define ATT_ROWS 128
 
 struct ptq_fwd {
     ptq_config c;
@@ -46,7 +54,7 @@ struct ptq_fwd {
     float *q;      /* [N, q_dim] */
     float *k;      /* [N, kv_dim] */
     float *v;      /* [N, kv_dim] */
-    float *att;    /* [T, T]     scores of one (sequence, head) */
+    float *att;    /* [ATT_ROWS, T] scores of one block of query rows */
     float *ao;     /* [N, q_dim] attention output (input of o_proj) */
     float *hb;     /* [N, I]     gate, then silu(gate) * up */
     float *hb2;    /* [N, I]     up */
@@ -144,7 +152,7 @@ int ptq_fwd_create(ptq_fwd **out, const ptq_config *c, int max_tokens, int max_T
     f->q = falloc(N, f->q_dim, &ok);
     f->k = falloc(N, f->kv_dim, &ok);
     f->v = falloc(N, f->kv_dim, &ok);
-    f->att = falloc(max_T, max_T, &ok);
+    f->att = falloc(max_T < ATT_ROWS ? max_T : ATT_ROWS, max_T, &ok);
     f->ao = falloc(N, f->q_dim, &ok);
     f->hb = falloc(N, c->intermediate, &ok);
     f->hb2 = falloc(N, c->intermediate, &ok);
@@ -244,7 +252,10 @@ static void rope(const ptq_fwd *f, float *x, int B, int T, int nh)
         }
 }
 
-/* Causal softmax attention of q, k, v into ao. */
+/* Causal softmax attention of q, k, v into ao, per (sequence, head) in
+ * blocks of ATT_ROWS query rows [r0, r1): S = Q[r0, r1) K[0, r1)^T / sqrt(hd),
+ * row i's softmax over its keys j <= i (act.h) and zeros for i < j < r1,
+ * then O[r0, r1) = S V[0, r1).  Keys past the block are never multiplied. */
 static void attention(ptq_fwd *f, int B, int T)
 {
     const ptq_config *c = &f->c;
@@ -258,23 +269,18 @@ static void attention(ptq_fwd *f, int B, int T)
             const float *K = f->k + (size_t)b * T * f->kv_dim + (size_t)kh * hd;
             const float *V = f->v + (size_t)b * T * f->kv_dim + (size_t)kh * hd;
             float *O = f->ao + (size_t)b * T * f->q_dim + (size_t)h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, Q, f->q_dim, K,
-                        f->kv_dim, 0.0f, S, T);
-            for (int i = 0; i < T; i++) {
-                float *s = S + (size_t)i * T;
-                float mx = s[0];
-                for (int j = 1; j <= i; j++) mx = s[j] > mx ? s[j] : mx;
-                float sum = 0.0f;
-                for (int j = 0; j <= i; j++) {
-                    s[j] = expf(s[j] - mx);
-                    sum += s[j];
+            for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
+                int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T, m = r1 - r0;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, hd, scale,
+                            Q + (size_t)r0 * f->q_dim, f->q_dim, K, f->kv_dim, 0.0f, S, r1);
+                for (int i = r0; i < r1; i++) {
+                    float *s = S + (size_t)(i - r0) * r1;
+                    ptq_softmax(s, i + 1, 1);
+                    for (int j = i + 1; j < r1; j++) s[j] = 0.0f;
                 }
-                float inv = 1.0f / sum;
-                for (int j = 0; j <= i; j++) s[j] *= inv;
-                for (int j = i + 1; j < T; j++) s[j] = 0.0f;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, r1, 1.0f, S, r1, V,
+                            f->kv_dim, 0.0f, O + (size_t)r0 * f->q_dim, f->q_dim);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, S, T, V,
-                        f->kv_dim, 0.0f, O, f->q_dim);
         }
 }
 
@@ -346,10 +352,7 @@ int ptq_fwd_mlp(ptq_fwd *f, const ptq_layer_w *w, float *x, int N, ptq_capture *
         (rc = ptq_layer_linear(w, PTQ_UP, f->hb2, f->xb, N, I_, D, e)))
         return rc;
     size_t NI = (size_t)N * I_;
-    for (size_t i = 0; i < NI; i++) {
-        float g = f->hb[i];
-        f->hb[i] = g / (1.0f + expf(-g)) * f->hb2[i];
-    }
+    ptq_silu_mul(f->hb, f->hb2, NI, 1);
     if (cap) copy_rows(cap->down_in, f->hb, NI);
     if (!residual) return PTQ_OK;
     if ((rc = ptq_layer_linear(w, PTQ_DOWN, f->tmp, f->hb, N, D, I_, e))) return rc;

@@ -1,6 +1,7 @@
 /* generate.c - KV-cached decoding, sampling, data-free calibration samples.
  * See generate.h.  Mirrors lib/model/forward.c one position at a time, with its
- * own pieces (lib/model/forward_ops.h): RMSNorm, the RoPE tables, every linear
+ * own pieces (lib/model/forward_ops.h, lib/model/act.h): RMSNorm, the RoPE
+ * tables, the softmax and silu, every linear
  * through the same dispatch (float32 sgemm, or the 8-bit product of W8A8 /
  * FP8 tensors), and the int8 KV cache: a layer with kv_scale keeps its keys
  * and values as int8 codes (lib/qfmt/kvq.h) and reads code * scale, the values
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/model/act.h"
 #include "lib/model/forward_ops.h"
 #include "lib/qfmt/kvq.h"
 #include "lib/qfmt/qfmt.h"
@@ -212,7 +214,6 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
             for (int h = 0; h < H; h++) {
                 int kh = h / (H / KV);
                 const float *qh = q + (size_t)h * hd;
-                float mx = -INFINITY;
                 const float *ksh = ks ? ks + (size_t)kh * hd : NULL;
                 for (int t = 0; t <= pos; t++) {
                     size_t off = (size_t)t * kvd + (size_t)kh * hd;
@@ -223,19 +224,14 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
                         for (int i = 0; i < hd; i++) s += qh[i] * kc[off + i];
                     s *= scale;
                     g->scores[t] = s;
-                    if (s > mx) mx = s;
                 }
-                float sum = 0.0f;
-                for (int t = 0; t <= pos; t++) {
-                    g->scores[t] = expf(g->scores[t] - mx);
-                    sum += g->scores[t];
-                }
+                ptq_softmax(g->scores, pos + 1, 1);
                 float *o = g->att + (size_t)b * qd + (size_t)h * hd;
                 memset(o, 0, sizeof(float) * hd);
                 const float *vsh = vs ? vs + (size_t)kh * hd : NULL;
                 for (int t = 0; t <= pos; t++) {
                     size_t off = (size_t)t * kvd + (size_t)kh * hd;
-                    float p = g->scores[t] / sum;
+                    float p = g->scores[t];
                     if (vs)
                         for (int i = 0; i < hd; i++) o[i] += p * ptq_kv_value(vqc[off + i], vsh[i]);
                     else
@@ -249,10 +245,7 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
         if ((rc = ptq_layer_linear(w, PTQ_GATE, g->h1, g->xn, B, NI, D, e)) ||
             (rc = ptq_layer_linear(w, PTQ_UP, g->h2, g->xn, B, NI, D, e)))
             return rc;
-        for (size_t i = 0; i < (size_t)B * NI; i++) {
-            float a = g->h1[i];
-            g->h1[i] = a / (1.0f + expf(-a)) * g->h2[i];
-        }
+        ptq_silu_mul(g->h1, g->h2, (size_t)B * NI, 1);
         if ((rc = ptq_layer_linear(w, PTQ_DOWN, g->xn, g->h1, B, D, NI, e))) return rc;
         for (size_t i = 0; i < (size_t)B * D; i++) g->x[i] += g->xn[i];
     }
