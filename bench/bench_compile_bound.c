@@ -55,9 +55,9 @@
 #include "formats/checkpoint.h"
 #include "lib/base/err.h"
 #include "lib/base/par.h"
+#include "lib/model/forward_ops.h"
 
 #define CHUNK_TOKENS 512
-#define ATT_ROWS 128 /* lib/model/forward.c's attention blocks */
 #define MAXP 64
 
 typedef struct args {
@@ -145,8 +145,8 @@ static void run_work(void *arg)
         sg(M, s->kvd, s->D, w->x, w->W, w->y); /* v */
         for (int b = 0; b < M / s->L; b++)
             for (int h = 0; h < s->nh; h++)
-                for (int r0 = 0; r0 < s->L; r0 += ATT_ROWS) {
-                    int r1 = r0 + ATT_ROWS < s->L ? r0 + ATT_ROWS : s->L, m = r1 - r0;
+                for (int r0 = 0; r0 < s->L; r0 += PTQ_ATT_ROWS) {
+                    int r1 = r0 + PTQ_ATT_ROWS < s->L ? r0 + PTQ_ATT_ROWS : s->L, m = r1 - r0;
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, s->hd, 1.0f,
                                 w->x, s->qd, w->x, s->kvd, 0.0f, w->S, r1);
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, s->hd, r1, 1.0f,

@@ -214,29 +214,38 @@ static int32_t *json_ids(const cJSON *arr, size_t *n)
 
 /* ------------------------------------------------------------ synthetic: math */
 
-START_TEST(test_naive_inmemory)
+/* The forward over an in-memory provider of synth model `mseed` on T random
+ * tokens (`iseed`) against the naive reference: max |diff|, and the largest
+ * reference logit in *mx. */
+static double inmemory_vs_naive(uint64_t mseed, uint64_t iseed, int T, double *mx)
 {
-    /* the forward over an in-memory provider equals the naive reference */
     ptq_config c = synth_tiny_config();
     synth_model m;
-    ck_assert_int_eq(synth_init(&m, &c, 1), 0);
+    ck_assert_int_eq(synth_init(&m, &c, mseed), 0);
     ptq_weights w;
     synth_weights(&m, &w);
-    int T = 24;
-    int32_t ids[24];
-    rand_ids(ids, T, c.vocab, 7);
+    int32_t *ids = malloc(sizeof(int32_t) * T);
+    rand_ids(ids, T, c.vocab, iseed);
     double *ref = malloc(sizeof(double) * T * c.vocab);
     naive_forward(&m, ids, T, ref);
     float *lg = fwd_logits(&w, ids, 1, T);
     double d = max_diff_fd(lg, ref, (size_t)T * c.vocab);
-    ck_assert_msg(d < 1e-4, "max |diff| %g", d);
-    /* and the reference is not trivially small */
-    double mx = 0;
-    for (int i = 0; i < T * c.vocab; i++) mx = fmax(mx, fabs(ref[i]));
-    ck_assert_msg(mx > 0.5, "logits too small to be a test (%g)", mx);
+    *mx = 0;
+    for (int i = 0; i < T * c.vocab; i++) *mx = fmax(*mx, fabs(ref[i]));
+    free(ids);
     free(ref);
     free(lg);
     synth_free(&m);
+    return d;
+}
+
+START_TEST(test_naive_inmemory)
+{
+    /* the forward over an in-memory provider equals the naive reference */
+    double mx, d = inmemory_vs_naive(1, 7, 24, &mx);
+    ck_assert_msg(d < 1e-4, "max |diff| %g", d);
+    /* and the reference is not trivially small */
+    ck_assert_msg(mx > 0.5, "logits too small to be a test (%g)", mx);
 }
 END_TEST
 
@@ -245,22 +254,8 @@ START_TEST(test_attention_blocks)
     /* T = 300: the forward's attention runs in blocks of 128 query rows
      * (three, the last one short, keys past each block never multiplied);
      * the logits still equal the naive one-position-at-a-time reference. */
-    ptq_config c = synth_tiny_config();
-    synth_model m;
-    ck_assert_int_eq(synth_init(&m, &c, 3), 0);
-    ptq_weights w;
-    synth_weights(&m, &w);
-    enum { T = 300 };
-    int32_t ids[T];
-    rand_ids(ids, T, c.vocab, 11);
-    double *ref = malloc(sizeof(double) * T * c.vocab);
-    naive_forward(&m, ids, T, ref);
-    float *lg = fwd_logits(&w, ids, 1, T);
-    double d = max_diff_fd(lg, ref, (size_t)T * c.vocab);
-    ck_assert_msg(d < 1e-4, "T = %d: max |diff| %g", T, d);
-    free(ref);
-    free(lg);
-    synth_free(&m);
+    double mx, d = inmemory_vs_naive(3, 11, 300, &mx);
+    ck_assert_msg(d < 1e-4, "T = 300: max |diff| %g", d);
 }
 END_TEST
 

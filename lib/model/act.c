@@ -84,7 +84,7 @@ ACT_AVX2 static inline __m256 exp8(__m256 x)
     __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
     __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     __m256 over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ);
-    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi); /* NaN lanes: hi, replaced below */
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, lo), hi); /* NaN lanes: lo, replaced below */
     __m256 n = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(xc, _mm256_set1_ps(EXP_LOG2E)), R), R);
     __m256 r = _mm256_sub_ps(_mm256_sub_ps(xc, _mm256_mul_ps(n, _mm256_set1_ps(EXP_C1))),
                              _mm256_mul_ps(n, _mm256_set1_ps(EXP_C2)));

@@ -41,11 +41,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Query rows per attention block: 128 rows make the sgemms' work the causal
- * lower triangle plus 1/16 of the full square at T = 2048, and S one
- * 128 x T buffer (1 MiB at T = 2048) instead of T x T. */
-#define ATT_ROWS 128
-
 struct ptq_fwd {
     ptq_config c;
     int max_tokens, max_T;
@@ -54,7 +49,7 @@ struct ptq_fwd {
     float *q;      /* [N, q_dim] */
     float *k;      /* [N, kv_dim] */
     float *v;      /* [N, kv_dim] */
-    float *att;    /* [ATT_ROWS, T] scores of one block of query rows */
+    float *att;    /* [PTQ_ATT_ROWS, T] scores of one block of query rows */
     float *ao;     /* [N, q_dim] attention output (input of o_proj) */
     float *hb;     /* [N, I]     gate, then silu(gate) * up */
     float *hb2;    /* [N, I]     up */
@@ -152,7 +147,7 @@ int ptq_fwd_create(ptq_fwd **out, const ptq_config *c, int max_tokens, int max_T
     f->q = falloc(N, f->q_dim, &ok);
     f->k = falloc(N, f->kv_dim, &ok);
     f->v = falloc(N, f->kv_dim, &ok);
-    f->att = falloc(max_T < ATT_ROWS ? max_T : ATT_ROWS, max_T, &ok);
+    f->att = falloc(max_T < PTQ_ATT_ROWS ? max_T : PTQ_ATT_ROWS, max_T, &ok);
     f->ao = falloc(N, f->q_dim, &ok);
     f->hb = falloc(N, c->intermediate, &ok);
     f->hb2 = falloc(N, c->intermediate, &ok);
@@ -253,7 +248,7 @@ static void rope(const ptq_fwd *f, float *x, int B, int T, int nh)
 }
 
 /* Causal softmax attention of q, k, v into ao, per (sequence, head) in
- * blocks of ATT_ROWS query rows [r0, r1): S = Q[r0, r1) K[0, r1)^T / sqrt(hd),
+ * blocks of PTQ_ATT_ROWS query rows [r0, r1): S = Q[r0, r1) K[0, r1)^T / sqrt(hd),
  * row i's softmax over its keys j <= i (act.h) and zeros for i < j < r1,
  * then O[r0, r1) = S V[0, r1).  Keys past the block are never multiplied. */
 static void attention(ptq_fwd *f, int B, int T)
@@ -269,8 +264,8 @@ static void attention(ptq_fwd *f, int B, int T)
             const float *K = f->k + (size_t)b * T * f->kv_dim + (size_t)kh * hd;
             const float *V = f->v + (size_t)b * T * f->kv_dim + (size_t)kh * hd;
             float *O = f->ao + (size_t)b * T * f->q_dim + (size_t)h * hd;
-            for (int r0 = 0; r0 < T; r0 += ATT_ROWS) {
-                int r1 = r0 + ATT_ROWS < T ? r0 + ATT_ROWS : T, m = r1 - r0;
+            for (int r0 = 0; r0 < T; r0 += PTQ_ATT_ROWS) {
+                int r1 = r0 + PTQ_ATT_ROWS < T ? r0 + PTQ_ATT_ROWS : T, m = r1 - r0;
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, r1, hd, scale,
                             Q + (size_t)r0 * f->q_dim, f->q_dim, K, f->kv_dim, 0.0f, S, r1);
                 for (int i = r0; i < r1; i++) {

@@ -7,6 +7,13 @@
 
 #include "lib/model/model.h"
 
+/* Query rows per attention block of the batched forward (forward.c):
+ * 128 rows make the sgemms' work the causal lower triangle plus 1/16 of the
+ * full square at T = 2048, and the scores one 128 x T buffer (1 MiB at
+ * T = 2048) instead of T x T.  bench/bench_compile_bound times the same
+ * blocks. */
+#define PTQ_ATT_ROWS 128
+
 /* out[n, D] = rmsnorm(x[n, D]) * w: sum of squares in double, the rest in
  * float (lib/model/forward.c). */
 void ptq_rmsnorm(float *out, const float *x, const float *w, int n, int D, float eps);
