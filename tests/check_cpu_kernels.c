@@ -125,8 +125,10 @@ START_TEST(hessian_chunks_on_workers)
     ck_assert_int_eq(ptq_hessian_init(&h, cols, &e), PTQ_OK);
     for (int i = 0; i < nc; i++) ck_assert_int_eq(ptq_hessian_add(&h, xs[i], n[i], &e), PTQ_OK);
     ck_assert_int_eq(ptq_hessian_finalize(&h, H1, &e), PTQ_OK);
-    float am1 = h.absmax[3];
-    double mean1 = h.absmean[3];
+    float am1[40];
+    double mean1[40];
+    memcpy(am1, h.absmax, sizeof am1);
+    memcpy(mean1, h.absmean, sizeof mean1);
     ptq_hessian_free(&h);
     for (int t = 1; t <= 5; t++) {
         ck_assert_int_eq(ptq_hessian_init(&h, cols, &e), PTQ_OK);
@@ -135,7 +137,8 @@ START_TEST(hessian_chunks_on_workers)
         ck_assert_int_eq(h.ntokens, N);
         ck_assert_int_eq(ptq_hessian_finalize(&h, H2, &e), PTQ_OK);
         ck_assert_mem_eq(H1, H2, sizeof(float) * cols * cols);
-        ck_assert(h.absmax[3] == am1 && h.absmean[3] == mean1);
+        ck_assert_mem_eq(h.absmax, am1, sizeof am1); /* every column, by column ranges */
+        ck_assert_mem_eq(h.absmean, mean1, sizeof mean1);
         ptq_hessian_free(&h);
     }
     for (int i = 0; i < cols; i++) /* float32 pieces of <= 2048 rows, float64 sums */
@@ -155,6 +158,14 @@ START_TEST(hessian_chunks_on_workers)
     ck_assert_int_eq(ptq_hessian_add_chunks(&h, xs, n, nc, 2, &e), PTQ_EDATA);
     ck_assert_msg(strstr(e.msg, "[705][2]") != NULL, "%s", e.msg);
     ptq_hessian_free(&h);
+    /* the first in token order, also when another worker's columns hold it */
+    X[(size_t)(700 + 3) * cols + 30] = INFINITY;
+    for (int t = 1; t <= 3; t++) {
+        ck_assert_int_eq(ptq_hessian_init(&h, cols, &e), PTQ_OK);
+        ck_assert_int_eq(ptq_hessian_add_chunks(&h, xs, n, nc, t, &e), PTQ_EDATA);
+        ck_assert_msg(strstr(e.msg, "[703][30] is inf") != NULL, "%s", e.msg);
+        ptq_hessian_free(&h);
+    }
     free(X); free(H1); free(H2);
 }
 END_TEST
@@ -198,7 +209,29 @@ START_TEST(mse_objective_paths)
             if (d > 0) p += pow((double)d, 2.4);
         }
         ck_assert_msg(fabs(a - p) <= 3e-6 * p + 1e-300, "case %d: %.9g vs pow %.9g", t, a, p);
+        /* several grids against a limit: each sum below the limit is the
+         * full sum, each other one is >= the limit, both paths the same bits */
+        ptq_qgrid gs[7];
+        double full[7], es[7], er[7];
+        int nc = 1 + t % 7;
+        for (int c = 0; c < nc; c++) {
+            gs[c] = g;
+            gs[c].scale = g.scale * (1.0f - 0.1f * (float)c);
+            full[c] = ptq_quant_grid_err(w, n, 1, &gs[c], 0);
+        }
+        double limit = t % 4 == 0 ? INFINITY : full[t % nc] * (0.25 + 0.25 * (t % 4));
+        ptq_quant_grid_errs(w, n, 1, gs, nc, limit, es, 1);
+        ptq_quant_grid_errs(w, n, 1, gs, nc, limit, er, 0);
+        for (int c = 0; c < nc; c++) {
+            ck_assert_msg(es[c] == er[c], "case %d grid %d: simd %.17g, reference %.17g", t, c,
+                          es[c], er[c]);
+            if (full[c] < limit) ck_assert(es[c] == full[c]);
+            else ck_assert(es[c] >= limit);
+        }
     }
+    /* pow24's 2^(12 k) split takes k = floor(e * 0.2f) for floor(e / 5) */
+    for (int e = -127; e <= 128; e++)
+        ck_assert_int_eq((int)floorf((float)e * 0.2f), (int)floor(e / 5.0));
 }
 END_TEST
 

@@ -39,7 +39,8 @@ typedef struct ptq_gptq_report {
     double loss;        /* GPTQ's objective sum (w - q)^2 / d^2 / 2 */
 } ptq_gptq_report;
 
-/* Round-to-nearest with the same quantizer and grouping (act_order ignored). */
+/* Round-to-nearest with the same quantizer and grouping (act_order ignored),
+ * rows on o->threads workers (the same bits for any count). */
 int ptq_rtn(const float *W, int rows, int cols, const ptq_gptq_opts *o, ptq_qtensor *out,
             ptq_err *e);
 

@@ -10,6 +10,7 @@
 #include "lib/quant/hessian.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -165,6 +166,107 @@ static int grow_wchunk(ptq_hessian *h, int threads, ptq_err *e)
     return PTQ_OK;
 }
 
+/* ---- the NaN check and the statistics, columns [c0, c1) on one worker:
+ * every column's sum over the tokens in order, as add_stats; bad_t/bad_i
+ * the first non-finite activation of the range in token order. */
+typedef struct sjob {
+    ptq_hessian *h;
+    const float *const *X;
+    const int *n;
+    int count, c0, c1;
+    long bad_t;
+    int bad_i;
+    float bad_v;
+} sjob;
+
+/* One row's columns [c0, c1): sum += |x|, max |x|; nonzero if one is not
+ * finite. */
+static int stats_row(const float *x, int c0, int c1, double *sum, float *mx)
+{
+    int bad = 0;
+    for (int i = c0; i < c1; i++) {
+        float a = fabsf(x[i]);
+        bad |= !(a <= FLT_MAX);
+        sum[i] += a;
+        mx[i] = a > mx[i] ? a : mx[i];
+    }
+    return bad;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* stats_row eight columns at a time: each lane is its own column, so the
+ * sums are those of stats_row, bit for bit (max_ps(a, m) is a > m ? a : m). */
+__attribute__((target("avx2"))) static int stats_row_avx2(const float *x, int c0, int c1,
+                                                          double *sum, float *mx)
+{
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    const __m256 fmax = _mm256_set1_ps(FLT_MAX);
+    __m256 bad = _mm256_setzero_ps();
+    int i = c0;
+    for (; i + 8 <= c1; i += 8) {
+        __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), absm);
+        bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, fmax, _CMP_NLE_UQ));
+        _mm256_storeu_pd(sum + i, _mm256_add_pd(_mm256_loadu_pd(sum + i),
+                                                _mm256_cvtps_pd(_mm256_castps256_ps128(a))));
+        _mm256_storeu_pd(sum + i + 4, _mm256_add_pd(_mm256_loadu_pd(sum + i + 4),
+                                                    _mm256_cvtps_pd(_mm256_extractf128_ps(a, 1))));
+        _mm256_storeu_ps(mx + i, _mm256_max_ps(a, _mm256_loadu_ps(mx + i)));
+    }
+    return _mm256_movemask_ps(bad) | stats_row(x, i, c1, sum, mx);
+}
+#endif
+
+static void stats_job(void *arg)
+{
+    sjob *j = arg;
+    ptq_hessian *h = j->h;
+    const int cols = h->cols;
+    int (*row)(const float *, int, int, double *, float *) = stats_row;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("avx2")) row = stats_row_avx2;
+#endif
+    long t0 = h->ntokens;
+    j->bad_t = -1;
+    for (int c = 0; c < j->count; t0 += j->n[c], c++)
+        for (int t = 0; t < j->n[c]; t++) {
+            const float *x = j->X[c] + (size_t)t * cols;
+            if (row(x, j->c0, j->c1, h->absmean, h->absmax)) {
+                int i = j->c0;
+                while (isfinite(x[i])) i++;
+                j->bad_t = t0 + t, j->bad_i = i, j->bad_v = x[i];
+                return;
+            }
+        }
+}
+
+static int stats_col(int cols, int t, int nt)
+{
+    return t >= nt ? cols : (int)((long)cols * t / nt) / 16 * 16;
+}
+
+/* The statistics of the chunks on up to `threads` workers by column ranges
+ * (the same sums as add_stats chunk by chunk); PTQ_EDATA naming the first
+ * NaN/Inf in token order. */
+static int add_stats_chunks(ptq_hessian *h, const float *const *X, const int *n, int count,
+                            int threads, ptq_err *e)
+{
+    sjob jobs[PTQ_PAR_MAX];
+    int nt = threads < h->cols ? threads : h->cols;
+    for (int t = 0; t < nt; t++) /* ranges of whole cache lines of absmean */
+        jobs[t] = (sjob){h, X, n, count, stats_col(h->cols, t, nt), stats_col(h->cols, t + 1, nt),
+                         -1, 0, 0.0f};
+    if (nt == 1) stats_job(&jobs[0]);
+    else ptq_par_run(nt, stats_job, jobs, sizeof jobs[0]);
+    const sjob *first = NULL;
+    for (int t = 0; t < nt; t++)
+        if (jobs[t].bad_t >= 0 && (!first || jobs[t].bad_t < first->bad_t)) first = &jobs[t];
+    if (first)
+        return ptq_fail(e, PTQ_EDATA, "activation [%ld][%d] is %g", first->bad_t, first->bad_i,
+                        (double)first->bad_v);
+    return PTQ_OK;
+}
+
 int ptq_hessian_add_chunks(ptq_hessian *h, const float *const *X, const int *n, int count,
                            int threads, ptq_err *e)
 {
@@ -174,13 +276,11 @@ int ptq_hessian_add_chunks(ptq_hessian *h, const float *const *X, const int *n, 
     long t0 = h->ntokens;
     for (int c = 0; c < count; c++) {
         if (n[c] < 0) return ptq_fail(e, PTQ_EINTERNAL, "%d activation rows", n[c]);
-        int rc = check_finite(X[c], n[c], cols, t0, e);
-        if (rc) return rc;
         t0 += n[c];
     }
     int rc = grow_wchunk(h, threads, e);
+    if (!rc) rc = add_stats_chunks(h, X, n, count, threads, e);
     if (rc) return rc;
-    for (int c = 0; c < count; c++) add_stats(h, X[c], n[c]);
     const float *px[PTQ_PAR_MAX];
     int pk[PTQ_PAR_MAX], np = 0;
     int blas = ptq_blas_single();

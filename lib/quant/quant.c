@@ -23,6 +23,7 @@
 #define MSE_GRID 100
 #define MSE_MAXSHRINK 0.8f
 #define MSE_NORM 2.4f
+#define GRID_BATCH 4 /* candidates judged together, against the best before them */
 
 /* The grid of the range [xmin, xmax] (xmin <= 0 <= xmax, not both 0). */
 static void grid_of(float xmin, float xmax, int maxq, int sym, ptq_qgrid *g)
@@ -84,7 +85,7 @@ __attribute__((optimize("fp-contract=off"))) float ptq_pow24(float d)
     float l = t * (POW_C1 + t2 * (POW_C3 + t2 * (POW_C5 + t2 * (POW_C7 + t2 * POW_C9))));
     /* 2.4 e = 12 k + 2.4 j, e = 5 k + j, j in 0..4: the integer part kept
      * out of the float sum, so its rounding does not grow with |e| */
-    float k = floorf(e / 5.0f), j = e - 5.0f * k;
+    float k = floorf(e * 0.2f), j = e - 5.0f * k; /* = floor(e / 5) for every integer e here */
     float y = 2.4f * (j + l);
     float r = (y + POW_ROUND) - POW_ROUND;
     float f = y - r;
@@ -106,12 +107,22 @@ static inline float grid_d(const ptq_qgrid *g, float x)
     return fabsf(ptq_quant_value(g, ptq_quant_code(g, x)) - x);
 }
 
+/* A candidate's sum is compared with the limit every GRID_CHECK elements:
+ * the terms are >= 0, so a partial sum that has reached the limit can only
+ * end at or above it, and the search (which keeps a candidate only when it
+ * is below the best so far) would not keep it. */
+#define GRID_CHECK 32
+
 __attribute__((optimize("fp-contract=off"))) static double grid_err_ref(const float *w, int n,
                                                                        int stride,
-                                                                       const ptq_qgrid *g)
+                                                                       const ptq_qgrid *g,
+                                                                       double limit)
 {
     double s = 0.0;
-    for (int i = 0; i < n; i++) s += (double)ptq_pow24(grid_d(g, w[(long)i * stride]));
+    for (int i = 0; i < n; i++) {
+        if (i % GRID_CHECK == 0 && i > 0 && s >= limit) break;
+        s += (double)ptq_pow24(grid_d(g, w[(long)i * stride]));
+    }
     return s;
 }
 
@@ -140,7 +151,7 @@ GRID_AVX2 static __m256 pow24_avx2(__m256 d)
     l = _mm256_add_ps(_mm256_set1_ps(POW_C3), _mm256_mul_ps(t2, l));
     l = _mm256_add_ps(_mm256_set1_ps(POW_C1), _mm256_mul_ps(t2, l));
     l = _mm256_mul_ps(t, l);
-    __m256 k = _mm256_floor_ps(_mm256_div_ps(e, _mm256_set1_ps(5.0f)));
+    __m256 k = _mm256_floor_ps(_mm256_mul_ps(e, _mm256_set1_ps(0.2f)));
     __m256 j = _mm256_sub_ps(e, _mm256_mul_ps(_mm256_set1_ps(5.0f), k));
     __m256 y = _mm256_mul_ps(_mm256_set1_ps(2.4f), _mm256_add_ps(j, l));
     __m256 R = _mm256_set1_ps(POW_ROUND);
@@ -162,36 +173,88 @@ GRID_AVX2 static __m256 pow24_avx2(__m256 d)
     return _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), big);
 }
 
-GRID_AVX2 static double grid_err_avx2(const float *w, int n, const ptq_qgrid *g)
+/* |w' - w| of 8 weights on grid g (the float operations of grid_d) */
+GRID_AVX2 static __m256 grid_d_avx2(__m256 x, const ptq_qgrid *g)
 {
     const __m256 sc = _mm256_set1_ps(g->scale), zf = _mm256_set1_ps((float)g->zero);
-    const __m256 mq = _mm256_set1_ps((float)g->maxq), zero = _mm256_setzero_ps();
     const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
-    float buf[8];
-    double s = 0.0;
+    __m256 q = _mm256_round_ps(_mm256_div_ps(x, sc), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm256_add_ps(q, zf);
+    q = _mm256_min_ps(_mm256_max_ps(q, _mm256_setzero_ps()), _mm256_set1_ps((float)g->maxq));
+    return _mm256_and_ps(_mm256_sub_ps(_mm256_mul_ps(sc, _mm256_sub_ps(q, zf)), x), absm);
+}
+
+/* grid_err_ref of four grids at once: lane c of S is grid c's float64 sum,
+ * its terms added in element order (the 4 x 8 terms of a step transposed
+ * so that each add serves the four grids); a grid whose sum has reached
+ * the limit at a check adds zeros from then on, so every lane ends with
+ * the bits of grid_err_ref. */
+GRID_AVX2 static void grid_errs4_avx2(const float *w, int n, const ptq_qgrid *g, double limit,
+                                      double *errs)
+{
+    const __m256d lim = _mm256_set1_pd(limit);
+    __m256d S = _mm256_setzero_pd();
+    __m256d act = _mm256_castsi256_pd(_mm256_set1_epi64x(-1));
     int i = 0;
     for (; i + 8 <= n; i += 8) {
+        if (i % GRID_CHECK == 0 && i > 0) {
+            act = _mm256_and_pd(act, _mm256_cmp_pd(S, lim, _CMP_LT_OQ));
+            if (!_mm256_movemask_pd(act)) break;
+        }
         __m256 x = _mm256_loadu_ps(w + i);
-        __m256 q = _mm256_round_ps(_mm256_div_ps(x, sc), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        q = _mm256_add_ps(q, zf);
-        q = _mm256_min_ps(_mm256_max_ps(q, zero), mq);
-        __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_mul_ps(sc, _mm256_sub_ps(q, zf)), x), absm);
-        _mm256_storeu_ps(buf, pow24_avx2(d));
-        for (int k = 0; k < 8; k++) s += (double)buf[k];
+        __m256 p0 = pow24_avx2(grid_d_avx2(x, &g[0])), p1 = pow24_avx2(grid_d_avx2(x, &g[1]));
+        __m256 p2 = pow24_avx2(grid_d_avx2(x, &g[2])), p3 = pow24_avx2(grid_d_avx2(x, &g[3]));
+        __m256 t0 = _mm256_unpacklo_ps(p0, p1), t1 = _mm256_unpackhi_ps(p0, p1);
+        __m256 t2 = _mm256_unpacklo_ps(p2, p3), t3 = _mm256_unpackhi_ps(p2, p3);
+        __m256 v[4] = {_mm256_shuffle_ps(t0, t2, 0x44), _mm256_shuffle_ps(t0, t2, 0xee),
+                       _mm256_shuffle_ps(t1, t3, 0x44), _mm256_shuffle_ps(t1, t3, 0xee)};
+        for (int k = 0; k < 4; k++) /* elements i .. i+3: v[k]'s low half */
+            S = _mm256_add_pd(S, _mm256_and_pd(act, _mm256_cvtps_pd(_mm256_castps256_ps128(v[k]))));
+        for (int k = 0; k < 4; k++) /* elements i+4 .. i+7 */
+            S = _mm256_add_pd(S, _mm256_and_pd(act, _mm256_cvtps_pd(_mm256_extractf128_ps(v[k], 1))));
     }
-    for (; i < n; i++) s += (double)ptq_pow24(grid_d(g, w[i]));
-    return s;
+    double s[4], a[4];
+    _mm256_storeu_pd(s, S);
+    _mm256_storeu_pd(a, act);
+    for (int c = 0; c < 4; c++) {
+        if (a[c] == 0.0) { /* mask bits all zero: stopped at a check */
+            errs[c] = s[c];
+            continue;
+        }
+        for (int k = i; k < n; k++) {
+            if (k % GRID_CHECK == 0 && k > 0 && s[c] >= limit) break;
+            s[c] += (double)ptq_pow24(grid_d(&g[c], w[k]));
+        }
+        errs[c] = s[c];
+    }
 }
 #endif
 
-double ptq_quant_grid_err(const float *w, int n, int stride, const ptq_qgrid *g, int simd)
+void ptq_quant_grid_errs(const float *w, int n, int stride, const ptq_qgrid *g, int nc,
+                         double limit, double *errs, int simd)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (simd && stride == 1 && __builtin_cpu_supports("avx2")) return grid_err_avx2(w, n, g);
+    if (simd && stride == 1 && __builtin_cpu_supports("avx2")) {
+        for (int c0 = 0; c0 < nc; c0 += 4) {
+            ptq_qgrid g4[4];
+            double e4[4];
+            for (int c = 0; c < 4; c++) g4[c] = g[c0 + c < nc ? c0 + c : nc - 1];
+            grid_errs4_avx2(w, n, g4, limit, e4);
+            for (int c = 0; c < 4 && c0 + c < nc; c++) errs[c0 + c] = e4[c];
+        }
+        return;
+    }
 #else
     (void)simd;
 #endif
-    return grid_err_ref(w, n, stride, g);
+    for (int c = 0; c < nc; c++) errs[c] = grid_err_ref(w, n, stride, &g[c], limit);
+}
+
+double ptq_quant_grid_err(const float *w, int n, int stride, const ptq_qgrid *g, int simd)
+{
+    double err;
+    ptq_quant_grid_errs(w, n, stride, g, 1, INFINITY, &err, simd);
+    return err;
 }
 
 int ptq_quant_grid_ok(const ptq_qgrid *g)
@@ -218,15 +281,21 @@ void ptq_quant_grid(const float *w, int n, int stride, const ptq_quant_opts *o, 
     /* clipping search: p = 1 - i/grid for i < maxshrink*grid; p = 1 is the
      * plain grid above, so the result is never worse on this objective */
     double best = INFINITY;
-    ptq_qgrid cand;
     int steps = (int)(MSE_MAXSHRINK * MSE_GRID);
-    for (int i = 0; i < steps; i++) {
-        float p = 1.0f - (float)i / (float)MSE_GRID;
-        grid_of(p * xmin, p * xmax, maxq, o->sym, &cand);
-        double err = ptq_quant_grid_err(w, n, stride, &cand, 1);
-        if (err < best) {
-            best = err;
-            *g = cand;
+    for (int i0 = 0; i0 < steps; i0 += GRID_BATCH) {
+        ptq_qgrid cand[GRID_BATCH];
+        double err[GRID_BATCH];
+        int nc = steps - i0 < GRID_BATCH ? steps - i0 : GRID_BATCH;
+        for (int c = 0; c < nc; c++) {
+            float p = 1.0f - (float)(i0 + c) / (float)MSE_GRID;
+            grid_of(p * xmin, p * xmax, maxq, o->sym, &cand[c]);
         }
+        /* a candidate stopped at the best so far cannot become the best */
+        ptq_quant_grid_errs(w, n, stride, cand, nc, best, err, 1);
+        for (int c = 0; c < nc; c++)
+            if (err[c] < best) {
+                best = err[c];
+                *g = cand[c];
+            }
     }
 }

@@ -46,6 +46,12 @@ void ptq_quant_grid(const float *w, int n, int stride, const ptq_quant_opts *o, 
  * about 2e-6 relative of powf).  simd 1: an AVX2 loop when the CPU has it
  * and stride is 1, the same bits as simd 0 (the portable reference). */
 double ptq_quant_grid_err(const float *w, int n, int stride, const ptq_qgrid *g, int simd);
+/* The same sums for the nc grids g[0..nc), except that a grid's sum stops
+ * at the first check (every 32 elements) where it has reached limit: then
+ * errs[c] >= limit (the terms are >= 0); a sum below limit is exact.  simd
+ * 1: an AVX2 loop over four grids at a time, the same bits as simd 0. */
+void ptq_quant_grid_errs(const float *w, int n, int stride, const ptq_qgrid *g, int nc,
+                         double limit, double *errs, int simd);
 float ptq_pow24(float d);
 /* 1 when the stored scale is a finite positive fp16 (always, unless the
  * group's range exceeds 65504 * maxq). */

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+#include "lib/base/par.h"
 #include "lib/quant/gptq_impl.h"
 #include "lib/qfmt/pack.h"
 
@@ -55,30 +56,61 @@ int ptq_int_grid_check(const ptq_qgrid *g, int row, int col, ptq_err *e)
                     row, col);
 }
 
-int ptq_rtn(const float *W, int rows, int cols, const ptq_gptq_opts *o, ptq_qtensor *out,
-            ptq_err *e)
+/* Rows [r0, r1) of ptq_rtn on one worker; the error is its first failing
+ * group in row order. */
+typedef struct rtn_job {
+    const float *W;
+    int cols, r0, r1, rc;
+    const ptq_gptq_opts *o;
+    ptq_qtensor *out;
+    ptq_err e;
+} rtn_job;
+
+static void rtn_rows(void *arg)
 {
-    int rc = ptq_int_validate(W, rows, cols, o, e);
-    if (!rc) rc = ptq_int_alloc(out, rows, cols, o, 0, e);
-    if (rc) return rc;
-    int G = o->group ? o->group : cols, ng = out->ngroups;
+    rtn_job *j = arg;
+    const ptq_gptq_opts *o = j->o;
+    ptq_qtensor *out = j->out;
+    int cols = j->cols, G = o->group ? o->group : cols, ng = out->ngroups;
     int words = ptq_pack_row_words(cols, o->q.bits);
-    for (int r = 0; r < rows; r++) {
-        const float *w = W + (size_t)r * cols;
+    j->rc = PTQ_OK;
+    for (int r = j->r0; r < j->r1; r++) {
+        const float *w = j->W + (size_t)r * cols;
         uint32_t *packed = out->qweight + (size_t)r * words;
         for (int g = 0; g < ng; g++) {
             ptq_qgrid grid;
             int len = ptq_pack_group_len(cols, G, g);
             ptq_quant_grid(w + (size_t)g * G, len, 1, &o->q, &grid);
-            if ((rc = ptq_int_grid_check(&grid, r, g * G, e))) {
-                ptq_qtensor_free(out);
-                return rc;
-            }
+            if ((j->rc = ptq_int_grid_check(&grid, r, g * G, &j->e))) return;
             out->scales[(size_t)r * ng + g] = grid.scale_f16;
             out->zeros[(size_t)r * ng + g] = grid.zero;
             for (int k = g * G; k < g * G + len; k++)
                 ptq_pack_set(packed, k, o->q.bits, (uint32_t)ptq_quant_code(&grid, w[k]));
         }
     }
+}
+
+int ptq_rtn(const float *W, int rows, int cols, const ptq_gptq_opts *o, ptq_qtensor *out,
+            ptq_err *e)
+{
+    int rc = ptq_int_validate(W, rows, cols, o, e);
+    if (!rc) rc = ptq_int_alloc(out, rows, cols, o, 0, e);
+    if (rc) return rc;
+    /* rows on the workers: each row's grids and codes depend on that row only */
+    int nw = o->threads > 1 ? o->threads : 1;
+    if (nw > PTQ_PAR_MAX) nw = PTQ_PAR_MAX;
+    if (nw > rows) nw = rows;
+    rtn_job jobs[PTQ_PAR_MAX];
+    for (int w = 0; w < nw; w++)
+        jobs[w] = (rtn_job){W, cols, (int)((long)rows * w / nw), (int)((long)rows * (w + 1) / nw),
+                            PTQ_OK, o, out, {0}};
+    if (nw == 1) rtn_rows(&jobs[0]);
+    else ptq_par_run(nw, rtn_rows, jobs, sizeof jobs[0]);
+    for (int w = 0; w < nw; w++)
+        if (jobs[w].rc) {
+            *e = jobs[w].e;
+            ptq_qtensor_free(out);
+            return jobs[w].rc;
+        }
     return PTQ_OK;
 }
