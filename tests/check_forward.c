@@ -295,11 +295,12 @@ END_TEST
 
 START_TEST(test_act_simd_twins)
 {
-    /* the AVX2 softmax and silu compute the reference's bits, at every
+    /* the AVX2 and AVX-512 softmax and silu compute the reference's bits (the
+     * AVX-512 case is the AVX2 one on a CPU without it), at every
      * length 1..80 (full vectors and tails), with scores spread over the
      * whole range and silu inputs including the edges */
     uint64_t seed = 5;
-    float a[80], b[80], u[80];
+    float a[80], b[80], c[80], u[80];
     for (int n = 1; n <= 80; n++)
         for (int rep = 0; rep < 20; rep++) {
             float spread = rep < 10 ? 8.0f : 200.0f;
@@ -307,9 +308,12 @@ START_TEST(test_act_simd_twins)
                 a[i] = b[i] = spread * ((float)tu_rng_unif(&seed) - 0.5f);
                 u[i] = (float)tu_rng_unif(&seed) - 0.5f;
             }
-            ptq_softmax(a, n, 0);
-            ptq_softmax(b, n, 1);
+            memcpy(c, a, sizeof(float) * n);
+            ptq_softmax(a, n, PTQ_ACT_REF);
+            ptq_softmax(b, n, PTQ_ACT_AVX2);
+            ptq_softmax(c, n, PTQ_ACT_BEST);
             ck_assert_msg(memcmp(a, b, sizeof(float) * n) == 0, "softmax n %d rep %d", n, rep);
+            ck_assert_msg(memcmp(a, c, sizeof(float) * n) == 0, "softmax512 n %d rep %d", n, rep);
             double sum = 0;
             for (int i = 0; i < n; i++) sum += a[i];
             ck_assert_msg(fabs(sum - 1.0) < 1e-5, "softmax sums to %g", sum);
@@ -319,17 +323,24 @@ START_TEST(test_act_simd_twins)
                 memcpy(a, edge, sizeof edge);
                 memcpy(b, edge, sizeof edge);
             }
-            ptq_silu_mul(a, u, (size_t)n, 0);
-            ptq_silu_mul(b, u, (size_t)n, 1);
+            memcpy(c, a, sizeof(float) * n);
+            ptq_silu_mul(a, u, (size_t)n, PTQ_ACT_REF);
+            ptq_silu_mul(b, u, (size_t)n, PTQ_ACT_AVX2);
+            ptq_silu_mul(c, u, (size_t)n, PTQ_ACT_BEST);
             ck_assert_msg(memcmp(a, b, sizeof(float) * n) == 0, "silu n %d rep %d", n, rep);
+            ck_assert_msg(memcmp(a, c, sizeof(float) * n) == 0, "silu512 n %d rep %d", n, rep);
         }
-    /* NaN stays NaN in both */
-    float x[9] = {NAN, 1, 2, 3, 4, 5, 6, 7, NAN}, y[9], one[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
-    memcpy(y, x, sizeof x);
-    ptq_silu_mul(x, one, 9, 0);
-    ptq_silu_mul(y, one, 9, 1);
-    ck_assert(isnan(x[0]) && isnan(y[0]) && isnan(x[8]) && isnan(y[8]));
-    ck_assert(memcmp(x + 1, y + 1, 7 * sizeof(float)) == 0);
+    /* NaN stays NaN in every path (17 lanes: a full AVX-512 step and a tail) */
+    for (int l = PTQ_ACT_AVX2; l <= PTQ_ACT_BEST; l++) {
+        float x[17] = {NAN, 1, 2, 3, 4, 5, 6, 7, NAN, 9, 10, 11, 12, 13, 14, NAN, NAN}, y[17];
+        float one[17];
+        for (int i = 0; i < 17; i++) one[i] = 1;
+        memcpy(y, x, sizeof x);
+        ptq_silu_mul(x, one, 17, PTQ_ACT_REF);
+        ptq_silu_mul(y, one, 17, l);
+        for (int i = 0; i < 17; i++)
+            ck_assert(isnan(x[i]) ? isnan(y[i]) : memcmp(&x[i], &y[i], sizeof x[i]) == 0);
+    }
 }
 END_TEST
 

@@ -1,7 +1,7 @@
 /* act.c - exp, softmax and silu(gate) * up of the forward pass (act.h):
- * the portable reference of each, then its AVX2 twin, which performs the
- * same float operations in the same order (so the same bits; no FMA: both
- * are compiled with fp-contract off).
+ * the portable reference of each, then its AVX2 and AVX-512 twins, which
+ * perform the same float operations in the same order (so the same bits; no
+ * FMA: all are compiled with fp-contract off).
  *
  * exp(x) = 2^n e^r with n = rint(x / ln2) and r = (x - n C1) - n C2, where
  * C1 + C2 = ln2 and C1 = 355/512 has 9 significant bits, so n C1 is exact for
@@ -144,9 +144,100 @@ ACT_AVX2 static void silu_mul_avx2(float *g, const float *u, size_t n)
     silu_mul_ref(g + i, u + i, n - i);
 }
 
-static int have_avx2(void)
+/* ---- AVX-512 twins: exp of 16 lanes with exp8's operations; the softmax
+ * adds each 16-lane step into the same eight lanes as exp8's loop (its low
+ * half, then its high half), so the sum, and everything, has the same bits. */
+#define ACT_AVX512 __attribute__((target("avx512f"), optimize("fp-contract=off")))
+
+ACT_AVX512 static inline __m512 exp16(__m512 x)
 {
-    return __builtin_cpu_supports("avx2");
+    const __m512 lo = _mm512_set1_ps(EXP_LO), hi = _mm512_set1_ps(EXP_HI);
+    const __m512 R = _mm512_set1_ps(EXP_ROUND);
+    __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    __mmask16 under = _mm512_cmp_ps_mask(x, lo, _CMP_LT_OQ);
+    __mmask16 over = _mm512_cmp_ps_mask(x, hi, _CMP_GT_OQ);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, lo), hi);
+    __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(xc, _mm512_set1_ps(EXP_LOG2E)), R), R);
+    __m512 r = _mm512_sub_ps(_mm512_sub_ps(xc, _mm512_mul_ps(n, _mm512_set1_ps(EXP_C1))),
+                             _mm512_mul_ps(n, _mm512_set1_ps(EXP_C2)));
+    __m512 p = _mm512_add_ps(_mm512_mul_ps(_mm512_set1_ps(EXP_P0), r), _mm512_set1_ps(EXP_P1));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(EXP_P2));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(EXP_P3));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(EXP_P4));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(EXP_P5));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, _mm512_mul_ps(r, r)), r), _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
+    __m512 y = _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+    y = _mm512_maskz_mov_ps((__mmask16)~under, y);
+    y = _mm512_mask_mov_ps(y, over, _mm512_set1_ps(INFINITY));
+    return _mm512_mask_mov_ps(y, nan, x);
+}
+
+ACT_AVX512 static inline __m256 hi8(__m512 v)
+{
+    return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+}
+
+ACT_AVX512 static void softmax_avx512(float *s, int n)
+{
+    int j = 0;
+    float mx = s[0];
+    if (n >= 8) { /* the max exactly as softmax_avx2 takes it */
+        __m256 m = _mm256_loadu_ps(s);
+        for (j = 8; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(s + j));
+        float mb[8];
+        _mm256_storeu_ps(mb, m);
+        for (int k = 0; k < 8; k++) mx = mb[k] > mx ? mb[k] : mx;
+    }
+    for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+    __m512 mv = _mm512_set1_ps(mx);
+    __m256 acc = _mm256_setzero_ps();
+    for (j = 0; j + 16 <= n; j += 16) {
+        __m512 v = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + j), mv));
+        _mm512_storeu_ps(s + j, v);
+        acc = _mm256_add_ps(acc, _mm512_castps512_ps256(v));
+        acc = _mm256_add_ps(acc, hi8(v));
+    }
+    if (j + 8 <= n) {
+        __m256 v = _mm512_castps512_ps256(
+            exp16(_mm512_sub_ps(_mm512_castps256_ps512(_mm256_loadu_ps(s + j)), mv)));
+        _mm256_storeu_ps(s + j, v);
+        acc = _mm256_add_ps(acc, v);
+        j += 8;
+    }
+    float a[8];
+    _mm256_storeu_ps(a, acc);
+    for (; j < n; j++) {
+        s[j] = ptq_exp(s[j] - mx);
+        a[j % 8] += s[j];
+    }
+    float sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    float inv = 1.0f / sum;
+    __m512 iv = _mm512_set1_ps(inv);
+    for (j = 0; j + 16 <= n; j += 16) _mm512_storeu_ps(s + j, _mm512_mul_ps(_mm512_loadu_ps(s + j), iv));
+    for (; j < n; j++) s[j] *= inv;
+}
+
+ACT_AVX512 static void silu_mul_avx512(float *g, const float *u, size_t n)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512 x = _mm512_loadu_ps(g + i);
+        __m512 nx = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(x), sign));
+        __m512 d = _mm512_add_ps(one, exp16(nx));
+        _mm512_storeu_ps(g + i, _mm512_mul_ps(_mm512_div_ps(x, d), _mm512_loadu_ps(u + i)));
+    }
+    silu_mul_ref(g + i, u + i, n - i);
+}
+
+/* The twin a simd level runs on this CPU: 0 none (the reference). */
+static int act_level(int simd)
+{
+    if (simd >= PTQ_ACT_BEST && __builtin_cpu_supports("avx512f")) return PTQ_ACT_BEST;
+    if (simd >= PTQ_ACT_AVX2 && __builtin_cpu_supports("avx2")) return PTQ_ACT_AVX2;
+    return PTQ_ACT_REF;
 }
 #else
 #define HAVE_ACT_AVX2 0
@@ -155,7 +246,12 @@ static int have_avx2(void)
 void ptq_softmax(float *s, int n, int simd)
 {
 #if HAVE_ACT_AVX2
-    if (simd && have_avx2()) {
+    int l = act_level(simd);
+    if (l == PTQ_ACT_BEST) {
+        softmax_avx512(s, n);
+        return;
+    }
+    if (l == PTQ_ACT_AVX2) {
         softmax_avx2(s, n);
         return;
     }
@@ -167,7 +263,12 @@ void ptq_softmax(float *s, int n, int simd)
 void ptq_silu_mul(float *g, const float *u, size_t n, int simd)
 {
 #if HAVE_ACT_AVX2
-    if (simd && have_avx2()) {
+    int l = act_level(simd);
+    if (l == PTQ_ACT_BEST) {
+        silu_mul_avx512(g, u, n);
+        return;
+    }
+    if (l == PTQ_ACT_AVX2) {
         silu_mul_avx2(g, u, n);
         return;
     }

@@ -3,15 +3,19 @@
  * batched forward (lib/model/forward.c) and the KV-cached decoder
  * (lib/model/generate.c) share.  Not installed.
  *
- * Each has a portable reference (simd 0) and an AVX2 twin (simd 1, used when
- * the CPU has AVX2) that computes the same bits: the same float operations
- * in the same order, nothing contracted into an FMA.  tests/check_forward.c
- * tests twin == reference bit for bit and the reference exp against libm.
+ * Each has a portable reference (simd PTQ_ACT_REF), an AVX2 twin
+ * (PTQ_ACT_AVX2, used when the CPU has AVX2) and an AVX-512 twin
+ * (PTQ_ACT_BEST: AVX-512F when the CPU has it, else AVX2, else the
+ * reference), all computing the same bits: the same float operations in the
+ * same order, nothing contracted into an FMA.  tests/check_forward.c tests
+ * each twin == reference bit for bit and the reference exp against libm.
  */
 #ifndef PTQC_ACT_H
 #define PTQC_ACT_H
 
 #include <stddef.h>
+
+enum { PTQ_ACT_REF = 0, PTQ_ACT_AVX2 = 1, PTQ_ACT_BEST = 2 };
 
 /* exp(x) in float: Cody-Waite reduction x = n ln2 + r (|r| <= ln2 / 2),
  * Cephes expf's polynomial for e^r (degree 7), times 2^n.  Within 1 ulp of

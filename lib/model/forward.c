@@ -270,7 +270,7 @@ static void attention(ptq_fwd *f, int B, int T)
                             Q + (size_t)r0 * f->q_dim, f->q_dim, K, f->kv_dim, 0.0f, S, r1);
                 for (int i = r0; i < r1; i++) {
                     float *s = S + (size_t)(i - r0) * r1;
-                    ptq_softmax(s, i + 1, 1);
+                    ptq_softmax(s, i + 1, PTQ_ACT_BEST);
                     for (int j = i + 1; j < r1; j++) s[j] = 0.0f;
                 }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, r1, 1.0f, S, r1, V,
@@ -347,7 +347,7 @@ int ptq_fwd_mlp(ptq_fwd *f, const ptq_layer_w *w, float *x, int N, ptq_capture *
         (rc = ptq_layer_linear(w, PTQ_UP, f->hb2, f->xb, N, I_, D, e)))
         return rc;
     size_t NI = (size_t)N * I_;
-    ptq_silu_mul(f->hb, f->hb2, NI, 1);
+    ptq_silu_mul(f->hb, f->hb2, NI, PTQ_ACT_BEST);
     if (cap) copy_rows(cap->down_in, f->hb, NI);
     if (!residual) return PTQ_OK;
     if ((rc = ptq_layer_linear(w, PTQ_DOWN, f->tmp, f->hb, N, D, I_, e))) return rc;

@@ -225,7 +225,7 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
                     s *= scale;
                     g->scores[t] = s;
                 }
-                ptq_softmax(g->scores, pos + 1, 1);
+                ptq_softmax(g->scores, pos + 1, PTQ_ACT_BEST);
                 float *o = g->att + (size_t)b * qd + (size_t)h * hd;
                 memset(o, 0, sizeof(float) * hd);
                 const float *vsh = vs ? vs + (size_t)kh * hd : NULL;
@@ -245,7 +245,7 @@ int ptq_gen_step(ptq_gen *g, const ptq_weights *src, const int32_t *tokens, int 
         if ((rc = ptq_layer_linear(w, PTQ_GATE, g->h1, g->xn, B, NI, D, e)) ||
             (rc = ptq_layer_linear(w, PTQ_UP, g->h2, g->xn, B, NI, D, e)))
             return rc;
-        ptq_silu_mul(g->h1, g->h2, (size_t)B * NI, 1);
+        ptq_silu_mul(g->h1, g->h2, (size_t)B * NI, PTQ_ACT_BEST);
         if ((rc = ptq_layer_linear(w, PTQ_DOWN, g->xn, g->h1, B, D, NI, e))) return rc;
         for (size_t i = 0; i < (size_t)B * D; i++) g->x[i] += g->xn[i];
     }
