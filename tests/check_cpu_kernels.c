@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "lib/base/half.h"
+#include "lib/base/half_rows.h"
 #include "lib/qfmt/gemv_int.h"
 #include "lib/qfmt/pack.h"
 #include "lib/quant/hessian.h"
@@ -235,6 +236,44 @@ START_TEST(mse_objective_paths)
 }
 END_TEST
 
+/* half_rows.h: the F16C twin converts as half.h does, every binary16 and
+ * one float bit pattern in 61 (all exponents, signs, NaN payloads, the
+ * subnormal and overflow edges), at lengths with and without a tail */
+START_TEST(half_rows_twin)
+{
+    enum { N = 4099 };
+    static uint16_t h[N], ha[N], hb[N];
+    static float x[N], xa[N], xb[N];
+    for (uint32_t v = 0; v < 65536; v += N) {
+        int n = 0;
+        for (; n < N && v + (uint32_t)n < 65536; n++) h[n] = (uint16_t)(v + (uint32_t)n);
+        ptq_f16_to_f32_n(h, xa, (size_t)n, 0);
+        ptq_f16_to_f32_n(h, xb, (size_t)n, 1);
+        for (int i = 0; i < n; i++) { /* a signaling NaN comes out quiet from F16C */
+            uint32_t a, b;
+            memcpy(&a, &xa[i], sizeof a);
+            memcpy(&b, &xb[i], sizeof b);
+            int snan = (h[i] & 0x7c00u) == 0x7c00u && (h[i] & 0x3ffu) && !(h[i] & 0x200u);
+            ck_assert_msg(a == (snan ? b & ~0x00400000u : b), "f16 %04x: %08x vs %08x", h[i], a, b);
+        }
+    }
+    const uint32_t edges[] = {0x477fefffu, 0x477ff000u, 0x33000000u, 0x33000001u, 0x387fc000u,
+                              0x387fe000u, 0x7f800000u, 0x7f800001u, 0x7fc00000u, 0xffffffffu};
+    uint64_t u = 0;
+    while (u < 0x100000000ull) {
+        int n = 0;
+        for (; n < N - 10 && u < 0x100000000ull; n++, u += 61) {
+            uint32_t b = (uint32_t)u;
+            memcpy(&x[n], &b, sizeof b);
+        }
+        for (int k = 0; k < 10; k++, n++) memcpy(&x[n], &edges[k], sizeof edges[k]);
+        ptq_f32_to_f16_n(x, ha, (size_t)n, 0);
+        ptq_f32_to_f16_n(x, hb, (size_t)n, 1);
+        ck_assert_mem_eq(ha, hb, sizeof(uint16_t) * (size_t)n);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("cpu_kernels");
@@ -243,6 +282,7 @@ int main(void)
     tcase_add_test(tc, gemv_paths_within_bound);
     tcase_add_test(tc, hessian_chunks_on_workers);
     tcase_add_test(tc, mse_objective_paths);
+    tcase_add_test(tc, half_rows_twin);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "lib/base/clock.h"
-#include "lib/base/half.h"
+#include "lib/base/half_rows.h"
 #include "lib/base/par.h"
 #include "lib/model/forward_ops.h"
 #include "lib/qfmt/pack.h"
@@ -25,11 +25,6 @@ static int cols_of(const ptq_config *c, int g)
     int r, k;
     ptq_linear_shape(c, grp_first[g], &r, &k);
     return k;
-}
-
-static void widen(const uint16_t *h, float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++) x[i] = ptq_f16_to_f32(h[i]);
 }
 
 /* One chunk of samples through the layer up to the input of group g, on
@@ -50,7 +45,7 @@ static void cap_run(void *arg)
     const int D = c->cfg->hidden, T = c->T, n = j->B * T, cols = cols_of(c->cfg, j->g);
     ptq_fwd *f = c->fwds[j->w];
     float *x = c->x32s[j->w], *dst = j->X + (size_t)j->b0 * T * cols;
-    widen(c->hidden + (size_t)j->b0 * T * D, x, (size_t)n * D);
+    ptq_f16_to_f32_n(c->hidden + (size_t)j->b0 * T * D, x, (size_t)n * D, 1);
     ptq_capture cap;
     memset(&cap, 0, sizeof cap);
     j->rc = PTQ_OK;
@@ -139,7 +134,7 @@ static int attn_part(block_ctx *b, int w, int part, float *out_all, double *loss
     part_rows(c, part, &r0, &n);
     float *x = c->x32s[w];
     double t0 = now();
-    widen(c->hidden + r0 * D, x, (size_t)n * D);
+    ptq_f16_to_f32_n(c->hidden + r0 * D, x, (size_t)n * D, 1);
     int rc = ptq_fwd_attn(c->fwds[w], &b->lws[w], x, n / c->T, c->T, NULL, e);
     if (!rc) rc = ptq_fwd_attn_out(c->fwds[w], &b->lws[w], x, NULL, n, e);
     if (!rc && out_all) memcpy(out_all + r0 * D, x, (size_t)n * D * sizeof *x);

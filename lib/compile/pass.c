@@ -10,21 +10,12 @@
 #include <string.h>
 
 #include "lib/base/clock.h"
-#include "lib/base/half.h"
+#include "lib/base/half_rows.h"
 #include "lib/base/par.h"
 #include "lib/compile/engine.h"
 #include "lib/model/forward_ops.h"
 #include "lib/quant/hessian.h"
 
-static void widen_rows(const uint16_t *h, float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++) x[i] = ptq_f16_to_f32(h[i]);
-}
-
-static void narrow_rows(const float *x, uint16_t *h, size_t n)
-{
-    for (size_t i = 0; i < n; i++) h[i] = ptq_f32_to_f16(x[i]);
-}
 
 /* One chunk of samples through stage g of the layer on one worker. */
 typedef struct job {
@@ -49,7 +40,7 @@ static void run_job(void *arg)
     ptq_capture cap;
     memset(&cap, 0, sizeof cap);
     j->rc = PTQ_OK;
-    if (j->g <= 2) widen_rows(hid, x, nd);
+    if (j->g <= 2) ptq_f16_to_f32_n(hid, x, nd, 1);
     if (j->g == 0) ptq_rmsnorm(c, x, lw->attn_norm, n, D, s->cfg->rms_eps);
     if (j->g == 1) {
         cap.o_in = st;
@@ -73,7 +64,7 @@ static void run_job(void *arg)
     if (j->g == 4) {
         memcpy(x, st, nd * sizeof *x);
         j->rc = ptq_fwd_mlp(f, lw, x, n, NULL, 1, &j->e);
-        if (!j->rc) narrow_rows(x, hid, nd);
+        if (!j->rc) ptq_f32_to_f16_n(x, hid, nd, 1);
     }
 }
 
@@ -156,7 +147,7 @@ int embed_samples(cstate *s, ptq_err *e)
         int B = s->nsamples - b0 < s->chunk ? s->nsamples - b0 : s->chunk;
         int rc = s->src.embed(s->src.ctx, s->smp.ids + (size_t)b0 * T, B * T, s->x32, e);
         if (rc) return rc;
-        narrow_rows(s->x32, s->hidden + (size_t)b0 * T * D, (size_t)B * T * D);
+        ptq_f32_to_f16_n(s->x32, s->hidden + (size_t)b0 * T * D, (size_t)B * T * D, 1);
     }
     return PTQ_OK;
 }
