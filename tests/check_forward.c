@@ -330,6 +330,27 @@ START_TEST(test_act_simd_twins)
             ck_assert_msg(memcmp(a, b, sizeof(float) * n) == 0, "silu n %d rep %d", n, rep);
             ck_assert_msg(memcmp(a, c, sizeof(float) * n) == 0, "silu512 n %d rep %d", n, rep);
         }
+    /* rmsnorm: the AVX2 twin's bits at every width 1..80 (in place too), and
+     * within float rounding of a float64 evaluation */
+    for (int D = 1; D <= 80; D++) {
+        float x[80], w[80], o1[80], o2[80];
+        for (int i = 0; i < D; i++) {
+            x[i] = 3.0f * ((float)tu_rng_unif(&seed) - 0.5f);
+            w[i] = (float)tu_rng_unif(&seed) + 0.5f;
+        }
+        ptq_rmsnorm_row(o1, x, w, D, 1e-5f, PTQ_ACT_REF);
+        ptq_rmsnorm_row(o2, x, w, D, 1e-5f, PTQ_ACT_BEST);
+        ck_assert_msg(memcmp(o1, o2, sizeof(float) * D) == 0, "rmsnorm D %d", D);
+        double ss = 0;
+        for (int i = 0; i < D; i++) ss += (double)x[i] * x[i];
+        double sc = 1.0 / sqrt(ss / D + 1e-5);
+        for (int i = 0; i < D; i++)
+            ck_assert_msg(fabs(o1[i] - x[i] * sc * w[i]) <= 4e-7 * fabs(x[i] * sc * w[i]) + 1e-30,
+                          "rmsnorm D %d [%d]: %g vs %g", D, i, o1[i], x[i] * sc * w[i]);
+        memcpy(o2, x, sizeof(float) * D);
+        ptq_rmsnorm_row(o2, o2, w, D, 1e-5f, PTQ_ACT_BEST);
+        ck_assert(memcmp(o1, o2, sizeof(float) * D) == 0);
+    }
     /* NaN stays NaN in every path (17 lanes: a full AVX-512 step and a tail) */
     for (int l = PTQ_ACT_AVX2; l <= PTQ_ACT_BEST; l++) {
         float x[17] = {NAN, 1, 2, 3, 4, 5, 6, 7, NAN, 9, 10, 11, 12, 13, 14, NAN, NAN}, y[17];

@@ -71,6 +71,17 @@ ACT_REF static void silu_mul_ref(float *g, const float *u, size_t n)
     for (size_t i = 0; i < n; i++) g[i] = g[i] / (1.0f + ptq_exp(-g[i])) * u[i];
 }
 
+/* sum of x^2 in four float64 lanes (x[i] into lane i mod 4, each square
+ * exact in float64), the lanes added as (0+1)+(2+3) */
+ACT_REF static void rmsnorm_ref(float *o, const float *x, const float *w, int D, float eps)
+{
+    double acc[4] = {0};
+    for (int i = 0; i < D; i++) acc[i % 4] += (double)x[i] * x[i];
+    double ss = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    float s = 1.0f / sqrtf((float)(ss / D) + eps);
+    for (int i = 0; i < D; i++) o[i] = x[i] * s * w[i];
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define ACT_AVX2 __attribute__((target("avx2"), optimize("fp-contract=off")))
@@ -142,6 +153,26 @@ ACT_AVX2 static void silu_mul_avx2(float *g, const float *u, size_t n)
         _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, d), _mm256_loadu_ps(u + i)));
     }
     silu_mul_ref(g + i, u + i, n - i);
+}
+
+ACT_AVX2 static void rmsnorm_avx2(float *o, const float *x, const float *w, int D, float eps)
+{
+    __m256d acc = _mm256_setzero_pd();
+    int i = 0;
+    for (; i + 4 <= D; i += 4) {
+        __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+        acc = _mm256_add_pd(acc, _mm256_mul_pd(v, v));
+    }
+    double a[4];
+    _mm256_storeu_pd(a, acc);
+    for (; i < D; i++) a[i % 4] += (double)x[i] * x[i];
+    double ss = (a[0] + a[1]) + (a[2] + a[3]);
+    float s = 1.0f / sqrtf((float)(ss / D) + eps);
+    __m256 sv = _mm256_set1_ps(s);
+    for (i = 0; i + 8 <= D; i += 8)
+        _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), sv),
+                                              _mm256_loadu_ps(w + i)));
+    for (; i < D; i++) o[i] = x[i] * s * w[i];
 }
 
 /* ---- AVX-512 twins: exp of 16 lanes with exp8's operations; the softmax
@@ -258,6 +289,18 @@ void ptq_softmax(float *s, int n, int simd)
 #endif
     (void)simd;
     softmax_ref(s, n);
+}
+
+void ptq_rmsnorm_row(float *o, const float *x, const float *w, int D, float eps, int simd)
+{
+#if HAVE_ACT_AVX2
+    if (act_level(simd) >= PTQ_ACT_AVX2) {
+        rmsnorm_avx2(o, x, w, D, eps);
+        return;
+    }
+#endif
+    (void)simd;
+    rmsnorm_ref(o, x, w, D, eps);
 }
 
 void ptq_silu_mul(float *g, const float *u, size_t n, int simd)

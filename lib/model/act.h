@@ -29,6 +29,11 @@ float ptq_exp(float x);
  * ((0+1)+(2+3))+((4+5)+(6+7))); s_j = e_j * (1 / sum). */
 void ptq_softmax(float *s, int n, int simd);
 
+/* o[0, D) = x * (1 / sqrt(mean(x^2) + eps)) * w: the squares summed in
+ * float64 in 4 lanes (x_i^2 into lane i mod 4, the lanes added as
+ * (0+1)+(2+3)); o may be x.  The AVX2 twin serves PTQ_ACT_BEST too. */
+void ptq_rmsnorm_row(float *o, const float *x, const float *w, int D, float eps, int simd);
+
 /* g[i] = silu(g[i]) * u[i] = g / (1 + exp(-g)) * u for i in [0, n). */
 void ptq_silu_mul(float *g, const float *u, size_t n, int simd);
 

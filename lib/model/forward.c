@@ -166,14 +166,8 @@ int ptq_fwd_create(ptq_fwd **out, const ptq_config *c, int max_tokens, int max_T
 
 void ptq_rmsnorm(float *out, const float *x, const float *w, int n, int D, float eps)
 {
-    for (int r = 0; r < n; r++) {
-        const float *xr = x + (size_t)r * D;
-        float *o = out + (size_t)r * D;
-        double ss = 0.0;
-        for (int i = 0; i < D; i++) ss += (double)xr[i] * xr[i];
-        float s = 1.0f / sqrtf((float)(ss / D) + eps);
-        for (int i = 0; i < D; i++) o[i] = xr[i] * s * w[i];
-    }
+    for (int r = 0; r < n; r++)
+        ptq_rmsnorm_row(out + (size_t)r * D, x + (size_t)r * D, w, D, eps, PTQ_ACT_BEST);
 }
 
 /* y[N, rows] = x[N, cols] W^T (+ bias) */

@@ -14,8 +14,8 @@
  * blocks. */
 #define PTQ_ATT_ROWS 128
 
-/* out[n, D] = rmsnorm(x[n, D]) * w: sum of squares in double, the rest in
- * float (lib/model/forward.c). */
+/* out[n, D] = rmsnorm(x[n, D]) * w, row by row with act.h's
+ * ptq_rmsnorm_row (sum of squares in double, the rest in float). */
 void ptq_rmsnorm(float *out, const float *x, const float *w, int n, int D, float eps);
 
 /* Linear i of layer w on x [N, cols] -> y [N, rows]: the float32 sgemm over
