@@ -1,9 +1,11 @@
-/* par.c - fork/join over a fixed number of workers (see par.h); the BLAS
+/* par.c - fork/join over a fixed number of workers, and one background
+ * job (see par.h); the BLAS
  * thread policy is lib/base/blas_threads.c (it needs OpenBLAS, which
  * libptqc-core does not link). */
 #include "lib/base/par.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 
 typedef struct par_job {
     void (*fn)(void *job);
@@ -34,4 +36,35 @@ void ptq_par_run(int n, void (*fn)(void *job), void *jobs, size_t size)
         if (started[i]) pthread_join(tid[i], NULL);
         else fn(pj[i].job);
     }
+}
+
+typedef struct task_start {
+    void (*fn)(void *arg);
+    void *arg;
+} task_start;
+
+static void *task_thread(void *p)
+{
+    task_start *t = p;
+    t->fn(t->arg);
+    free(t);
+    return NULL;
+}
+
+void ptq_task_start(ptq_task *t, void (*fn)(void *arg), void *arg)
+{
+    task_start *ts = malloc(sizeof *ts);
+    t->started = 0;
+    if (ts) {
+        ts->fn = fn, ts->arg = arg;
+        t->started = !pthread_create(&t->tid, NULL, task_thread, ts);
+        if (!t->started) free(ts);
+    }
+    if (!t->started) fn(arg);
+}
+
+void ptq_task_join(ptq_task *t)
+{
+    if (t->started) pthread_join(t->tid, NULL);
+    t->started = 0;
 }

@@ -1,5 +1,5 @@
-/* par.h - fork/join over a fixed number of workers, and the BLAS thread
- * policy that goes with it.
+/* par.h - fork/join over a fixed number of workers, one background job,
+ * and the BLAS thread policy that goes with them.
  *
  * ptq_par_run(n, fn, jobs, size) calls fn(job i) for i in [0, n): jobs
  * 1..n-1 on threads of their own, job 0 on the caller's thread, and returns
@@ -16,12 +16,24 @@
 #ifndef PTQC_PAR_H
 #define PTQC_PAR_H
 
+#include <pthread.h>
 #include <stddef.h>
 
 /* The most workers any step starts. */
 #define PTQ_PAR_MAX 256
 
 void ptq_par_run(int n, void (*fn)(void *job), void *jobs, size_t size);
+
+/* One job in the background: ptq_task_start runs fn(arg) on a thread of
+ * its own (or, if none can be started, on the caller's thread before it
+ * returns); ptq_task_join returns when fn has returned. */
+typedef struct ptq_task {
+    pthread_t tid;
+    int started;
+} ptq_task;
+
+void ptq_task_start(ptq_task *t, void (*fn)(void *arg), void *arg);
+void ptq_task_join(ptq_task *t);
 
 /* Make OpenBLAS single-threaded; returns the count it had. */
 int ptq_blas_single(void);

@@ -10,6 +10,8 @@ typedef struct ptq_sha256 {
     uint64_t nbytes;
     uint8_t buf[64];
     size_t nbuf;
+    int portable; /* 1 (after init): FIPS 180-4's loop even where the CPU has
+                     the SHA extensions, which give the same digest */
 } ptq_sha256_ctx; /* (a typedef named ptq_sha256 would clash with the function) */
 
 void ptq_sha256_init(ptq_sha256_ctx *s);

@@ -209,6 +209,11 @@ static int do_layer(cstate *s, int l, ptq_layer_w *lw, cJSON *lentry, ptq_err *e
             s->t[t == PTQ_TF_AWQ ? T_AWQ : T_QUANT] += cs_elapsed(t0);
         }
     for (int g = 0; g < 4 && !rc; g++) rc = do_group(s, l, g, lw, qt, folded, lin, e);
+    /* the previous layer's commit may still read the hidden states that
+     * stage 4 overwrites */
+    t0 = ptq_now();
+    if (!rc) rc = commit_wait(s, e);
+    s->t[T_WRITE] += cs_elapsed(t0);
     if (!rc && !s->nocal) { /* the next layer's input */
         cs_step(s, l, "output");
         t0 = ptq_now();
@@ -329,8 +334,13 @@ static int layers(cstate *s, int start, ptq_err *e)
             snprintf(pre, sizeof pre, "model.layers.%d.", l);
             drop_source_pages(s, pre);
         }
-        if (!rc && p && p->layer_done) p->layer_done(p->ctx, l);
     }
+    /* the last commit (also after a failure: its thread reads s->hidden) */
+    ptq_err e2;
+    double t = ptq_now();
+    int rc2 = commit_wait(s, rc ? &e2 : e);
+    s->t[T_WRITE] += cs_elapsed(t);
+    if (!rc) rc = rc2;
     ptq_layer_w_free(&lw);
     return rc;
 }

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "calib/samples.h"
+#include "lib/base/par.h"
 #include "calib/text.h"
 #include "formats/bundle.h"
 #include "formats/checkpoint.h"
@@ -63,6 +64,20 @@ typedef struct metafiles {      /* config.json, tokenizer.json, tokenizer_config
 } metafiles;
 extern const char *const ptq_meta_names[3];
 
+/* A layer's commit (resume.c): the hidden states that the next layer reads
+ * saved and the journal written on a thread of its own while the next layer
+ * runs, joined before that layer's output overwrites the hidden states. */
+typedef struct commit_job {
+    int active, layer;
+    ptq_task task;
+    const struct cstate *s;
+    uint64_t off;   /* the bundle's synced length after the layer */
+    char *hp;       /* the hidden-state file it writes */
+    cJSON *state;   /* s->state as it was at the commit */
+    int rc;
+    ptq_err e;
+} commit_job;
+
 typedef struct cstate {
     const ptq_compile_opts *o;
     const ptq_method *m;        /* o->method or the default */
@@ -92,6 +107,7 @@ typedef struct cstate {
     ptq_bundle_writer *bw;
     char *partial_path, *journal_path;
     char *hidden_path;          /* current resume state file, or NULL */
+    commit_job commit;          /* the last layer's commit while it runs */
     double t[T_NSTEPS];
     /* per layer work */
     int nworkers;               /* --threads: chunks run in parallel */
@@ -242,7 +258,11 @@ int alloc_hidden(cstate *s, ptq_err *e);
 int alloc_work(cstate *s, ptq_err *e);
 void cleanup(cstate *s, int failed);
 /* resume.c */
+/* Start layer l's commit (the bundle synced now, the rest in the
+ * background: at most one at a time); commit_wait finishes the running one
+ * (the layer_done progress event comes then, once it is durable). */
 int commit_layer(cstate *s, int l, ptq_err *e);
+int commit_wait(cstate *s, ptq_err *e);
 int resume_point(cstate *s, journal *j, int *start, ptq_err *e);
 int resume_open(cstate *s, const journal *j, ptq_err *e);
 /* report.c */

@@ -22,26 +22,58 @@ static char *hidden_file(const cstate *s, int layer)
 
 /* After layer l: sync the bundle, save the hidden states, write the journal,
  * drop the previous hidden states. */
+static void commit_run(void *arg)
+{
+    commit_job *c = arg;
+    const cstate *s = c->s;
+    char sha[65];
+    c->rc = journal_save_hidden(c->hp, s->hidden, s->ntok * (size_t)s->cfg->hidden, sha, &c->e);
+    if (!c->rc)
+        c->rc = journal_write(s->journal_path, s->key, c->layer + 1, c->off, c->hp, sha, c->state,
+                              &c->e);
+}
+
 int commit_layer(cstate *s, int l, ptq_err *e)
 {
+    int rc = commit_wait(s, e);
     uint64_t off;
-    int rc = ptq_bw_sync(s->bw, &off, e);
+    if (!rc) rc = ptq_bw_sync(s->bw, &off, e);
     if (rc) return rc;
-    char *hp = hidden_file(s, l + 1);
-    if (!hp) return ptq_fail(e, PTQ_ENOMEM, "out of memory");
-    char sha[65];
-    rc = journal_save_hidden(hp, s->hidden, s->ntok * (size_t)s->cfg->hidden, sha, e);
-    if (!rc) rc = journal_write(s->journal_path, s->key, l + 1, off, hp, sha, s->state, e);
-    if (rc) {
-        unlink(hp);
-        free(hp);
-        return rc;
+    commit_job *c = &s->commit;
+    memset(c, 0, sizeof *c);
+    c->s = s, c->layer = l, c->off = off;
+    c->hp = hidden_file(s, l + 1);
+    c->state = cJSON_Duplicate(s->state, 1);
+    if (!c->hp || !c->state) {
+        free(c->hp);
+        cJSON_Delete(c->state);
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    }
+    c->active = 1;
+    ptq_task_start(&c->task, commit_run, c);
+    return PTQ_OK;
+}
+
+int commit_wait(cstate *s, ptq_err *e)
+{
+    commit_job *c = &s->commit;
+    if (!c->active) return PTQ_OK;
+    ptq_task_join(&c->task);
+    c->active = 0;
+    cJSON_Delete(c->state);
+    if (c->rc) {
+        unlink(c->hp);
+        free(c->hp);
+        *e = c->e;
+        return c->rc;
     }
     if (s->hidden_path) {
         unlink(s->hidden_path);
         free(s->hidden_path);
     }
-    s->hidden_path = hp;
+    s->hidden_path = c->hp;
+    const ptq_compile_progress *p = s->o->progress;
+    if (p && p->layer_done) p->layer_done(p->ctx, c->layer);
     return PTQ_OK;
 }
 
