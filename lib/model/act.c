@@ -112,7 +112,9 @@ ACT_AVX2 static inline __m256 exp8(__m256 x)
     return _mm256_blendv_ps(y, x, nan);
 }
 
-ACT_AVX2 static void softmax_avx2(float *s, int n)
+/* max of s[0, n): eight lanes over the whole vectors, then the rest (the
+ * AVX-512 softmax takes its max here too) */
+ACT_AVX2 static inline float softmax_max(const float *s, int n)
 {
     int j = 0;
     float mx = s[0];
@@ -124,7 +126,25 @@ ACT_AVX2 static void softmax_avx2(float *s, int n)
         for (int k = 0; k < 8; k++) mx = mb[k] > mx ? mb[k] : mx;
     }
     for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+    return mx;
+}
+
+/* exp of s[j, n) into the lanes a[] as the reference does, then 1 / sum */
+ACT_REF static float softmax_tail_inv(float *s, int j, int n, float mx, float a[8])
+{
+    for (; j < n; j++) {
+        s[j] = ptq_exp(s[j] - mx);
+        a[j % 8] += s[j];
+    }
+    float sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    return 1.0f / sum;
+}
+
+ACT_AVX2 static void softmax_avx2(float *s, int n)
+{
+    float mx = softmax_max(s, n);
     __m256 mv = _mm256_set1_ps(mx), acc = _mm256_setzero_ps();
+    int j;
     for (j = 0; j + 8 <= n; j += 8) {
         __m256 v = exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), mv));
         _mm256_storeu_ps(s + j, v);
@@ -132,12 +152,7 @@ ACT_AVX2 static void softmax_avx2(float *s, int n)
     }
     float a[8];
     _mm256_storeu_ps(a, acc);
-    for (; j < n; j++) {
-        s[j] = ptq_exp(s[j] - mx);
-        a[j % 8] += s[j];
-    }
-    float sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-    float inv = 1.0f / sum;
+    float inv = softmax_tail_inv(s, j, n, mx, a);
     __m256 iv = _mm256_set1_ps(inv);
     for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(s + j, _mm256_mul_ps(_mm256_loadu_ps(s + j), iv));
     for (; j < n; j++) s[j] *= inv;
@@ -211,18 +226,10 @@ ACT_AVX512 static inline __m256 hi8(__m512 v)
 
 ACT_AVX512 static void softmax_avx512(float *s, int n)
 {
-    int j = 0;
-    float mx = s[0];
-    if (n >= 8) { /* the max exactly as softmax_avx2 takes it */
-        __m256 m = _mm256_loadu_ps(s);
-        for (j = 8; j + 8 <= n; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(s + j));
-        float mb[8];
-        _mm256_storeu_ps(mb, m);
-        for (int k = 0; k < 8; k++) mx = mb[k] > mx ? mb[k] : mx;
-    }
-    for (; j < n; j++) mx = s[j] > mx ? s[j] : mx;
+    float mx = softmax_max(s, n);
     __m512 mv = _mm512_set1_ps(mx);
     __m256 acc = _mm256_setzero_ps();
+    int j;
     for (j = 0; j + 16 <= n; j += 16) {
         __m512 v = exp16(_mm512_sub_ps(_mm512_loadu_ps(s + j), mv));
         _mm512_storeu_ps(s + j, v);
@@ -231,19 +238,14 @@ ACT_AVX512 static void softmax_avx512(float *s, int n)
     }
     if (j + 8 <= n) {
         __m256 v = _mm512_castps512_ps256(
-            exp16(_mm512_sub_ps(_mm512_castps256_ps512(_mm256_loadu_ps(s + j)), mv)));
+            exp16(_mm512_sub_ps(_mm512_zextps256_ps512(_mm256_loadu_ps(s + j)), mv)));
         _mm256_storeu_ps(s + j, v);
         acc = _mm256_add_ps(acc, v);
         j += 8;
     }
     float a[8];
     _mm256_storeu_ps(a, acc);
-    for (; j < n; j++) {
-        s[j] = ptq_exp(s[j] - mx);
-        a[j % 8] += s[j];
-    }
-    float sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-    float inv = 1.0f / sum;
+    float inv = softmax_tail_inv(s, j, n, mx, a);
     __m512 iv = _mm512_set1_ps(inv);
     for (j = 0; j + 16 <= n; j += 16) _mm512_storeu_ps(s + j, _mm512_mul_ps(_mm512_loadu_ps(s + j), iv));
     for (; j < n; j++) s[j] *= inv;
