@@ -5,7 +5,6 @@
 #include "lib/base/par.h"
 
 #include <pthread.h>
-#include <stdlib.h>
 
 typedef struct par_job {
     void (*fn)(void *job);
@@ -38,28 +37,17 @@ void ptq_par_run(int n, void (*fn)(void *job), void *jobs, size_t size)
     }
 }
 
-typedef struct task_start {
-    void (*fn)(void *arg);
-    void *arg;
-} task_start;
-
 static void *task_thread(void *p)
 {
-    task_start *t = p;
+    ptq_task *t = p;
     t->fn(t->arg);
-    free(t);
     return NULL;
 }
 
 void ptq_task_start(ptq_task *t, void (*fn)(void *arg), void *arg)
 {
-    task_start *ts = malloc(sizeof *ts);
-    t->started = 0;
-    if (ts) {
-        ts->fn = fn, ts->arg = arg;
-        t->started = !pthread_create(&t->tid, NULL, task_thread, ts);
-        if (!t->started) free(ts);
-    }
+    t->fn = fn, t->arg = arg;
+    t->started = !pthread_create(&t->tid, NULL, task_thread, t);
     if (!t->started) fn(arg);
 }
 

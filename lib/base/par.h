@@ -30,6 +30,8 @@ void ptq_par_run(int n, void (*fn)(void *job), void *jobs, size_t size);
 typedef struct ptq_task {
     pthread_t tid;
     int started;
+    void (*fn)(void *arg);
+    void *arg;
 } ptq_task;
 
 void ptq_task_start(ptq_task *t, void (*fn)(void *arg), void *arg);

@@ -30,10 +30,10 @@
 #include <stdint.h>
 
 #include "calib/samples.h"
-#include "lib/base/par.h"
 #include "calib/text.h"
 #include "formats/bundle.h"
 #include "formats/checkpoint.h"
+#include "lib/base/par.h"
 #include "lib/compile/awq_step.h"
 #include "lib/compile/compile.h"
 #include "lib/compile/journal.h"

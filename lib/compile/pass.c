@@ -16,7 +16,6 @@
 #include "lib/model/forward_ops.h"
 #include "lib/quant/hessian.h"
 
-
 /* One chunk of samples through stage g of the layer on one worker. */
 typedef struct job {
     cstate *s;

@@ -20,8 +20,8 @@ static char *hidden_file(const cstate *s, int layer)
     return p;
 }
 
-/* After layer l: sync the bundle, save the hidden states, write the journal,
- * drop the previous hidden states. */
+/* The background part of a commit: save the hidden states, write the
+ * journal (commit_wait then drops the previous hidden states). */
 static void commit_run(void *arg)
 {
     commit_job *c = arg;

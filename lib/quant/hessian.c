@@ -39,32 +39,6 @@ int ptq_hessian_init(ptq_hessian *h, int cols, ptq_err *e)
     return PTQ_OK;
 }
 
-/* PTQ_EDATA naming the first NaN/Inf of X [n, cols], tokens counted from t0. */
-static int check_finite(const float *X, int n, int cols, long t0, ptq_err *e)
-{
-    for (int t = 0; t < n; t++) {
-        const float *x = X + (size_t)t * cols;
-        for (int i = 0; i < cols; i++)
-            if (!isfinite(x[i]))
-                return ptq_fail(e, PTQ_EDATA, "activation [%ld][%d] is %g", t0 + t, i,
-                                (double)x[i]);
-    }
-    return PTQ_OK;
-}
-
-/* sum |x| and max |x| per column, tokens in order. */
-static void add_stats(ptq_hessian *h, const float *X, int n)
-{
-    for (int t = 0; t < n; t++) {
-        const float *x = X + (size_t)t * h->cols;
-        for (int i = 0; i < h->cols; i++) {
-            float a = fabsf(x[i]);
-            h->absmean[i] += a;
-            if (a > h->absmax[i]) h->absmax[i] = a;
-        }
-    }
-}
-
 /* The float32 X^T X (upper triangle) of k rows into c [cols, cols]. */
 static void piece_syrk(const float *X, int k, int cols, float *c)
 {
@@ -83,91 +57,8 @@ static void acc_rows(double *acc, float *const *c, int np, int cols, int i0, int
     }
 }
 
-int ptq_hessian_add(ptq_hessian *h, const float *X, int n, ptq_err *e)
-{
-    const int cols = h->cols;
-    if (n < 0) return ptq_fail(e, PTQ_EINTERNAL, "%d activation rows", n);
-    int rc = check_finite(X, n, cols, h->ntokens, e);
-    if (rc) return rc;
-    add_stats(h, X, n);
-    for (int t0 = 0; t0 < n; t0 += PTQ_HESS_PIECE) {
-        int k = n - t0 < PTQ_HESS_PIECE ? n - t0 : PTQ_HESS_PIECE;
-        piece_syrk(X + (size_t)t0 * cols, k, cols, h->chunk);
-        acc_rows(h->acc, &h->chunk, 1, cols, 0, cols);
-    }
-    h->ntokens += n;
-    return PTQ_OK;
-}
-
-/* ---- ptq_hessian_add_chunks: one round of at most `threads` pieces. */
-typedef struct hjob {
-    ptq_hessian *h;
-    const float *X; /* this worker's piece (syrk phase) */
-    int k;
-    float *c;       /* its buffer */
-    float *const *cs; /* every piece's buffer (accumulate phase) */
-    int np, i0, i1;
-} hjob;
-
-static void syrk_job(void *arg)
-{
-    hjob *j = arg;
-    piece_syrk(j->X, j->k, j->h->cols, j->c);
-}
-
-static void acc_job(void *arg)
-{
-    hjob *j = arg;
-    acc_rows(j->h->acc, j->cs, j->np, j->h->cols, j->i0, j->i1);
-}
-
-/* Worker t's first row of the upper triangle: equal shares of its area. */
-static int tri_row(int cols, int t, int threads)
-{
-    if (t >= threads) return cols;
-    double f = 1.0 - sqrt(1.0 - (double)t / threads);
-    int i = (int)(f * cols);
-    return i < 0 ? 0 : i > cols ? cols : i;
-}
-
-/* Pieces X[p] of k[p] rows, p < np <= threads: the ssyrks, then the sums. */
-static void add_round(ptq_hessian *h, const float *const *X, const int *k, int np, int threads)
-{
-    float *cs[PTQ_PAR_MAX];
-    hjob jobs[PTQ_PAR_MAX];
-    size_t nn = (size_t)h->cols * (size_t)h->cols;
-    for (int p = 0; p < np; p++) {
-        cs[p] = p == 0 ? h->chunk : h->wchunk + (size_t)(p - 1) * nn;
-        jobs[p] = (hjob){h, X[p], k[p], cs[p], NULL, 0, 0, 0};
-    }
-    if (np == 1) syrk_job(&jobs[0]);
-    else ptq_par_run(np, syrk_job, jobs, sizeof jobs[0]);
-    int nt = threads < h->cols ? threads : h->cols;
-    for (int t = 0; t < nt; t++)
-        jobs[t] = (hjob){h, NULL, 0, NULL, cs, np, tri_row(h->cols, t, nt),
-                         tri_row(h->cols, t + 1, nt)};
-    if (nt == 1) acc_job(&jobs[0]);
-    else ptq_par_run(nt, acc_job, jobs, sizeof jobs[0]);
-}
-
-/* h->wchunk holds at least threads - 1 buffers of cols^2 floats. */
-static int grow_wchunk(ptq_hessian *h, int threads, ptq_err *e)
-{
-    if (h->nwchunk >= threads - 1) return PTQ_OK;
-    size_t nn = (size_t)h->cols * (size_t)h->cols;
-    if ((size_t)(threads - 1) > SIZE_MAX / sizeof(float) / nn)
-        return ptq_fail(e, PTQ_ENOMEM, "Hessian scratch for %d workers", threads);
-    float *w = realloc(h->wchunk, (size_t)(threads - 1) * nn * sizeof *w);
-    if (!w)
-        return ptq_fail(e, PTQ_ENOMEM, "out of memory for %d Hessian worker buffers (%zu MB)",
-                        threads - 1, ((size_t)(threads - 1) * nn * sizeof *w) >> 20);
-    h->wchunk = w;
-    h->nwchunk = threads - 1;
-    return PTQ_OK;
-}
-
 /* ---- the NaN check and the statistics, columns [c0, c1) on one worker:
- * every column's sum over the tokens in order, as add_stats; bad_t/bad_i
+ * every column's sum over the tokens in order; bad_t/bad_i
  * the first non-finite activation of the range in token order. */
 typedef struct sjob {
     ptq_hessian *h;
@@ -246,8 +137,8 @@ static int stats_col(int cols, int t, int nt)
 }
 
 /* The statistics of the chunks on up to `threads` workers by column ranges
- * (the same sums as add_stats chunk by chunk); PTQ_EDATA naming the first
- * NaN/Inf in token order. */
+ * (each column summed over the tokens in order, so the same sums for any
+ * count); PTQ_EDATA naming the first NaN/Inf in token order. */
 static int add_stats_chunks(ptq_hessian *h, const float *const *X, const int *n, int count,
                             int threads, ptq_err *e)
 {
@@ -264,6 +155,88 @@ static int add_stats_chunks(ptq_hessian *h, const float *const *X, const int *n,
     if (first)
         return ptq_fail(e, PTQ_EDATA, "activation [%ld][%d] is %g", first->bad_t, first->bad_i,
                         (double)first->bad_v);
+    return PTQ_OK;
+}
+
+int ptq_hessian_add(ptq_hessian *h, const float *X, int n, ptq_err *e)
+{
+    const int cols = h->cols;
+    if (n < 0) return ptq_fail(e, PTQ_EINTERNAL, "%d activation rows", n);
+    int rc = add_stats_chunks(h, &X, &n, 1, 1, e);
+    if (rc) return rc;
+    for (int t0 = 0; t0 < n; t0 += PTQ_HESS_PIECE) {
+        int k = n - t0 < PTQ_HESS_PIECE ? n - t0 : PTQ_HESS_PIECE;
+        piece_syrk(X + (size_t)t0 * cols, k, cols, h->chunk);
+        acc_rows(h->acc, &h->chunk, 1, cols, 0, cols);
+    }
+    h->ntokens += n;
+    return PTQ_OK;
+}
+
+/* ---- ptq_hessian_add_chunks: one round of at most `threads` pieces. */
+typedef struct hjob {
+    ptq_hessian *h;
+    const float *X; /* this worker's piece (syrk phase) */
+    int k;
+    float *c;       /* its buffer */
+    float *const *cs; /* every piece's buffer (accumulate phase) */
+    int np, i0, i1;
+} hjob;
+
+static void syrk_job(void *arg)
+{
+    hjob *j = arg;
+    piece_syrk(j->X, j->k, j->h->cols, j->c);
+}
+
+static void acc_job(void *arg)
+{
+    hjob *j = arg;
+    acc_rows(j->h->acc, j->cs, j->np, j->h->cols, j->i0, j->i1);
+}
+
+/* Worker t's first row of the upper triangle: equal shares of its area. */
+static int tri_row(int cols, int t, int threads)
+{
+    if (t >= threads) return cols;
+    double f = 1.0 - sqrt(1.0 - (double)t / threads);
+    int i = (int)(f * cols);
+    return i < 0 ? 0 : i > cols ? cols : i;
+}
+
+/* Pieces X[p] of k[p] rows, p < np <= threads: the ssyrks, then the sums. */
+static void add_round(ptq_hessian *h, const float *const *X, const int *k, int np, int threads)
+{
+    float *cs[PTQ_PAR_MAX];
+    hjob jobs[PTQ_PAR_MAX];
+    size_t nn = (size_t)h->cols * (size_t)h->cols;
+    for (int p = 0; p < np; p++) {
+        cs[p] = p == 0 ? h->chunk : h->wchunk + (size_t)(p - 1) * nn;
+        jobs[p] = (hjob){h, X[p], k[p], cs[p], NULL, 0, 0, 0};
+    }
+    if (np == 1) syrk_job(&jobs[0]);
+    else ptq_par_run(np, syrk_job, jobs, sizeof jobs[0]);
+    int nt = threads < h->cols ? threads : h->cols;
+    for (int t = 0; t < nt; t++)
+        jobs[t] = (hjob){h, NULL, 0, NULL, cs, np, tri_row(h->cols, t, nt),
+                         tri_row(h->cols, t + 1, nt)};
+    if (nt == 1) acc_job(&jobs[0]);
+    else ptq_par_run(nt, acc_job, jobs, sizeof jobs[0]);
+}
+
+/* h->wchunk holds at least threads - 1 buffers of cols^2 floats. */
+static int grow_wchunk(ptq_hessian *h, int threads, ptq_err *e)
+{
+    if (h->nwchunk >= threads - 1) return PTQ_OK;
+    size_t nn = (size_t)h->cols * (size_t)h->cols;
+    if ((size_t)(threads - 1) > SIZE_MAX / sizeof(float) / nn)
+        return ptq_fail(e, PTQ_ENOMEM, "Hessian scratch for %d workers", threads);
+    float *w = realloc(h->wchunk, (size_t)(threads - 1) * nn * sizeof *w);
+    if (!w)
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory for %d Hessian worker buffers (%zu MB)",
+                        threads - 1, ((size_t)(threads - 1) * nn * sizeof *w) >> 20);
+    h->wchunk = w;
+    h->nwchunk = threads - 1;
     return PTQ_OK;
 }
 

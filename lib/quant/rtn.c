@@ -100,17 +100,20 @@ int ptq_rtn(const float *W, int rows, int cols, const ptq_gptq_opts *o, ptq_qten
     int nw = o->threads > 1 ? o->threads : 1;
     if (nw > PTQ_PAR_MAX) nw = PTQ_PAR_MAX;
     if (nw > rows) nw = rows;
-    rtn_job jobs[PTQ_PAR_MAX];
+    rtn_job *jobs = calloc((size_t)nw, sizeof *jobs);
+    if (!jobs) {
+        ptq_qtensor_free(out);
+        return ptq_fail(e, PTQ_ENOMEM, "out of memory");
+    }
     for (int w = 0; w < nw; w++)
         jobs[w] = (rtn_job){W, cols, (int)((long)rows * w / nw), (int)((long)rows * (w + 1) / nw),
                             PTQ_OK, o, out, {0}};
     if (nw == 1) rtn_rows(&jobs[0]);
     else ptq_par_run(nw, rtn_rows, jobs, sizeof jobs[0]);
-    for (int w = 0; w < nw; w++)
-        if (jobs[w].rc) {
-            *e = jobs[w].e;
-            ptq_qtensor_free(out);
-            return jobs[w].rc;
-        }
-    return PTQ_OK;
+    rc = PTQ_OK;
+    for (int w = 0; w < nw && !rc; w++)
+        if (jobs[w].rc) rc = jobs[w].rc, *e = jobs[w].e;
+    free(jobs);
+    if (rc) ptq_qtensor_free(out);
+    return rc;
 }
